@@ -1,0 +1,199 @@
+//! Brute-force lockout: `max_attempts` failures for one key within `window` lock that key for
+//! `lockout`. A success clears the key. Memory is bounded: at most `capacity` keys are tracked,
+//! and when the table is full the stalest entries are dropped in bulk (so a spray of new keys
+//! costs amortised constant time per request).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::AuthConfig;
+
+const DEFAULT_CAPACITY: usize = 100_000;
+/// Usernames are cut to this length in keys, so one entry has a bounded size.
+const MAX_NAME_IN_KEY: usize = 64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum LockKey {
+    /// Password login: client IP and (lower-cased) username.
+    Login(IpAddr, String),
+    Register(IpAddr),
+    Refresh(IpAddr),
+    /// Device-code approval: the approving user.
+    DeviceApprove(u32),
+}
+
+impl LockKey {
+    pub fn login(ip: IpAddr, username: &str) -> LockKey {
+        LockKey::Login(ip, username.to_lowercase().chars().take(MAX_NAME_IN_KEY).collect())
+    }
+}
+
+struct Entry {
+    failures: VecDeque<Instant>,
+    locked_until: Option<Instant>,
+    last: Instant,
+}
+
+pub struct Lockout {
+    max_attempts: usize,
+    window: Duration,
+    lockout: Duration,
+    capacity: usize,
+    entries: Mutex<HashMap<LockKey, Entry>>,
+}
+
+impl Lockout {
+    pub fn new(cfg: &AuthConfig) -> Self {
+        Self::with_capacity(cfg, DEFAULT_CAPACITY)
+    }
+
+    pub fn with_capacity(cfg: &AuthConfig, capacity: usize) -> Self {
+        Lockout {
+            max_attempts: cfg.brute_force_max_attempts.max(1) as usize,
+            window: Duration::from_secs(cfg.brute_force_window_secs),
+            lockout: Duration::from_secs(cfg.brute_force_lockout_secs),
+            capacity: capacity.max(16),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<LockKey, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Err(retry_after)` while the key is locked.
+    pub fn check(&self, key: &LockKey) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        let Some(entry) = entries.get_mut(key) else { return Ok(()) };
+        match entry.locked_until {
+            Some(until) if until > now => Err(until - now),
+            Some(_) => {
+                // The lock ran out: start over.
+                entries.remove(key);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failure; returns `Some(retry_after)` if the key is now locked.
+    pub fn fail(&self, key: LockKey) -> Option<Duration> {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        if !entries.contains_key(&key) && entries.len() >= self.capacity {
+            self.evict(&mut entries, now);
+        }
+        let entry = entries.entry(key).or_insert_with(|| Entry { failures: VecDeque::new(), locked_until: None, last: now });
+        if let Some(until) = entry.locked_until {
+            if until > now {
+                return Some(until - now);
+            }
+            entry.locked_until = None;
+            entry.failures.clear();
+        }
+        entry.last = now;
+        while entry.failures.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            entry.failures.pop_front();
+        }
+        entry.failures.push_back(now);
+        if entry.failures.len() >= self.max_attempts {
+            entry.failures.clear();
+            entry.locked_until = Some(now + self.lockout);
+            return Some(self.lockout);
+        }
+        None
+    }
+
+    pub fn succeed(&self, key: &LockKey) {
+        self.entries().remove(key);
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.entries().len()
+    }
+
+    fn evict(&self, entries: &mut HashMap<LockKey, Entry>, now: Instant) {
+        entries.retain(|_, e| match e.locked_until {
+            Some(until) => until > now,
+            None => now.duration_since(e.last) < self.window,
+        });
+        let target = self.capacity - self.capacity / 10;
+        if entries.len() > target {
+            // Still crowded with live entries: drop the least recently active tenth (and more if
+            // needed), so that the next ~capacity/10 new keys need no eviction.
+            // Locked keys go last: dropping one would lift its lock.
+            let mut by_age: Vec<(bool, Instant, LockKey)> =
+                entries.iter().map(|(k, e)| (e.locked_until.is_some(), e.last, k.clone())).collect();
+            by_age.sort_by_key(|(locked, t, _)| (*locked, *t));
+            for (_, _, k) in by_age.into_iter().take(entries.len() - target) {
+                entries.remove(&k);
+            }
+        }
+    }
+}
+
+/// Seconds for a `Retry-After` header and the error message, rounded up.
+pub fn retry_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(max: u32, window: u64, lockout: u64) -> AuthConfig {
+        let mut c = crate::config::Config::defaults().auth;
+        c.brute_force_max_attempts = max;
+        c.brute_force_window_secs = window;
+        c.brute_force_lockout_secs = lockout;
+        c
+    }
+
+    #[test]
+    fn locks_after_max_failures_and_success_clears() {
+        let l = Lockout::new(&cfg(3, 60, 60));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let k = LockKey::login(ip, "Bob");
+        assert!(l.fail(k.clone()).is_none());
+        assert!(l.fail(LockKey::login(ip, "bob")).is_none(), "same key, case folded");
+        assert!(l.check(&k).is_ok());
+        let d = l.fail(k.clone()).expect("third failure locks");
+        assert_eq!(retry_secs(d), 60);
+        assert!(l.check(&k).is_err());
+        assert!(l.check(&LockKey::login(ip, "alice")).is_ok(), "other usernames unaffected");
+        assert!(l.check(&LockKey::login("10.0.0.2".parse().unwrap(), "bob")).is_ok(), "other IPs unaffected");
+        l.succeed(&k);
+        assert!(l.check(&k).is_ok());
+    }
+
+    #[test]
+    fn lock_expires() {
+        let l = Lockout::new(&cfg(1, 60, 1));
+        let k = LockKey::Register("::1".parse().unwrap());
+        assert!(l.fail(k.clone()).is_some());
+        assert!(l.check(&k).is_err());
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(l.check(&k).is_ok());
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let l = Lockout::with_capacity(&cfg(5, 300, 900), 1000);
+        for i in 0..50_000u32 {
+            l.fail(LockKey::Refresh(IpAddr::from(i.to_be_bytes())));
+        }
+        assert!(l.tracked() <= 1000, "{}", l.tracked());
+        // A locked key survives a flood of new keys as long as younger ones can be dropped.
+        let locked = LockKey::DeviceApprove(1);
+        for _ in 0..5 {
+            l.fail(locked.clone());
+        }
+        for i in 0..500u32 {
+            l.fail(LockKey::Refresh(IpAddr::from((i + 1_000_000).to_be_bytes())));
+        }
+        assert!(l.check(&locked).is_err());
+    }
+}

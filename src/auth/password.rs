@@ -1,0 +1,105 @@
+//! argon2id password hashing, off the async threads.
+//!
+//! Hashing is deliberately expensive (19 MiB, 2 passes), so it runs on the blocking pool behind a
+//! semaphore that bounds memory and CPU under a flood of logins. A login for an unknown user is
+//! verified against a dummy hash so it costs the same as a real one and does not reveal which
+//! usernames exist.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+/// OWASP's first recommended argon2id configuration: m = 19 MiB, t = 2, p = 1.
+const MEMORY_KIB: u32 = 19 * 1024;
+const PASSES: u32 = 2;
+
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(MEMORY_KIB, PASSES, 1, None).expect("argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a password to a PHC string (blocking; for the admin CLI and the hasher below).
+pub fn hash_blocking(password: &str) -> String {
+    let salt = SaltString::encode_b64(&super::random::bytes::<16>()).expect("16-byte salt encodes");
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2id hashing with valid parameters cannot fail")
+        .to_string()
+}
+
+/// Checks a password against a PHC string in constant time (blocking).
+pub fn verify_blocking(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        // The parameters come from the stored hash, so hashes made with other costs still verify.
+        Ok(parsed) => argon2().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => {
+            tracing::error!("a stored password hash is not a valid PHC string");
+            false
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Passwords {
+    dummy: Arc<str>,
+    permits: Arc<Semaphore>,
+}
+
+impl Passwords {
+    pub fn new() -> Self {
+        let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2;
+        Passwords {
+            dummy: hash_blocking(&super::random::token::<16>()).into(),
+            permits: Arc::new(Semaphore::new(parallel)),
+        }
+    }
+
+    pub async fn hash(&self, password: String) -> String {
+        let _permit = self.permits.acquire().await.expect("semaphore is never closed");
+        tokio::task::spawn_blocking(move || hash_blocking(&password))
+            .await
+            .expect("password hashing does not panic")
+    }
+
+    /// Verifies `password` against `phc`, or against the dummy hash when there is none, so that
+    /// both paths cost the same; the dummy never matches.
+    pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
+        let _permit = self.permits.acquire().await.expect("semaphore is never closed");
+        let real = phc.is_some();
+        let phc = phc.unwrap_or_else(|| self.dummy.to_string());
+        let ok = tokio::task::spawn_blocking(move || verify_blocking(&password, &phc))
+            .await
+            .expect("password verification does not panic");
+        ok && real
+    }
+}
+
+impl Default for Passwords {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_and_verify() {
+        let h = hash_blocking("correct horse battery");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(verify_blocking("correct horse battery", &h));
+        assert!(!verify_blocking("correct horse batterY", &h));
+        assert!(!verify_blocking("x", "not a phc string"));
+    }
+
+    #[tokio::test]
+    async fn unknown_user_path_never_matches() {
+        let p = Passwords::new();
+        assert!(!p.verify("anything".into(), None).await);
+        let h = p.hash("secret-pass".into()).await;
+        assert!(p.verify("secret-pass".into(), Some(h)).await);
+    }
+}

@@ -1,0 +1,309 @@
+//! `toki-sync admin`: offline administration on the data file. redb locks the file, so these
+//! commands refuse to run while a server holds it, and say so.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::{load_config, CommonArgs};
+use crate::app::effective_registration_mode;
+use crate::auth::{password, rules};
+use crate::config::{Config, RegistrationMode};
+use crate::store::settings::REGISTRATION_MODE;
+use crate::store::users::{NewUser, Role, User, UserStatus};
+use crate::store::Store;
+
+#[derive(Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Manage user accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Read or change run-time settings.
+    Settings {
+        #[command(subcommand)]
+        command: SettingsCommand,
+    },
+    /// Counts and file size.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    User,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::User => Role::User,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an active account; the password is read from standard input.
+    Add {
+        name: String,
+        #[arg(long, value_enum, default_value = "user")]
+        role: RoleArg,
+        /// Read the password from standard input (required; keeps it out of the process list).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an account and everything it owns.
+    Delete { name: String },
+    /// Set a password (read from standard input); signs the user out everywhere.
+    Passwd {
+        name: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Change a role.
+    Role {
+        name: String,
+        #[arg(value_enum)]
+        role: RoleArg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SettingKey {
+    RegistrationMode,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Open,
+    Approval,
+    Closed,
+}
+
+#[derive(Subcommand)]
+enum SettingsCommand {
+    /// Show settings (all, or one).
+    Get {
+        #[arg(value_enum)]
+        key: Option<SettingKey>,
+    },
+    /// Change a setting.
+    Set {
+        #[command(subcommand)]
+        setting: SetCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SetCommand {
+    /// Who may self-register: open, approval or closed.
+    RegistrationMode {
+        #[arg(value_enum)]
+        mode: ModeArg,
+    },
+}
+
+/// An error to print; the exit code is 1.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+pub fn run(args: AdminArgs) -> ExitCode {
+    let config = match load_config(&args.common.overrides()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    match execute(&config, args.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(msg)) => {
+            eprintln!("toki-sync admin: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(config: &Config) -> Result<Store, Failure> {
+    let path = config.db_path();
+    if !path.exists() {
+        return Err(Failure(format!(
+            "no data file at {}; check --data-dir (or storage.data_dir / TOKI_SYNC_DATA_DIR), or start the server once to create it",
+            path.display()
+        )));
+    }
+    Ok(Store::open(&path)?)
+}
+
+fn read_password() -> Result<String, Failure> {
+    let mut input = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut input)
+        .map_err(|e| Failure(format!("cannot read the password from standard input: {e}")))?;
+    let password = input.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&input);
+    rules::check_password(password)?;
+    Ok(password.to_owned())
+}
+
+fn find(store: &Store, name: &str) -> Result<User, Failure> {
+    store.user_by_name(name)?.ok_or_else(|| Failure(format!("no user named `{name}`")))
+}
+
+fn execute(config: &Config, command: AdminCommand) -> Result<(), Failure> {
+    match command {
+        AdminCommand::User { command } => user(config, command),
+        AdminCommand::Settings { command } => settings(config, command),
+        AdminCommand::Stats { json } => stats(config, json),
+    }
+}
+
+fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
+    match command {
+        UserCommand::Add { name, role, .. } => {
+            rules::check_username(&name)?;
+            let password = read_password()?;
+            let store = open(config)?;
+            let user = store.create_user(NewUser {
+                username: name,
+                role: role.into(),
+                status: UserStatus::Active,
+                password_hash: Some(password::hash_blocking(&password)),
+                oidc_subject: None,
+            })?;
+            println!("created {} `{}` ({})", user.role.as_str(), user.username, user.uuid);
+        }
+        UserCommand::List { json } => {
+            let users = open(config)?.users()?;
+            if json {
+                let list: Vec<_> = users
+                    .iter()
+                    .map(|u| {
+                        json!({
+                            "id": u.uuid.to_string(),
+                            "username": u.username,
+                            "role": u.role.as_str(),
+                            "status": u.status.as_str(),
+                            "auth": if u.oidc_subject.is_some() { "oidc" } else { "password" },
+                            "created_at": u.created_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&json!({ "users": list }))?);
+            } else {
+                println!("{:<36}  {:<32}  {:<5}  {:<8}  CREATED", "ID", "USERNAME", "ROLE", "STATUS");
+                for u in users {
+                    println!(
+                        "{:<36}  {:<32}  {:<5}  {:<8}  {}",
+                        u.uuid,
+                        u.username,
+                        u.role.as_str(),
+                        u.status.as_str(),
+                        rfc3339(u.created_at)
+                    );
+                }
+            }
+        }
+        UserCommand::Delete { name } => {
+            let store = open(config)?;
+            let user = find(&store, &name)?;
+            store.delete_user(user.id)?;
+            println!("deleted user `{}`", user.username);
+        }
+        UserCommand::Passwd { name, .. } => {
+            let password = read_password()?;
+            let store = open(config)?;
+            let user = find(&store, &name)?;
+            store.set_password(user.id, password::hash_blocking(&password))?;
+            println!("password of `{}` changed; their refresh tokens were revoked", user.username);
+        }
+        UserCommand::Role { name, role } => {
+            let store = open(config)?;
+            let user = find(&store, &name)?;
+            let role: Role = role.into();
+            store.update_user(user.id, |u| u.role = role)?;
+            println!("`{}` is now {}", user.username, role.as_str());
+        }
+    }
+    Ok(())
+}
+
+fn settings(config: &Config, command: SettingsCommand) -> Result<(), Failure> {
+    let store = open(config)?;
+    match command {
+        SettingsCommand::Get { key: None | Some(SettingKey::RegistrationMode) } => {
+            let mode = effective_registration_mode(&store, config)?;
+            let origin = if store.setting(REGISTRATION_MODE)?.is_some() { "stored setting" } else { "configuration default" };
+            println!("registration_mode = {mode} ({origin})");
+        }
+        SettingsCommand::Set { setting: SetCommand::RegistrationMode { mode } } => {
+            let mode = match mode {
+                ModeArg::Open => RegistrationMode::Open,
+                ModeArg::Approval => RegistrationMode::Approval,
+                ModeArg::Closed => RegistrationMode::Closed,
+            };
+            store.set_setting(REGISTRATION_MODE, mode.as_str())?;
+            println!("registration_mode = {mode}");
+        }
+    }
+    Ok(())
+}
+
+fn stats(config: &Config, as_json: bool) -> Result<(), Failure> {
+    let store = open(config)?;
+    let users = store.users()?;
+    let pending = users.iter().filter(|u| u.status == UserStatus::Pending).count();
+    let admins = users.iter().filter(|u| u.role == Role::Admin).count();
+    let refresh_tokens = store.count_refresh_tokens()?;
+    let file_bytes = store.file_size();
+    if as_json {
+        let v = json!({
+            "users": users.len(),
+            "admins": admins,
+            "pending_users": pending,
+            "refresh_tokens": refresh_tokens,
+            "file_bytes": file_bytes,
+            "path": store.path().display().to_string(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("data file:      {}", store.path().display());
+        println!("file size:      {file_bytes} bytes");
+        println!("users:          {} ({admins} admin, {pending} pending)", users.len());
+        println!("refresh tokens: {refresh_tokens}");
+    }
+    Ok(())
+}
+
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| secs.to_string())
+}

@@ -1,0 +1,129 @@
+//! The command line: `serve`, `config`, and the offline `admin` commands.
+
+mod admin;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, Env, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "toki-sync",
+    version,
+    about = "Self-hosted sync server for AI token usage (toki daemons)",
+    after_help = config::env_help()
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (HTTP API and sync listener).
+    Serve(ServeArgs),
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Offline administration on the data file (stop the server first).
+    Admin(admin::AdminArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a commented example configuration with every key and its default.
+    PrintDefault,
+    /// Print the configuration keys as a Markdown table.
+    Keys,
+    /// Load the configuration as `serve` would, report problems, and print where data lives.
+    Check(CommonArgs),
+}
+
+/// Where the configuration and the data file are.
+#[derive(Args, Clone, Default)]
+pub struct CommonArgs {
+    /// Configuration file (TOML). [env: TOKI_SYNC_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of the data file. [env: TOKI_SYNC_DATA_DIR]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Address to bind both listeners to. [env: TOKI_SYNC_BIND]
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+    /// HTTP port (default 9091; 0 = any free port). [env: TOKI_SYNC_HTTP_PORT]
+    #[arg(long, value_name = "N")]
+    http_port: Option<String>,
+    /// Sync port (default 9090; 0 = any free port). [env: TOKI_SYNC_SYNC_PORT]
+    #[arg(long, value_name = "N")]
+    sync_port: Option<String>,
+}
+
+impl CommonArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides { config_file: self.config.clone(), data_dir: self.data_dir.clone(), ..Overrides::default() }
+    }
+}
+
+/// Loads the configuration or explains what is wrong.
+fn load_config(overrides: &Overrides) -> Result<Config, ExitCode> {
+    Config::load(overrides, &Env::from_process()).map_err(|e| {
+        eprintln!("toki-sync: configuration error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Logs go to stderr; `RUST_LOG` wins over `log.level`.
+pub fn init_logging(level: &str) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Config { command: ConfigCommand::PrintDefault } => {
+            print!("{}", config::default_file());
+            ExitCode::SUCCESS
+        }
+        Command::Config { command: ConfigCommand::Keys } => {
+            print!("{}", config::key_table());
+            ExitCode::SUCCESS
+        }
+        Command::Config { command: ConfigCommand::Check(common) } => match load_config(&common.overrides()) {
+            Ok(cfg) => {
+                for w in &cfg.warnings {
+                    eprintln!("warning: {w}");
+                }
+                match &cfg.file {
+                    Some(f) => println!("config file: {}", f.display()),
+                    None => println!("config file: none (defaults and environment)"),
+                }
+                println!("data file:   {}", cfg.db_path().display());
+                println!("http:        {}:{}", cfg.server.bind, cfg.server.http_port);
+                println!("sync:        {}:{}", cfg.server.bind, cfg.server.sync_port);
+                println!("configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Admin(args) => admin::run(args),
+    }
+}

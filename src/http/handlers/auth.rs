@@ -1,0 +1,176 @@
+//! Public endpoints: health, password login, registration, token refresh, auth discovery.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::App;
+use crate::auth::lockout::LockKey;
+use crate::auth::rules;
+use crate::auth::tokens::RefreshError;
+use crate::config::RegistrationMode;
+use crate::http::error::ApiError;
+use crate::http::request::Request;
+use crate::http::response::{json, ok, HttpResponse};
+use crate::store::users::{NewUser, Role, UserError, UserStatus};
+
+/// Longest password we even try to verify (registration allows 128 characters, 4 bytes each at
+/// most); longer ones are rejected without spending a hash on them.
+const MAX_PASSWORD_BYTES: usize = 512;
+const MAX_DEVICE_ID_CHARS: usize = 128;
+
+pub fn health() -> Result<HttpResponse, ApiError> {
+    Ok(ok(&json!({ "status": "ok" })))
+}
+
+fn check_device_id(device_id: &Option<String>) -> Result<(), ApiError> {
+    match device_id {
+        Some(d) if d.chars().count() > MAX_DEVICE_ID_CHARS => {
+            Err(ApiError::unprocessable(format!("device_id must be at most {MAX_DEVICE_ID_CHARS} characters")))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+pub async fn login(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let body: LoginBody = req.json()?;
+    check_device_id(&body.device_id)?;
+    let key = LockKey::login(req.client_ip, &body.username);
+    app.lockout.check(&key).map_err(ApiError::locked)?;
+
+    let name = body.username.clone();
+    let user = app.blocking(move |a| a.store.user_by_name(&name)).await??;
+    let verified = if body.password.len() > MAX_PASSWORD_BYTES {
+        false
+    } else {
+        let phc = user.as_ref().and_then(|u| u.password_hash.clone());
+        app.passwords.verify(body.password, phc).await
+    };
+    let user = match user {
+        Some(u) if verified => u,
+        other => {
+            app.lockout.fail(key);
+            if other.is_some_and(|u| u.password_hash.is_none() && u.oidc_subject.is_some()) {
+                return Err(ApiError::unauthorized("this account uses OIDC login"));
+            }
+            return Err(ApiError::unauthorized("invalid credentials"));
+        }
+    };
+    app.lockout.succeed(&key);
+    match user.status {
+        UserStatus::Active => {}
+        UserStatus::Pending => return Err(ApiError::forbidden("account is pending admin approval")),
+        UserStatus::Disabled => return Err(ApiError::forbidden("account is disabled")),
+    }
+    let device_id = body.device_id;
+    let pair = app.blocking(move |a| a.tokens.issue(&a.store, &user, device_id)).await??;
+    Ok(ok(&pair))
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    username: String,
+    password: String,
+}
+
+pub async fn register(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let key = LockKey::Register(req.client_ip);
+    app.lockout.check(&key).map_err(ApiError::locked)?;
+    let mode = app.blocking(|a| a.registration_mode()).await??;
+    if mode == RegistrationMode::Closed {
+        return Err(ApiError::forbidden("registration is disabled"));
+    }
+    let body: RegisterBody = req.json()?;
+    let invalid = rules::check_username(&body.username).and_then(|()| rules::check_password(&body.password));
+    if let Err(msg) = invalid {
+        app.lockout.fail(key);
+        return Err(ApiError::unprocessable(msg));
+    }
+    let name = body.username.clone();
+    if app.blocking(move |a| a.store.user_by_name(&name)).await??.is_some() {
+        app.lockout.fail(key);
+        return Err(ApiError::conflict("username already exists"));
+    }
+    let hash = app.passwords.hash(body.password).await;
+    let status = if mode == RegistrationMode::Approval { UserStatus::Pending } else { UserStatus::Active };
+    let new = NewUser { username: body.username, role: Role::User, status, password_hash: Some(hash), oidc_subject: None };
+    let user = match app.blocking(move |a| a.store.create_user(new)).await? {
+        Ok(u) => u,
+        Err(UserError::DuplicateName) => {
+            app.lockout.fail(key);
+            return Err(ApiError::conflict("username already exists"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(user = %user.username, mode = %mode, "user registered");
+    if status == UserStatus::Pending {
+        Ok(json(
+            StatusCode::ACCEPTED,
+            &json!({
+                "id": user.uuid.to_string(),
+                "username": user.username,
+                "status": "pending",
+                "message": "registration pending admin approval",
+            }),
+        ))
+    } else {
+        Ok(json(StatusCode::CREATED, &json!({ "id": user.uuid.to_string(), "username": user.username })))
+    }
+}
+
+/// `device_id` may also be sent (the reference allows it); the family keeps the one from login.
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+pub async fn refresh(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let key = LockKey::Refresh(req.client_ip);
+    app.lockout.check(&key).map_err(ApiError::locked)?;
+    let body: RefreshBody = req.json()?;
+    match app.blocking(move |a| a.tokens.refresh(&a.store, &body.refresh_token)).await? {
+        Ok(pair) => {
+            app.lockout.succeed(&key);
+            Ok(ok(&pair))
+        }
+        Err(RefreshError::Invalid) => {
+            app.lockout.fail(key);
+            Err(ApiError::unauthorized("invalid or expired refresh token"))
+        }
+        Err(RefreshError::Store(e)) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct AuthMethodBody {
+    username: String,
+}
+
+/// Which sign-in method to offer for a username. Without OIDC configured it is always
+/// `password`; the answer never depends on whether the account exists.
+pub async fn auth_method(_app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let body: AuthMethodBody = req.json()?;
+    if body.username.trim().is_empty() {
+        return Err(ApiError::bad_request("username is required"));
+    }
+    Ok(ok(&json!({ "method": "password" })))
+}
+
+pub async fn auth_info(app: &Arc<App>) -> Result<HttpResponse, ApiError> {
+    let mode = app.blocking(|a| a.registration_mode()).await??;
+    Ok(ok(&json!({
+        "registration_mode": mode.as_str(),
+        "oidc_enabled": false,
+        "server_version": env!("CARGO_PKG_VERSION"),
+    })))
+}

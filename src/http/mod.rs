@@ -1,0 +1,8 @@
+//! The HTTP side: accept loop, router, handlers, errors.
+
+pub mod error;
+pub mod handlers;
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod server;

@@ -1,0 +1,151 @@
+//! A request after routing: headers, the whole (size-limited) body and the client address, with
+//! helpers to read JSON bodies, query parameters and bearer tokens.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use hyper::header::{HeaderMap, AUTHORIZATION};
+use hyper::{Method, Uri};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::net::{canonical, Cidr};
+
+pub struct Request {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The socket peer, or the forwarded client when the peer is a trusted proxy.
+    pub client_ip: IpAddr,
+}
+
+impl Request {
+    /// Parses the body as JSON. Content-Type is not required: the toki client and curl users do
+    /// not always send it.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request("request body is empty; expected a JSON object"));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+
+    /// Like [`Request::json`], but an empty body gives the default value.
+    pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        self.json()
+    }
+
+    /// A query parameter, percent-decoded (`+` is a space). The first occurrence wins.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let q = self.uri.query()?;
+        q.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+    }
+
+    /// The token from `Authorization: Bearer <token>`.
+    pub fn bearer(&self) -> Result<&str, ApiError> {
+        let value = self
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
+        let value = value.to_str().map_err(|_| ApiError::unauthorized("expected Bearer token"))?;
+        match value.strip_prefix("Bearer ") {
+            Some(token) if !token.trim().is_empty() => Ok(token.trim()),
+            _ => Err(ApiError::unauthorized("expected Bearer token")),
+        }
+    }
+}
+
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h << 4 | l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The client address: the socket peer, unless the peer is a trusted proxy, in which case the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+    let peer = canonical(peer);
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let chain: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut ip = peer;
+    for part in chain.iter().rev() {
+        match part.trim().parse::<IpAddr>() {
+            Ok(addr) => {
+                ip = canonical(addr);
+                if !is_trusted(ip) {
+                    return ip;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    ip
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("a%20b+c%2Fd"), "a b c/d");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%e2%82%ac"), "€");
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9, 10.0.0.2".parse().unwrap());
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(client_ip(proxy, &h, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_ip(stranger, &h, &trusted), stranger);
+        assert_eq!(client_ip(proxy, &h, &[]), proxy);
+        let mut bad = HeaderMap::new();
+        bad.insert("x-forwarded-for", "garbage".parse().unwrap());
+        assert_eq!(client_ip(proxy, &bad, &trusted), proxy);
+    }
+}

@@ -1,0 +1,148 @@
+//! The hyper 1 accept loop: connection cap, header and request timeouts, body limit, security
+//! headers and graceful shutdown (stop accepting, let in-flight requests finish).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_LENGTH;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::error::{ApiError, ErrorNote};
+use super::request::{client_ip, Request};
+use super::response::{apply_security_headers, HttpResponse};
+use super::router::{route, RouteError};
+use crate::app::App;
+use crate::shutdown::ShutdownSignal;
+
+pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: ShutdownSignal) {
+    let cfg = &app.config.http;
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(cfg.header_timeout_secs))
+        .keep_alive(true);
+    let permits = Arc::new(Semaphore::new(cfg.max_connections));
+    let graceful = GracefulShutdown::new();
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Usually EMFILE: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.wait() => break,
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(%peer, limit = cfg.max_connections, "http connection limit reached; refusing connection");
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = Arc::clone(&app);
+        let service = service_fn(move |req| handle(Arc::clone(&app), peer, req));
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("http: all connections finished"),
+        () = tokio::time::sleep(grace) => tracing::warn!(secs = grace.as_secs(), "http: connections still open after the shutdown grace time; closing them"),
+    }
+}
+
+/// Over the connection cap: a short 503 and close, written without hyper so it costs little.
+async fn refuse_busy(mut stream: TcpStream) {
+    let body = r#"{"error":"server busy: too many connections"}"#;
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\nreferrer-policy: no-referrer\r\ncache-control: no-store\r\n\r\n",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+async fn handle(app: Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) -> Result<HttpResponse, Infallible> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let timeout = Duration::from_secs(app.config.http.request_timeout_secs);
+    let mut resp = match tokio::time::timeout(timeout, process(&app, peer, req)).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response(),
+    };
+    apply_security_headers(resp.headers_mut());
+    log_request(&method, &path, peer, &resp, started);
+    Ok(resp)
+}
+
+async fn process(app: &Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let endpoint = match route(req.method(), req.uri().path()) {
+        Ok(e) => e,
+        Err(RouteError::NotFound) => return Err(ApiError::not_found("not found")),
+        Err(RouteError::MethodNotAllowed(allow)) => return Err(ApiError::method_not_allowed(allow)),
+    };
+    let (parts, body) = req.into_parts();
+    let limit = app.config.http.max_body_bytes;
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body too large (limit {limit} bytes)"))
+    };
+    let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let body: Bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(too_large()),
+        Err(e) => return Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+    };
+    let request = Request {
+        client_ip: client_ip(peer.ip(), &parts.headers, &app.config.server.trusted_proxies),
+        method: parts.method,
+        uri: parts.uri,
+        headers: parts.headers,
+        body,
+    };
+    super::handlers::dispatch(app, endpoint, request).await
+}
+
+fn log_request(method: &Method, path: &str, peer: SocketAddr, resp: &HttpResponse, started: Instant) {
+    let status = resp.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let error = resp.extensions().get::<ErrorNote>().map(|n| n.0.as_str()).unwrap_or("");
+    if status >= 500 {
+        tracing::error!(target: "toki_sync::access", %method, path, status, %peer, ms, error);
+    } else if path == "/health" {
+        tracing::debug!(target: "toki_sync::access", %method, path, status, %peer, ms);
+    } else {
+        tracing::info!(target: "toki_sync::access", %method, path, status, %peer, ms, error);
+    }
+}

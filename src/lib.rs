@@ -1,0 +1,168 @@
+//! toki-sync: a self-hosted sync server for AI token usage.
+//!
+//! [`launch`] starts a whole server on listeners the caller bound (tests use `127.0.0.1:0`), and
+//! returns once it is serving.
+
+pub mod app;
+pub mod auth;
+pub mod bootstrap;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod net;
+pub mod shutdown;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use app::App;
+use auth::lockout::Lockout;
+use auth::password::Passwords;
+use auth::tokens::Tokens;
+use config::Config;
+use shutdown::Shutdown;
+use store::Store;
+
+/// How often expired refresh-token records are removed.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
+
+pub struct Listeners {
+    pub http: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds `server.bind` on the configured ports.
+    pub fn bind(config: &Config) -> Result<Listeners, String> {
+        let addr = SocketAddr::new(config.server.bind, config.server.http_port);
+        let http = std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen for HTTP on {addr}: {e} (set server.http_port or --http-port)"))?;
+        Ok(Listeners { http })
+    }
+}
+
+pub struct Server {
+    pub http_addr: SocketAddr,
+    pub app: Arc<App>,
+    /// The first admin's password when it was generated on this start; show it once.
+    pub generated_admin_password: Option<String>,
+    shutdown: Shutdown,
+    http_task: tokio::task::JoinHandle<()>,
+    maintenance_task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Asks the server to stop; `wait` returns once it has.
+    pub fn shutdown(&self) {
+        self.shutdown.trigger();
+    }
+
+    /// Waits for shutdown, lets in-flight requests finish, and closes the data file. Returns the
+    /// reason if the server stopped because of a fatal error.
+    pub async fn wait(self) -> Result<(), String> {
+        let Server { app, shutdown, http_task, maintenance_task, .. } = self;
+        let _ = http_task.await;
+        maintenance_task.abort();
+        let _ = maintenance_task.await;
+        let store = Arc::clone(&app.store);
+        drop(app);
+        close_store(store).await;
+        match shutdown.fatal_reason() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Waits briefly for blocking work that still holds the store, then closes it cleanly.
+async fn close_store(mut store: Arc<Store>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Arc::try_unwrap(store) {
+            Ok(s) => {
+                match tokio::task::spawn_blocking(move || s.close()).await {
+                    Ok(Ok(())) => tracing::info!("data file closed"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "closing the data file failed"),
+                    Err(e) => tracing::error!(error = %e, "closing the data file failed"),
+                }
+                return;
+            }
+            Err(shared) if Instant::now() < deadline => {
+                store = shared;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(_) => {
+                tracing::warn!("data file still in use at shutdown; it closes when the last user ends");
+                return;
+            }
+        }
+    }
+}
+
+/// Opens the store, creates what a first start needs, and starts serving. `stop` ends the server
+/// when it resolves (for example on SIGTERM).
+pub async fn launch(
+    config: Config,
+    listeners: Listeners,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<Server, String> {
+    let cfg = config.clone();
+    let opened = tokio::task::spawn_blocking(move || bootstrap::prepare(&cfg))
+        .await
+        .map_err(|e| format!("start-up task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
+
+    let shutdown = Shutdown::new();
+    {
+        let shutdown = shutdown.clone();
+        opened.store.set_fatal_hook(move |msg| shutdown.fail(&format!("storage failure: {msg}")));
+    }
+    let store = Arc::new(opened.store);
+    let app = Arc::new(App {
+        tokens: Tokens::new(&opened.jwt_secret, &config.auth),
+        passwords: tokio::task::spawn_blocking(Passwords::new).await.map_err(|e| e.to_string())?,
+        lockout: Lockout::new(&config.auth),
+        store,
+        config,
+        started_at: Instant::now(),
+    });
+
+    listeners.http.set_nonblocking(true).map_err(|e| format!("http listener: {e}"))?;
+    let http = tokio::net::TcpListener::from_std(listeners.http).map_err(|e| format!("http listener: {e}"))?;
+    let http_addr = http.local_addr().map_err(|e| format!("http listener: {e}"))?;
+
+    let http_task = tokio::spawn(http::server::serve(http, Arc::clone(&app), shutdown.signal()));
+    let maintenance_task = tokio::spawn(maintenance(Arc::clone(&app)));
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            stop.await;
+            shutdown.trigger();
+        });
+    }
+    tracing::info!(%http_addr, "http listening");
+    Ok(Server {
+        http_addr,
+        app,
+        generated_admin_password: opened.generated_admin_password,
+        shutdown,
+        http_task,
+        maintenance_task,
+    })
+}
+
+async fn maintenance(app: Arc<App>) {
+    let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+    tick.tick().await; // the first tick is immediate; start-up already pruned
+    loop {
+        tick.tick().await;
+        match app.blocking(|a| a.store.prune_refresh(store::now_secs())).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(pruned = n, "removed expired refresh-token records"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "refresh-token pruning failed"),
+            Err(e) => tracing::warn!(error = %e, "refresh-token pruning failed"),
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Shared test helpers: an in-process server on 127.0.0.1:0, the real binary as a child process,
+//! and a minimal HTTP/1.1 client that sends exactly the bytes a test asks for (no implicit
+//! Content-Type or Content-Length, like the real toki client's body-less POSTs).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use toki_sync::config::Config;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+pub struct TestServer {
+    pub server: Option<toki_sync::Server>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+/// A configuration for tests: loopback, ephemeral ports, a known admin password.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut c = Config::defaults();
+    c.server.bind = "127.0.0.1".parse().unwrap();
+    c.server.http_port = 0;
+    c.server.sync_port = 0;
+    c.server.shutdown_grace_secs = 5;
+    c.storage.data_dir = data_dir.to_owned();
+    c.secrets.admin_password = Some(ADMIN_PASSWORD.into());
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = test_config(dir.path());
+        adjust(&mut cfg);
+        Self::start_in(dir, cfg).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, cfg: Config) -> TestServer {
+        let listeners = toki_sync::Listeners::bind(&cfg).expect("bind");
+        let server = toki_sync::launch(cfg, listeners, std::future::pending()).await.expect("launch");
+        TestServer { addr: server.http_addr, server: Some(server), dir }
+    }
+
+    pub fn client(&self) -> Client {
+        Client { addr: self.addr }
+    }
+
+    /// Stops the server and waits until the data file is closed.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+            s.wait().await.expect("clean stop");
+        }
+    }
+
+    pub fn app(&self) -> &std::sync::Arc<toki_sync::app::App> {
+        &self.server.as_ref().unwrap().app
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error field: {:?}", self.json())).to_owned()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct Client {
+    pub addr: SocketAddr,
+}
+
+impl Client {
+    pub fn at(addr: SocketAddr) -> Client {
+        Client { addr }
+    }
+
+    /// Sends one request on a new connection. `body = None` sends no body and no length headers.
+    pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(b) = body {
+            req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        if let Some(b) = body {
+            bytes.extend_from_slice(b);
+        }
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        stream.write_all(&bytes).await.expect("write");
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf))
+            .await
+            .expect("response within 30 s")
+            .expect("read");
+        parse_response(&buf)
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.raw("GET", path, &[], None).await
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Resp {
+        let h = format!("Bearer {token}");
+        self.raw("GET", path, &[("Authorization", &h)], None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Resp {
+        let b = serde_json::to_vec(body).unwrap();
+        self.raw("POST", path, &[("Content-Type", "application/json")], Some(&b)).await
+    }
+
+    pub async fn send_auth(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> Resp {
+        let h = format!("Bearer {token}");
+        match body {
+            Some(b) => {
+                let b = serde_json::to_vec(b).unwrap();
+                self.raw(method, path, &[("Authorization", &h), ("Content-Type", "application/json")], Some(&b)).await
+            }
+            None => self.raw(method, path, &[("Authorization", &h)], None).await,
+        }
+    }
+
+    /// Password login; panics unless it succeeds. Returns the token pair.
+    pub async fn login(&self, username: &str, password: &str) -> Value {
+        let r = self.post("/login", &serde_json::json!({"username": username, "password": password})).await;
+        assert_eq!(r.status, 200, "login as {username}: {}", r.text());
+        r.json()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login("admin", ADMIN_PASSWORD).await["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+pub fn parse_response(buf: &[u8]) -> Resp {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("incomplete response: {:?}", String::from_utf8_lossy(buf)));
+    let head = std::str::from_utf8(&buf[..end]).expect("ascii head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = buf[end + 4..].to_vec();
+    if let Some((_, len)) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+        body.truncate(len.parse().unwrap());
+    }
+    Resp { status, headers, body }
+}
+
+/// The real binary, started as a child process with its own data directory.
+pub struct BinServer {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_toki-sync")
+}
+
+impl BinServer {
+    /// Starts `toki-sync serve` on ephemeral loopback ports and waits until it serves.
+    pub fn start(data_dir: &Path, envs: &[(&str, &str)]) -> BinServer {
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--bind", "127.0.0.1", "--http-port", "0", "--sync-port", "0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("RUST_LOG")
+            .env_remove("TOKI_ADMIN_PASSWORD")
+            .env_remove("JWT_SECRET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn toki-sync");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[toki-sync] {line}");
+                if tx.send(line).is_err() {
+                    // Keep draining so the child never blocks on a full pipe.
+                }
+            }
+        });
+        let mut server = BinServer { child, http: "0.0.0.0:0".parse().unwrap(), data_dir: data_dir.to_owned(), stderr_lines: rx };
+        let line = server.wait_for_log("toki-sync is serving", Duration::from_secs(30));
+        server.http = field(&line, "http").parse().expect("http address in the ready line");
+        server
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!("no log line containing {needle:?} within {timeout:?} (exit status: {status:?})");
+                }
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill({sig}) failed");
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns (success, stdout).
+    pub fn stop(self) -> (bool, String) {
+        self.signal(libc::SIGTERM);
+        let out = self.child.wait_with_output().expect("wait");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `key=value` from a log line.
+pub fn field(line: &str, key: &str) -> String {
+    let pat = format!("{key}=");
+    let start = line.find(&pat).unwrap_or_else(|| panic!("no {key}= in {line:?}")) + pat.len();
+    line[start..].split_whitespace().next().unwrap().trim_matches('"').to_owned()
+}
+
+/// Runs the admin CLI; returns (exit code, stdout, stderr).
+pub fn admin(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(bin());
+    cmd.arg("admin").arg("--data-dir").arg(data_dir).args(args);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn admin");
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
