@@ -39,7 +39,16 @@ pub fn run(args: ServeArgs) -> ExitCode {
             }
         };
         let banner_config = config.clone();
-        let server = match launch(config, listeners, stop_signal()).await {
+        // Handlers are installed now, before the ready line: a SIGTERM sent right after it must
+        // already take the graceful path.
+        let stop = match stop_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let server = match launch(config, listeners, stop).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("cannot start: {e}");
@@ -65,26 +74,15 @@ pub fn run(args: ServeArgs) -> ExitCode {
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// A future that resolves on SIGINT or SIGTERM; the handlers are registered when this returns.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
-        () = term => tracing::info!("SIGTERM received; shutting down"),
-    }
+    })
 }
