@@ -5,8 +5,11 @@
 //! `App::blocking`.
 
 pub mod codec;
+pub mod devices;
+pub mod events;
 pub mod schema;
 pub mod settings;
+pub mod strings;
 pub mod tokens;
 pub mod users;
 

@@ -4,11 +4,11 @@
 //! value), values are [`super::codec`] records. A fresh file is schema 0; `MIGRATIONS[n]` moves a
 //! file from version n to n + 1 inside the open transaction, so an upgrade is all-or-nothing.
 //!
-//! Planned tables (added by later migrations, named here so the layout stays coherent):
-//! devices `u32 -> record`, device keys `(user u32, key &str) -> device u32`, cursors
-//! `(device u32, provider u32) -> i64`, events `(device, provider, ts_ms, id hash) -> record`,
-//! hourly rollups `(user, hour, device, provider, model, project) -> sums`, interned strings,
-//! device codes and teams.
+//! Usage data: events are keyed by (device, provider, ts_ms, message-id hash), so one device's
+//! events are one key range in time order and an exact retransmission is found by a point
+//! lookup (the dedup index is the table itself). Hourly rollups are keyed by (user, hour, device,
+//! provider, model, project): a user's month is one key range of a few thousand rows. Strings
+//! that repeat (providers, models, projects, sessions, token column names) are interned to u32.
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
@@ -30,9 +30,31 @@ pub const USER_UUIDS: TableDefinition<u128, u32> = TableDefinition::new("user_uu
 /// Refresh-token records by (user id, SHA-256 of the token), so a user's tokens are one range.
 pub const REFRESH_TOKENS: TableDefinition<(u32, [u8; 32]), &[u8]> = TableDefinition::new("refresh_tokens");
 
+/// Devices by compact id.
+pub const DEVICES: TableDefinition<u32, &[u8]> = TableDefinition::new("devices");
+/// (user id, device key as sent by the client) -> device id. The same key under two users is two
+/// devices.
+pub const DEVICE_KEYS: TableDefinition<(u32, &str), u32> = TableDefinition::new("device_keys");
+/// External device UUID (`/me/devices` id, AUTH_OK device_id) -> device id.
+pub const DEVICE_UUIDS: TableDefinition<u128, u32> = TableDefinition::new("device_uuids");
+/// (user id, device key) of deleted devices -> deletion time; such a key gets `device_removed`
+/// until it completes the device flow again.
+pub const DEVICE_TOMBSTONES: TableDefinition<(u32, &str), i64> = TableDefinition::new("device_tombstones");
+/// Interned strings: id -> string, and string -> id. Id 0 is the empty string.
+pub const STRINGS: TableDefinition<u32, &str> = TableDefinition::new("strings");
+pub const STRING_IDS: TableDefinition<&str, u32> = TableDefinition::new("string_ids");
+/// (device id, provider string id) -> largest accepted ts_ms (the LAST_TS cursor).
+pub const CURSORS: TableDefinition<(u32, u32), i64> = TableDefinition::new("cursors");
+/// (device id, provider string id, ts_ms, message-id hash) -> event record.
+pub const EVENTS: TableDefinition<super::events::EventKey, &[u8]> = TableDefinition::new("events");
+/// (user, hour since epoch, device, provider, model, project) -> token sums and event count.
+pub const ROLLUPS: TableDefinition<super::events::RollupKey, &[u8]> = TableDefinition::new("rollups");
+
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_JWT_SECRET: &str = "jwt_secret";
 pub const META_NEXT_USER_ID: &str = "next_user_id";
+pub const META_NEXT_DEVICE_ID: &str = "next_device_id";
+pub const META_NEXT_STRING_ID: &str = "next_string_id";
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
@@ -48,7 +70,30 @@ fn create_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(USER_NAMES)?;
     txn.open_table(USER_UUIDS)?;
     txn.open_table(REFRESH_TOKENS)?;
+    txn.open_table(DEVICES)?;
+    txn.open_table(DEVICE_KEYS)?;
+    txn.open_table(DEVICE_UUIDS)?;
+    txn.open_table(DEVICE_TOMBSTONES)?;
+    txn.open_table(STRING_IDS)?.insert("", 0)?;
+    txn.open_table(STRINGS)?.insert(0, "")?;
+    txn.open_table(CURSORS)?;
+    txn.open_table(EVENTS)?;
+    txn.open_table(ROLLUPS)?;
     Ok(())
+}
+
+/// Reads a u32 counter from META (absent: `first`), stores the next value, returns the current.
+pub fn next_id(txn: &WriteTransaction, name: &str, first: u32) -> Result<u32, StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let id = match meta.get(name)? {
+        Some(v) => u32::from_le_bytes(
+            v.value().try_into().map_err(|_| StoreError::Corrupt(format!("{name} is not 4 bytes")))?,
+        ),
+        None => first,
+    };
+    let next = id.checked_add(1).ok_or_else(|| StoreError::Corrupt(format!("{name} exhausted")))?;
+    meta.insert(name, next.to_le_bytes().as_slice())?;
+    Ok(id)
 }
 
 pub fn read_version(txn: &WriteTransaction) -> Result<u32, StoreError> {

@@ -4,7 +4,7 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use uuid::Uuid;
 
 use super::codec::{CodecError, Dec, Enc, Record};
-use super::schema::{META, META_NEXT_USER_ID, USERS, USER_NAMES, USER_UUIDS};
+use super::schema::{next_id, META_NEXT_USER_ID, USERS, USER_NAMES, USER_UUIDS};
 use super::{tokens, Store, StoreError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,15 +200,7 @@ impl Store {
             if names.get(key.as_str())?.is_some() {
                 return Err(UserError::DuplicateName);
             }
-            let mut meta = txn.open_table(META)?;
-            let id = match meta.get(META_NEXT_USER_ID)? {
-                Some(v) => u32::from_le_bytes(
-                    v.value().try_into().map_err(|_| StoreError::Corrupt("next_user_id is not 4 bytes".into()))?,
-                ),
-                None => 1,
-            };
-            let next = id.checked_add(1).ok_or_else(|| StoreError::Corrupt("user ids exhausted".into()))?;
-            meta.insert(META_NEXT_USER_ID, next.to_le_bytes().as_slice())?;
+            let id = next_id(txn, META_NEXT_USER_ID, 1)?;
             let user = User {
                 id,
                 uuid: Uuid::new_v4(),
