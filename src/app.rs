@@ -7,12 +7,18 @@ use crate::auth::lockout::Lockout;
 use crate::auth::password::Passwords;
 use crate::auth::tokens::Tokens;
 use crate::config::{Config, RegistrationMode};
+use crate::ingest::Ingest;
 use crate::store::settings::REGISTRATION_MODE;
 use crate::store::{Store, StoreError};
+use crate::sync::registry::Registry;
 
 pub struct App {
     pub config: Config,
     pub store: Arc<Store>,
+    /// The single writer for usage data (batches, device and user deletion).
+    pub ingest: Ingest,
+    /// Live sync sessions.
+    pub sessions: Arc<Registry>,
     pub tokens: Tokens,
     pub passwords: Passwords,
     pub lockout: Lockout,

@@ -9,9 +9,11 @@ pub mod bootstrap;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod ingest;
 pub mod net;
 pub mod shutdown;
 pub mod store;
+pub mod sync;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +25,7 @@ use auth::lockout::Lockout;
 use auth::password::Passwords;
 use auth::tokens::Tokens;
 use config::Config;
+use ingest::Ingest;
 use shutdown::Shutdown;
 use store::Store;
 
@@ -51,6 +54,7 @@ pub struct Server {
     shutdown: Shutdown,
     http_task: tokio::task::JoinHandle<()>,
     maintenance_task: tokio::task::JoinHandle<()>,
+    writer_thread: std::thread::JoinHandle<()>,
 }
 
 impl Server {
@@ -62,12 +66,14 @@ impl Server {
     /// Waits for shutdown, lets in-flight requests finish, and closes the data file. Returns the
     /// reason if the server stopped because of a fatal error.
     pub async fn wait(self) -> Result<(), String> {
-        let Server { app, shutdown, http_task, maintenance_task, .. } = self;
+        let Server { app, shutdown, http_task, maintenance_task, writer_thread, .. } = self;
         let _ = http_task.await;
         maintenance_task.abort();
         let _ = maintenance_task.await;
         let store = Arc::clone(&app.store);
+        // The writer finishes the jobs already queued and stops once the last handle is gone.
         drop(app);
+        let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
         close_store(store).await;
         match shutdown.fatal_reason() {
             Some(reason) => Err(reason),
@@ -120,7 +126,14 @@ pub async fn launch(
         opened.store.set_fatal_hook(move |msg| shutdown.fail(&format!("storage failure: {msg}")));
     }
     let store = Arc::new(opened.store);
+    let writer_store = Arc::clone(&store);
+    let (ingest, writer_thread) = tokio::task::spawn_blocking(move || Ingest::start(writer_store))
+        .await
+        .map_err(|e| format!("start-up task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
     let app = Arc::new(App {
+        ingest,
+        sessions: Arc::new(sync::registry::Registry::default()),
         tokens: Tokens::new(&opened.jwt_secret, &config.auth),
         passwords: tokio::task::spawn_blocking(Passwords::new).await.map_err(|e| e.to_string())?,
         lockout: Lockout::new(&config.auth),
@@ -150,6 +163,7 @@ pub async fn launch(
         shutdown,
         http_task,
         maintenance_task,
+        writer_thread,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP side: accept loop, router, handlers, errors.
 
 pub mod error;
+pub mod guard;
 pub mod handlers;
 pub mod request;
 pub mod response;

@@ -131,20 +131,32 @@ impl Store {
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut txn = self.db.begin_write().map_err(StoreError::from)?;
+        let txn = self.begin_write()?;
+        let out = f(&txn)?;
+        self.commit(txn)?;
+        Ok(out)
+    }
+
+    /// A durable write transaction. Prefer [`Store::write`]; this is for the ingest writer,
+    /// which groups many batches into one transaction.
+    pub fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write()?;
         // Quick-repair records the allocator state with each commit, so a reopen after a crash
         // takes milliseconds instead of a walk over the whole file.
         txn.set_quick_repair(true);
-        let out = f(&txn)?;
-        if let Err(e) = txn.commit() {
+        Ok(txn)
+    }
+
+    /// Commits durably. A failed commit leaves redb refusing writes, so the fatal hook runs.
+    pub fn commit(&self, txn: WriteTransaction) -> Result<(), StoreError> {
+        txn.commit().map_err(|e| {
             let msg = e.to_string();
             tracing::error!(error = %msg, "commit failed; the data file refuses further writes until restart");
             if let Some(hook) = self.on_fatal.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 hook(&msg);
             }
-            return Err(StoreError::CommitFailed(msg).into());
-        }
-        Ok(out)
+            StoreError::CommitFailed(msg)
+        })
     }
 
     /// Closes the file, reporting errors instead of ignoring them as a drop would.

@@ -1,0 +1,161 @@
+//! The writer thread's loop: gather waiting jobs, apply batches in one transaction, commit,
+//! answer. If a batch fails to apply, the group is rolled back and its batches are retried one
+//! transaction each, so one bad batch cannot fail the others.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use redb::ReadableTable;
+use tokio::sync::{mpsc, oneshot};
+
+use super::apply::{apply_batch, cursor_in, Pending, WriterState, CLAUDE_CODE};
+use super::recent::WINDOW_MS;
+use super::{BatchJob, BatchOutcome, ExecCtx, ExecFn, ExecResult, IngestError, Job, WriterStats};
+use crate::store::schema::{CURSORS, EVENTS};
+use crate::store::{Store, StoreError};
+
+/// Upper bounds for one group commit.
+const MAX_GROUP_BATCHES: usize = 256;
+const MAX_GROUP_ITEMS: usize = 64 * 1024;
+
+type Reply = oneshot::Sender<Result<BatchOutcome, IngestError>>;
+
+/// Rebuilds the recent Claude message index from the tail of each Claude stream.
+pub fn load_state(store: &Store) -> Result<WriterState, StoreError> {
+    let mut state = WriterState::default();
+    let Some(claude) = store.string_id(CLAUDE_CODE)? else { return Ok(state) };
+    let empty_id = crate::store::events::id_hash("");
+    let txn = store.read()?;
+    let cursors = txn.open_table(CURSORS)?;
+    let events = txn.open_table(EVENTS)?;
+    for row in cursors.iter()? {
+        let (key, cursor) = row?;
+        let (device, provider) = key.value();
+        if provider != claude {
+            continue;
+        }
+        let from = cursor.value().saturating_sub(WINDOW_MS);
+        for ev in events.range((device, provider, from, 0)..=(device, provider, i64::MAX, u64::MAX))? {
+            let (k, _) = ev?;
+            let (_, _, ts, hash) = k.value();
+            if hash != empty_id {
+                state.recent.set(device, provider, hash, ts);
+            }
+        }
+    }
+    state.recent.commit();
+    tracing::debug!(recent_ids = state.recent.len(), "ingest writer state loaded");
+    Ok(state)
+}
+
+pub fn run(store: Arc<Store>, mut rx: mpsc::Receiver<Job>, mut state: WriterState, stats: Arc<WriterStats>) {
+    let mut carry: Option<Job> = None;
+    loop {
+        let first = match carry.take() {
+            Some(j) => j,
+            None => match rx.blocking_recv() {
+                Some(j) => j,
+                None => break,
+            },
+        };
+        match first {
+            Job::Exec(f, reply) => run_exec(&store, &mut state, f, reply),
+            Job::Batch(job, reply) => {
+                let mut items = job.batch.items.len();
+                let mut group = vec![(job, reply)];
+                // Take whatever else is already waiting, up to the bounds; an exec job ends the
+                // group and runs after it, keeping arrival order.
+                while group.len() < MAX_GROUP_BATCHES && items < MAX_GROUP_ITEMS {
+                    match rx.try_recv() {
+                        Ok(Job::Batch(j, r)) => {
+                            items += j.batch.items.len();
+                            group.push((j, r));
+                        }
+                        Ok(exec) => {
+                            carry = Some(exec);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                run_group(&store, &mut state, group, &stats);
+            }
+        }
+    }
+    tracing::debug!("ingest writer stopped");
+}
+
+fn run_exec(store: &Store, state: &mut WriterState, f: ExecFn, reply: oneshot::Sender<ExecResult>) {
+    let result = (|| {
+        let txn = store.begin_write()?;
+        let mut ctx = ExecCtx { txn: &txn, forget: Vec::new() };
+        let out = f(&mut ctx)?;
+        let forget = std::mem::take(&mut ctx.forget);
+        store.commit(txn)?;
+        for device in forget {
+            state.recent.forget_device(device);
+        }
+        Ok(out)
+    })();
+    let _ = reply.send(result);
+}
+
+fn run_group(store: &Store, state: &mut WriterState, group: Vec<(BatchJob, Reply)>, stats: &WriterStats) {
+    match try_group(store, state, &group) {
+        Ok(outcomes) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.batches.fetch_add(group.len() as u64, Ordering::Relaxed);
+            let items: usize = group.iter().map(|(j, _)| j.batch.items.len()).sum();
+            stats.items.fetch_add(items as u64, Ordering::Relaxed);
+            for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            state.rollback();
+            let fatal = matches!(e, StoreError::CommitFailed(_));
+            if group.len() > 1 && !fatal {
+                tracing::warn!(error = %e, batches = group.len(), "group commit failed; retrying its batches one by one");
+                for one in group {
+                    run_group(store, state, vec![one], stats);
+                }
+            } else {
+                tracing::error!(error = %e, "batch not committed");
+                for (_, reply) in group {
+                    let _ = reply.send(Err(IngestError::Store(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies the whole group in one transaction and commits it. On error nothing is committed.
+fn try_group(
+    store: &Store,
+    state: &mut WriterState,
+    group: &[(BatchJob, Reply)],
+) -> Result<Vec<Result<BatchOutcome, IngestError>>, StoreError> {
+    let txn = store.begin_write()?;
+    let mut pending = Pending::default();
+    let mut applied = Vec::with_capacity(group.len());
+    for (job, _) in group {
+        applied.push(apply_batch(&txn, state, &mut pending, job)?);
+    }
+    let cursors = pending.flush(&txn)?;
+    let mut outcomes = Vec::with_capacity(group.len());
+    for ((job, _), a) in group.iter().zip(applied) {
+        outcomes.push(match a {
+            Ok(applied) => {
+                let cursor = match cursors.get(&(job.device, applied.provider)) {
+                    Some(c) => *c,
+                    None => cursor_in(&txn, job.device, applied.provider)?,
+                };
+                Ok(BatchOutcome { cursor, applied })
+            }
+            Err(e) => Err(e),
+        });
+    }
+    store.commit(txn)?;
+    state.commit();
+    Ok(outcomes)
+}

@@ -1,0 +1,5 @@
+//! The sync side: the toki wire format, the listener (TLS or plaintext on one port) and the
+//! per-connection session state machine.
+
+pub mod registry;
+pub mod wire;

@@ -1,0 +1,379 @@
+//! The toki sync wire format (protocol.md §2-§5): frame header, message codes, payload structs
+//! and their bincode 1.3 encoding.
+//!
+//! bincode is used with `DefaultOptions` switched to fixed-width integers and trailing bytes
+//! allowed (the client's `bincode::serialize` layout), always with a size limit: length prefixes
+//! come from the peer and must never drive an allocation beyond what the frame can hold.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+
+use bincode::Options;
+use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL_VERSION: u16 = 1;
+pub const SCHEMA_VERSION: u32 = 3;
+/// Largest payload in either direction, limit included.
+pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
+/// Largest decompressed SYNC_BATCH_ZSTD payload.
+pub const MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
+/// Items accepted in one batch (the client sends at most 1000).
+pub const MAX_BATCH_ITEMS: usize = 100_000;
+pub const HEADER_LEN: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum MsgType {
+    Auth = 0x01,
+    AuthOk = 0x02,
+    AuthErr = 0x03,
+    GetLastTs = 0x10,
+    LastTs = 0x11,
+    SyncBatch = 0x20,
+    SyncAck = 0x21,
+    SyncErr = 0x22,
+    SyncBatchZstd = 0x23,
+    Ping = 0x30,
+    Pong = 0x31,
+}
+
+impl MsgType {
+    pub fn from_u32(v: u32) -> Option<MsgType> {
+        use MsgType::*;
+        Some(match v {
+            0x01 => Auth,
+            0x02 => AuthOk,
+            0x03 => AuthErr,
+            0x10 => GetLastTs,
+            0x11 => LastTs,
+            0x20 => SyncBatch,
+            0x21 => SyncAck,
+            0x22 => SyncErr,
+            0x23 => SyncBatchZstd,
+            0x30 => Ping,
+            0x31 => Pong,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthPayload {
+    pub jwt: String,
+    pub device_name: String,
+    pub schema_version: u32,
+    pub provider: String,
+    pub device_key: String,
+    pub protocol_version: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthOkPayload {
+    pub device_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthErrPayload {
+    pub reason: String,
+    pub reset_required: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetLastTsPayload {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastTsPayload {
+    pub ts_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncBatchPayload {
+    #[serde(deserialize_with = "bounded_items")]
+    pub items: Vec<SyncItem>,
+    pub dict: HashMap<u32, String>,
+    pub provider: String,
+    pub token_columns: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncItem {
+    pub ts_ms: i64,
+    pub message_id: String,
+    pub event: StoredEvent,
+    pub usage_total: u64,
+    pub is_correction: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub model_id: u32,
+    pub session_id: u32,
+    pub source_file_id: u32,
+    pub project_name_id: u32,
+    pub tokens: Vec<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncAckPayload {
+    pub last_ts_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncErrPayload {
+    pub reason: String,
+}
+
+/// Refuses a batch with more than [`MAX_BATCH_ITEMS`] items before allocating for them.
+fn bounded_items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SyncItem>, D::Error> {
+    struct Items;
+    impl<'de> Visitor<'de> for Items {
+        type Value = Vec<SyncItem>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "at most {MAX_BATCH_ITEMS} sync items")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let n = seq.size_hint().unwrap_or(0);
+            if n > MAX_BATCH_ITEMS {
+                return Err(serde::de::Error::custom(format!("batch has {n} items; the limit is {MAX_BATCH_ITEMS}")));
+            }
+            // Capacity follows the claimed count only up to a small bound; a lying count runs
+            // into the end of the input instead of a huge allocation.
+            let mut items = Vec::with_capacity(n.min(1024));
+            while let Some(item) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    d.deserialize_seq(Items)
+}
+
+fn options(limit: u64) -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_little_endian()
+        .with_limit(limit)
+}
+
+#[derive(Debug)]
+pub struct DecodeError(pub String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Decodes a payload held in memory (its size is already bounded by the frame limit).
+pub fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
+    options(payload.len() as u64).deserialize(payload).map_err(|e| DecodeError(e.to_string()))
+}
+
+/// Decodes a SYNC_BATCH_ZSTD payload with a streaming decoder: bincode reads straight from the
+/// zstd stream, so at most [`MAX_DECOMPRESSED`] bytes are ever produced, and trailing data after
+/// the batch is never decompressed.
+pub fn decode_zstd_batch(payload: &[u8], max_decompressed: usize) -> Result<SyncBatchPayload, DecodeError> {
+    let decoder = zstd::stream::read::Decoder::with_buffer(payload).map_err(|e| DecodeError(format!("zstd: {e}")))?;
+    let mut capped = Capped { inner: decoder, left: max_decompressed as u64 };
+    match options(max_decompressed as u64).deserialize_from(&mut capped) {
+        Ok(batch) => Ok(batch),
+        Err(e) if capped.left == 0 => Err(DecodeError(format!(
+            "decompressed batch exceeds {max_decompressed} bytes ({e})"
+        ))),
+        Err(e) => Err(DecodeError(match *e {
+            bincode::ErrorKind::Io(io) => format!("zstd stream: {io}"),
+            other => other.to_string(),
+        })),
+    }
+}
+
+/// A reader that fails once `left` bytes have been produced.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("decompressed size limit reached"));
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Encodes a whole frame: header and bincode payload.
+pub fn encode_frame<T: Serialize>(kind: MsgType, payload: &T) -> Vec<u8> {
+    let body = options(MAX_PAYLOAD as u64).serialize(payload).unwrap_or_default();
+    let mut frame = Vec::with_capacity(HEADER_LEN + body.len());
+    frame.extend_from_slice(&(kind as u32).to_le_bytes());
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// A frame with an empty payload (PONG).
+pub fn empty_frame(kind: MsgType) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(HEADER_LEN);
+    frame.extend_from_slice(&(kind as u32).to_le_bytes());
+    frame.extend_from_slice(&0u32.to_le_bytes());
+    frame
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
+    }
+
+    // protocol.md §13.
+    #[test]
+    fn test_vectors() {
+        let auth = hex(
+            "01 00 00 00 2f 00 00 00  01 00 00 00 00 00 00 00 4a  02 00 00 00 00 00 00 00 6d 62  03 00 00 00
+             05 00 00 00 00 00 00 00 63 6f 64 65 78  01 00 00 00 00 00 00 00 4b  01 00",
+        );
+        let p: AuthPayload = decode(&auth[8..]).unwrap();
+        assert_eq!(
+            p,
+            AuthPayload {
+                jwt: "J".into(),
+                device_name: "mb".into(),
+                schema_version: 3,
+                provider: "codex".into(),
+                device_key: "K".into(),
+                protocol_version: 1
+            }
+        );
+        assert_eq!(encode_frame(MsgType::Auth, &p), auth);
+        assert_eq!(
+            encode_frame(MsgType::AuthOk, &AuthOkPayload { device_id: "K".into() }),
+            hex("02 00 00 00 09 00 00 00 01 00 00 00 00 00 00 00 4b")
+        );
+        assert_eq!(
+            encode_frame(MsgType::AuthErr, &AuthErrPayload { reason: "x".into(), reset_required: true }),
+            hex("03 00 00 00 0a 00 00 00 01 00 00 00 00 00 00 00 78 01")
+        );
+        assert_eq!(
+            encode_frame(MsgType::GetLastTs, &GetLastTsPayload { provider: "codex".into() }),
+            hex("10 00 00 00 0d 00 00 00 05 00 00 00 00 00 00 00 63 6f 64 65 78")
+        );
+        assert_eq!(
+            encode_frame(MsgType::LastTs, &LastTsPayload { ts_ms: 1_700_000_000_000 }),
+            hex("11 00 00 00 08 00 00 00 00 68 e5 cf 8b 01 00 00")
+        );
+        assert_eq!(
+            encode_frame(MsgType::SyncAck, &SyncAckPayload { last_ts_ms: -1 }),
+            hex("21 00 00 00 08 00 00 00 ff ff ff ff ff ff ff ff")
+        );
+        assert_eq!(
+            encode_frame(MsgType::SyncErr, &SyncErrPayload { reason: "e".into() }),
+            hex("22 00 00 00 09 00 00 00 01 00 00 00 00 00 00 00 65")
+        );
+        assert_eq!(empty_frame(MsgType::Pong), hex("31 00 00 00 00 00 00 00"));
+    }
+
+    fn sample_batch_payload() -> Vec<u8> {
+        hex("01 00 00 00 00 00 00 00
+             01 00 00 00 00 00 00 00
+             01 00 00 00 00 00 00 00 61
+             00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+             04 00 00 00 00 00 00 00
+             01 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 03 00 00 00 00 00 00 00 04 00 00 00 00 00 00 00
+             0a 00 00 00 00 00 00 00
+             00
+             01 00 00 00 00 00 00 00
+             00 00 00 00 01 00 00 00 00 00 00 00 6d
+             01 00 00 00 00 00 00 00 78
+             01 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00 69")
+    }
+
+    #[test]
+    fn batch_vector_raw_and_zstd() {
+        let payload = sample_batch_payload();
+        assert_eq!(payload.len(), 137);
+        let b: SyncBatchPayload = decode(&payload).unwrap();
+        assert_eq!(b.items.len(), 1);
+        assert_eq!(b.items[0].ts_ms, 1);
+        assert_eq!(b.items[0].message_id, "a");
+        assert_eq!(b.items[0].event.tokens, vec![1, 2, 3, 4]);
+        assert_eq!(b.items[0].usage_total, 10);
+        assert_eq!(b.dict.get(&0).map(String::as_str), Some("m"));
+        assert_eq!(b.provider, "x");
+        assert_eq!(b.token_columns, vec!["i"]);
+        let frame = encode_frame(MsgType::SyncBatch, &b);
+        assert_eq!(&frame[..8], &hex("20 00 00 00 89 00 00 00")[..]);
+        assert_eq!(&frame[8..], &payload[..]);
+
+        let z = zstd::encode_all(&payload[..], 3).unwrap();
+        assert_eq!(&z[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+        assert_eq!(decode_zstd_batch(&z, MAX_DECOMPRESSED).unwrap(), b);
+    }
+
+    #[test]
+    fn decoding_rules() {
+        // Trailing bytes are ignored.
+        let mut last = hex("00 68 e5 cf 8b 01 00 00");
+        last.push(0xaa);
+        assert_eq!(decode::<LastTsPayload>(&last).unwrap().ts_ms, 1_700_000_000_000);
+        // A SyncItem without its last byte fails; so does a bool byte 02.
+        let payload = sample_batch_payload();
+        assert!(decode::<SyncItem>(&payload[8..89]).is_err());
+        let mut bad_bool = payload.clone();
+        bad_bool[89] = 2;
+        assert!(decode::<SyncBatchPayload>(&bad_bool).is_err());
+        // Invalid UTF-8 in a string.
+        let mut bad_utf8 = payload.clone();
+        bad_utf8[24] = 0xff;
+        assert!(decode::<SyncBatchPayload>(&bad_utf8).is_err());
+        // A huge length prefix fails without allocating.
+        let mut huge = payload.clone();
+        huge[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode::<SyncBatchPayload>(&huge).is_err());
+        let mut many = payload.clone();
+        many[0..8].copy_from_slice(&(MAX_BATCH_ITEMS as u64 + 1).to_le_bytes());
+        assert!(decode::<SyncBatchPayload>(&many).unwrap_err().0.contains("limit"));
+        // A repeated dict key: the last entry wins.
+        let mut b: SyncBatchPayload = decode(&payload).unwrap();
+        b.dict.clear();
+        let mut bytes = options(1 << 20).serialize(&b).unwrap();
+        let dict_at = 90;
+        let tail = bytes.split_off(dict_at);
+        let mut with_dup = bytes;
+        with_dup.extend_from_slice(&2u64.to_le_bytes());
+        for v in ["first", "second"] {
+            with_dup.extend_from_slice(&0u32.to_le_bytes());
+            with_dup.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            with_dup.extend_from_slice(v.as_bytes());
+        }
+        with_dup.extend_from_slice(&tail[8..]);
+        let d: SyncBatchPayload = decode(&with_dup).unwrap();
+        assert_eq!(d.dict.get(&0).map(String::as_str), Some("second"));
+    }
+
+    #[test]
+    fn zstd_bomb_and_garbage() {
+        // A batch claiming 50,000 items followed by 80 MiB of zeros (each zero item is 49 bytes)
+        // compresses to a few KiB; decoding stops at the cap.
+        let mut zeros = vec![0u8; 80 << 20];
+        zeros[..8].copy_from_slice(&50_000u64.to_le_bytes());
+        let bomb = zstd::encode_all(&zeros[..], 3).unwrap();
+        assert!(bomb.len() < 1 << 20);
+        let err = decode_zstd_batch(&bomb, 1 << 20).unwrap_err().0;
+        assert!(err.contains("exceeds") || err.contains("limit"), "{err}");
+        assert!(decode_zstd_batch(b"not zstd at all", MAX_DECOMPRESSED).is_err());
+        let payload = sample_batch_payload();
+        let z = zstd::encode_all(&payload[..], 3).unwrap();
+        assert!(decode_zstd_batch(&z[..z.len() - 3], MAX_DECOMPRESSED).is_err(), "truncated stream");
+    }
+}
