@@ -109,6 +109,7 @@ pub struct AuthConfig {
     pub brute_force_window_secs: u64,
     pub brute_force_lockout_secs: u64,
     pub refresh_reuse_grace_secs: u64,
+    pub device_code_ttl_secs: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -397,6 +398,15 @@ const KEYS: &[Key] = &[
         set: setter!(auth.refresh_reuse_grace_secs, Int, u64),
     },
     Key {
+        section: "auth",
+        name: "device_code_ttl_secs",
+        kind: Kind::Int { min: 60, max: 3600 },
+        default: "900",
+        example: "",
+        help: "How long a device-login code (`toki settings sync enable`) stays valid before it must be approved in the browser.",
+        set: setter!(auth.device_code_ttl_secs, Int, u64),
+    },
+    Key {
         section: "backend",
         name: "vm_url",
         kind: Kind::Url,
@@ -633,6 +643,7 @@ impl Config {
                 brute_force_window_secs: 0,
                 brute_force_lockout_secs: 0,
                 refresh_reuse_grace_secs: 0,
+                device_code_ttl_secs: 0,
             },
             backend: BackendConfig { vm_url: None },
             log: LogConfig { level: String::new() },
@@ -932,6 +943,7 @@ mod tests {
         assert_eq!(c.auth.brute_force_max_attempts, 5);
         assert_eq!(c.auth.brute_force_window_secs, 300);
         assert_eq!(c.auth.brute_force_lockout_secs, 900);
+        assert_eq!(c.auth.device_code_ttl_secs, 900);
         assert_eq!(c.http.max_body_bytes, 1 << 20);
         assert!(c.backend.vm_url.is_none());
         assert!(c.server.external_url.is_none());

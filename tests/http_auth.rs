@@ -185,7 +185,7 @@ async fn refresh_fails_after_password_change_disable_and_delete() {
     store.update_user(carol.id, |u| u.status = UserStatus::Active).unwrap();
 
     let p = c.login("carol", "carol-password-2").await;
-    store.delete_user(carol.id).unwrap();
+    store.write(|t| toki_sync::store::users::delete_user_in(t, carol.id, toki_sync::store::now_secs())).unwrap();
     assert_eq!(c.post("/token/refresh", &json!({"refresh_token": p["refresh_token"]})).await.status, 401, "deleted");
 }
 

@@ -18,6 +18,10 @@ as_root() {
 packages=()
 command -v cc >/dev/null 2>&1 || packages+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || packages+=(pkg-config)
+# The browser test drives Debian's Chromium with Node's playwright-core (never a downloaded browser).
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "${#packages[@]}" -gt 0 ]; then
     log "installing Debian packages: ${packages[*]}"
     as_root apt-get update -q
@@ -28,6 +32,9 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found. Install the Rust toolchain (https://rustup.rs, stable >= 1.90) and rerun." >&2
     exit 1
 fi
+
+log "installing the browser test's npm packages (tests/browser, as locked)"
+(cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 
 log "cargo test (all targets)"
 cargo test --locked --all-targets

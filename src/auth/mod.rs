@@ -1,5 +1,7 @@
-//! Authentication: passwords, tokens, brute-force lockout and the rules for names and passwords.
+//! Authentication: passwords, tokens, brute-force lockout, the device-code flow and the rules for
+//! names and passwords.
 
+pub mod device_flow;
 pub mod jwt;
 pub mod lockout;
 pub mod password;

@@ -3,6 +3,9 @@
 pub const USERNAME_LENGTH: &str = "username must be 3-32 characters";
 pub const USERNAME_CHARS: &str = "username may only contain letters, digits, '_', '-' and '.'";
 pub const PASSWORD_LENGTH: &str = "password must be 8-128 characters";
+/// Longest password we even try to verify (passwords are at most 128 characters, 4 bytes each);
+/// longer ones are rejected without spending a hash on them.
+pub const MAX_PASSWORD_BYTES: usize = 512;
 
 pub fn check_username(name: &str) -> Result<(), &'static str> {
     let n = name.chars().count();

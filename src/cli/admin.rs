@@ -1,6 +1,7 @@
 //! `toki-sync admin`: offline administration on the data file. redb locks the file, so these
 //! commands refuse to run while a server holds it, and say so.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -11,9 +12,11 @@ use super::{load_config, CommonArgs};
 use crate::app::effective_registration_mode;
 use crate::auth::{password, rules};
 use crate::config::{Config, RegistrationMode};
+use crate::store::devices::delete_in;
 use crate::store::settings::REGISTRATION_MODE;
-use crate::store::users::{NewUser, Role, User, UserStatus};
-use crate::store::Store;
+use crate::store::teams::{clean_name, Team, TeamRole};
+use crate::store::users::{delete_user_in, user_in, NewUser, Role, User, UserError, UserStatus};
+use crate::store::{now_secs, Store};
 
 #[derive(Args)]
 pub struct AdminArgs {
@@ -29,6 +32,16 @@ enum AdminCommand {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Manage teams and their members.
+    Team {
+        #[command(subcommand)]
+        command: TeamCommand,
+    },
+    /// List or delete devices.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
     },
     /// Read or change run-time settings.
     Settings {
@@ -87,6 +100,67 @@ enum UserCommand {
         #[arg(value_enum)]
         role: RoleArg,
     },
+    /// Approve a registration waiting for approval.
+    Approve { name: String },
+    /// Reject (delete) a registration waiting for approval.
+    Reject { name: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TeamRoleArg {
+    Member,
+    Admin,
+}
+
+impl From<TeamRoleArg> for TeamRole {
+    fn from(r: TeamRoleArg) -> TeamRole {
+        match r {
+            TeamRoleArg::Member => TeamRole::Member,
+            TeamRoleArg::Admin => TeamRole::Admin,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum TeamCommand {
+    /// Create a team.
+    Add { name: String },
+    /// Delete a team (its members' accounts stay).
+    Delete { name: String },
+    /// List teams.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a team's members.
+    Members {
+        team: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a user to a team.
+    AddMember {
+        team: String,
+        user: String,
+        #[arg(long, value_enum, default_value = "member")]
+        role: TeamRoleArg,
+    },
+    /// Remove a user from a team.
+    RemoveMember { team: String, user: String },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// List devices (all, or one user's).
+    List {
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a device (by the id `device list` shows) with all its usage data. Its machine is
+    /// refused until it signs in again with `toki settings sync enable`.
+    Delete { id: String },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -176,9 +250,15 @@ fn find(store: &Store, name: &str) -> Result<User, Failure> {
     store.user_by_name(name)?.ok_or_else(|| Failure(format!("no user named `{name}`")))
 }
 
+fn find_team(store: &Store, name: &str) -> Result<Team, Failure> {
+    store.team_by_name(name)?.ok_or_else(|| Failure(format!("no team named `{name}`")))
+}
+
 fn execute(config: &Config, command: AdminCommand) -> Result<(), Failure> {
     match command {
         AdminCommand::User { command } => user(config, command),
+        AdminCommand::Team { command } => team(config, command),
+        AdminCommand::Device { command } => device(config, command),
         AdminCommand::Settings { command } => settings(config, command),
         AdminCommand::Stats { json } => stats(config, json),
     }
@@ -233,8 +313,8 @@ fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
         UserCommand::Delete { name } => {
             let store = open(config)?;
             let user = find(&store, &name)?;
-            store.delete_user(user.id)?;
-            println!("deleted user `{}`", user.username);
+            let gone = store.write(|txn| delete_user_in(txn, user.id, now_secs()))?;
+            println!("deleted user `{}` and {} device(s)", user.username, gone.devices.len());
         }
         UserCommand::Passwd { name, .. } => {
             let password = read_password()?;
@@ -249,6 +329,138 @@ fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
             let role: Role = role.into();
             store.update_user(user.id, |u| u.role = role)?;
             println!("`{}` is now {}", user.username, role.as_str());
+        }
+        UserCommand::Approve { name } => {
+            let store = open(config)?;
+            let user = find(&store, &name)?;
+            if user.status != UserStatus::Pending {
+                return Err(Failure(format!("`{}` is not waiting for approval (status: {})", user.username, user.status.as_str())));
+            }
+            store.update_user(user.id, |u| u.status = UserStatus::Active)?;
+            println!("approved `{}`", user.username);
+        }
+        UserCommand::Reject { name } => {
+            let store = open(config)?;
+            let user = find(&store, &name)?;
+            let id = user.id;
+            store.write(|txn| {
+                // Checked inside the transaction that deletes.
+                match user_in(txn, id)? {
+                    Some(u) if u.status == UserStatus::Pending => delete_user_in(txn, id, now_secs()).map(drop),
+                    _ => Err(UserError::NotFound),
+                }
+            })
+            .map_err(|e| match e {
+                UserError::NotFound => Failure(format!("`{}` is not waiting for approval", user.username)),
+                other => other.into(),
+            })?;
+            println!("rejected and deleted `{}`", user.username);
+        }
+    }
+    Ok(())
+}
+
+fn team(config: &Config, command: TeamCommand) -> Result<(), Failure> {
+    let store = open(config)?;
+    match command {
+        TeamCommand::Add { name } => {
+            let name = clean_name(&name)?;
+            let team = store.create_team(&name, now_secs())?;
+            println!("created team `{}` ({})", team.name, team.uuid);
+        }
+        TeamCommand::Delete { name } => {
+            let team = find_team(&store, &name)?;
+            store.delete_team(team.id)?;
+            println!("deleted team `{}`", team.name);
+        }
+        TeamCommand::List { json } => {
+            let teams = store.teams()?;
+            if json {
+                let list: Vec<_> = teams
+                    .iter()
+                    .map(|(t, n)| json!({ "id": t.uuid.to_string(), "name": t.name, "created_at": t.created_at, "member_count": n }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&json!({ "teams": list }))?);
+            } else {
+                println!("{:<36}  {:<32}  MEMBERS", "ID", "NAME");
+                for (t, n) in teams {
+                    println!("{:<36}  {:<32}  {n}", t.uuid, t.name);
+                }
+            }
+        }
+        TeamCommand::Members { team, json } => {
+            let team = find_team(&store, &team)?;
+            let mut rows = Vec::new();
+            for (id, m) in store.team_members(team.id)? {
+                let Some(u) = store.user(id)? else { continue };
+                rows.push((u, m));
+            }
+            if json {
+                let list: Vec<_> = rows
+                    .iter()
+                    .map(|(u, m)| json!({ "user_id": u.uuid.to_string(), "username": u.username, "role": m.role.as_str(), "added_at": m.added_at }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&json!({ "members": list }))?);
+            } else {
+                println!("{:<32}  ROLE", "USERNAME");
+                for (u, m) in rows {
+                    println!("{:<32}  {}", u.username, m.role.as_str());
+                }
+            }
+        }
+        TeamCommand::AddMember { team, user, role } => {
+            let team = find_team(&store, &team)?;
+            let user = find(&store, &user)?;
+            let role: TeamRole = role.into();
+            store.add_team_member(team.id, user.id, role, now_secs())?;
+            println!("added `{}` to `{}` as {}", user.username, team.name, role.as_str());
+        }
+        TeamCommand::RemoveMember { team, user } => {
+            let team = find_team(&store, &team)?;
+            let user = find(&store, &user)?;
+            store.remove_team_member(team.id, user.id)?;
+            println!("removed `{}` from `{}`", user.username, team.name);
+        }
+    }
+    Ok(())
+}
+
+fn device(config: &Config, command: DeviceCommand) -> Result<(), Failure> {
+    let store = open(config)?;
+    match command {
+        DeviceCommand::List { user, json } => {
+            let owner = user.map(|name| find(&store, &name)).transpose()?;
+            let devices = store.devices(owner.as_ref().map(|u| u.id))?;
+            let names: HashMap<u32, String> = store.users()?.into_iter().map(|u| (u.id, u.username)).collect();
+            let owner_name = |id: u32| names.get(&id).cloned().unwrap_or_default();
+            if json {
+                let list: Vec<_> = devices
+                    .iter()
+                    .map(|d| {
+                        json!({
+                            "id": d.uuid.to_string(),
+                            "name": d.name,
+                            "device_key": d.key,
+                            "username": owner_name(d.user),
+                            "created_at": d.created_at,
+                            "last_seen_at": d.last_seen_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&json!({ "devices": list }))?);
+            } else {
+                println!("{:<36}  {:<24}  {:<20}  LAST SEEN", "ID", "NAME", "USER");
+                for d in devices {
+                    let seen = d.last_seen_at.map(rfc3339).unwrap_or_else(|| "never".into());
+                    println!("{:<36}  {:<24}  {:<20}  {seen}", d.uuid, d.name, owner_name(d.user));
+                }
+            }
+        }
+        DeviceCommand::Delete { id } => {
+            let uuid = uuid::Uuid::try_parse(&id).map_err(|_| Failure(format!("`{id}` is not a device id; `device list` shows them")))?;
+            let device = store.device_by_uuid(uuid)?.ok_or_else(|| Failure(format!("no device with id {uuid}")))?;
+            store.write(|txn| delete_in(txn, device.id, now_secs()))?;
+            println!("deleted device `{}` ({}) and its usage data", device.name, device.uuid);
         }
     }
     Ok(())
@@ -280,14 +492,17 @@ fn stats(config: &Config, as_json: bool) -> Result<(), Failure> {
     let users = store.users()?;
     let pending = users.iter().filter(|u| u.status == UserStatus::Pending).count();
     let admins = users.iter().filter(|u| u.role == Role::Admin).count();
-    let refresh_tokens = store.count_refresh_tokens()?;
+    let counts = store.counts()?;
     let file_bytes = store.file_size();
     if as_json {
         let v = json!({
             "users": users.len(),
             "admins": admins,
             "pending_users": pending,
-            "refresh_tokens": refresh_tokens,
+            "devices": counts.devices,
+            "events": counts.events,
+            "teams": counts.teams,
+            "refresh_tokens": counts.refresh_tokens,
             "file_bytes": file_bytes,
             "path": store.path().display().to_string(),
         });
@@ -296,14 +511,14 @@ fn stats(config: &Config, as_json: bool) -> Result<(), Failure> {
         println!("data file:      {}", store.path().display());
         println!("file size:      {file_bytes} bytes");
         println!("users:          {} ({admins} admin, {pending} pending)", users.len());
-        println!("refresh tokens: {refresh_tokens}");
+        println!("devices:        {}", counts.devices);
+        println!("events:         {}", counts.events);
+        println!("teams:          {}", counts.teams);
+        println!("refresh tokens: {}", counts.refresh_tokens);
     }
     Ok(())
 }
 
 fn rfc3339(secs: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| secs.to_string())
+    crate::store::rfc3339(secs).unwrap_or_else(|| secs.to_string())
 }

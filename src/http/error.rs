@@ -9,6 +9,7 @@ use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
 use crate::auth::lockout::retry_secs;
+use crate::store::teams::TeamError;
 use crate::store::users::UserError;
 use crate::store::StoreError;
 
@@ -105,6 +106,16 @@ impl From<UserError> for ApiError {
             UserError::DuplicateName => Self::conflict("username already exists"),
             UserError::LastAdmin => Self::conflict("cannot remove, demote or disable the last active admin"),
             UserError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<TeamError> for ApiError {
+    fn from(e: TeamError) -> Self {
+        match e {
+            TeamError::NotFound | TeamError::UserNotFound | TeamError::NotMember => Self::not_found(e.to_string()),
+            TeamError::DuplicateName | TeamError::AlreadyMember => Self::conflict(e.to_string()),
+            TeamError::Store(s) => s.into(),
         }
     }
 }

@@ -1,5 +1,8 @@
 //! Turns (method, path) into an [`Endpoint`]. Unknown paths are 404, known paths with another
 //! method are 405 with an `Allow` header. HEAD is served as GET (hyper leaves out the body).
+//!
+//! Path parameters (`:device_id`, `:user_id`, `:team_id`, `:key`, asset names) are passed on as
+//! they appear; handlers parse them and answer 404 for ids that cannot exist.
 
 use hyper::Method;
 
@@ -11,6 +14,55 @@ pub enum Endpoint {
     TokenRefresh,
     AuthMethod,
     AuthInfo,
+
+    // Device-code flow: the reference paths (`/auth/device/...`) and the toki client's.
+    DeviceCode,
+    /// `POST /auth/device/token`: pending is 428, as in the reference.
+    DeviceTokenReference,
+    /// `POST /device/token`: pending is 400, the only status the toki client keeps polling on.
+    DeviceTokenClient,
+    /// `POST /auth/device/verify` and `POST /device/approve`.
+    DeviceApprove,
+    /// `POST /device/lookup`: what the approval page shows before the user decides.
+    DeviceLookup,
+
+    // Browser pages and their files.
+    Root,
+    LoginPage,
+    DevicePage,
+    DashboardPage,
+    Asset(String),
+
+    // Self-service.
+    Me,
+    MyDevices,
+    MyDeviceDelete(String),
+    MyDeviceRename(String),
+    MyPassword,
+    MyTeams,
+
+    // Administration.
+    AdminSettings,
+    AdminSettingsUpdate,
+    AdminSettingPut(String),
+    AdminPending,
+    AdminPendingApprove(String),
+    AdminPendingReject(String),
+    AdminServerInfo,
+    AdminActive,
+    AdminUsers,
+    AdminUserCreate,
+    AdminUserDelete(String),
+    AdminUserRole(String),
+    AdminUserPassword(String),
+    AdminDevices,
+    AdminDeviceDelete(String),
+    AdminTeams,
+    AdminTeamCreate,
+    AdminTeamDelete(String),
+    AdminTeamMembers(String),
+    AdminTeamMemberAdd(String),
+    AdminTeamMemberRemove { team: String, user: String },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -36,13 +88,62 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
     let segments: Vec<&str> = trimmed.split('/').collect();
     let get = Method::GET;
     let post = Method::POST;
+    let patch = Method::PATCH;
+    let put = Method::PUT;
+    let delete = Method::DELETE;
+    let s = |x: &str| x.to_owned();
     match segments.as_slice() {
+        [""] => pick(method, "GET, HEAD", vec![(get, E::Root)]),
         ["health"] => pick(method, "GET, HEAD", vec![(get, E::Health)]),
-        ["login"] => pick(method, "POST", vec![(post, E::Login)]),
+        ["login"] => pick(method, "GET, HEAD, POST", vec![(get, E::LoginPage), (post, E::Login)]),
         ["register"] => pick(method, "POST", vec![(post, E::Register)]),
         ["token", "refresh"] => pick(method, "POST", vec![(post, E::TokenRefresh)]),
         ["auth-method"] => pick(method, "POST", vec![(post, E::AuthMethod)]),
         ["auth", "info"] => pick(method, "GET, HEAD", vec![(get, E::AuthInfo)]),
+
+        ["auth", "device", "code"] | ["device", "code"] => pick(method, "POST", vec![(post, E::DeviceCode)]),
+        ["auth", "device", "token"] => pick(method, "POST", vec![(post, E::DeviceTokenReference)]),
+        ["device", "token"] => pick(method, "POST", vec![(post, E::DeviceTokenClient)]),
+        ["auth", "device", "verify"] | ["device", "approve"] => pick(method, "POST", vec![(post, E::DeviceApprove)]),
+        ["device", "lookup"] => pick(method, "POST", vec![(post, E::DeviceLookup)]),
+
+        ["device"] | ["login", "device"] => pick(method, "GET, HEAD", vec![(get, E::DevicePage)]),
+        ["dashboard"] => pick(method, "GET, HEAD", vec![(get, E::DashboardPage)]),
+        ["assets", name] => pick(method, "GET, HEAD", vec![(get, E::Asset(s(name)))]),
+
+        ["me"] => pick(method, "GET, HEAD", vec![(get, E::Me)]),
+        ["me", "devices"] => pick(method, "GET, HEAD", vec![(get, E::MyDevices)]),
+        ["me", "devices", id] => pick(method, "DELETE", vec![(delete, E::MyDeviceDelete(s(id)))]),
+        ["me", "devices", id, "name"] => pick(method, "PATCH", vec![(patch, E::MyDeviceRename(s(id)))]),
+        ["me", "password"] => pick(method, "PATCH", vec![(patch, E::MyPassword)]),
+        ["me", "teams"] => pick(method, "GET, HEAD", vec![(get, E::MyTeams)]),
+
+        ["admin", "settings"] => {
+            pick(method, "GET, HEAD, PATCH", vec![(get, E::AdminSettings), (patch, E::AdminSettingsUpdate)])
+        }
+        ["admin", "settings", key] => pick(method, "PUT", vec![(put, E::AdminSettingPut(s(key)))]),
+        ["admin", "pending"] => pick(method, "GET, HEAD", vec![(get, E::AdminPending)]),
+        ["admin", "pending", id] => pick(method, "DELETE", vec![(delete, E::AdminPendingReject(s(id)))]),
+        ["admin", "pending", id, "approve"] => pick(method, "POST", vec![(post, E::AdminPendingApprove(s(id)))]),
+        ["admin", "pending", id, "reject"] => pick(method, "POST", vec![(post, E::AdminPendingReject(s(id)))]),
+        ["admin", "server-info"] => pick(method, "GET, HEAD", vec![(get, E::AdminServerInfo)]),
+        ["admin", "active"] => pick(method, "GET, HEAD", vec![(get, E::AdminActive)]),
+        ["admin", "users"] => pick(method, "GET, HEAD, POST", vec![(get, E::AdminUsers), (post, E::AdminUserCreate)]),
+        ["admin", "users", id] => pick(method, "DELETE", vec![(delete, E::AdminUserDelete(s(id)))]),
+        ["admin", "users", id, "role"] => pick(method, "PATCH", vec![(patch, E::AdminUserRole(s(id)))]),
+        ["admin", "users", id, "password"] => pick(method, "PATCH", vec![(patch, E::AdminUserPassword(s(id)))]),
+        ["admin", "devices"] => pick(method, "GET, HEAD", vec![(get, E::AdminDevices)]),
+        ["admin", "devices", id] => pick(method, "DELETE", vec![(delete, E::AdminDeviceDelete(s(id)))]),
+        ["admin", "teams"] => pick(method, "GET, HEAD, POST", vec![(get, E::AdminTeams), (post, E::AdminTeamCreate)]),
+        ["admin", "teams", id] => pick(method, "DELETE", vec![(delete, E::AdminTeamDelete(s(id)))]),
+        ["admin", "teams", id, "members"] => pick(
+            method,
+            "GET, HEAD, POST",
+            vec![(get, E::AdminTeamMembers(s(id))), (post, E::AdminTeamMemberAdd(s(id)))],
+        ),
+        ["admin", "teams", team, "members", user] => {
+            pick(method, "DELETE", vec![(delete, E::AdminTeamMemberRemove { team: s(team), user: s(user) })])
+        }
         _ => Err(RouteError::NotFound),
     }
 }
@@ -57,9 +158,40 @@ mod tests {
         assert_eq!(route(&Method::HEAD, "/health"), Ok(Endpoint::Health));
         assert_eq!(route(&Method::GET, "/health/"), Ok(Endpoint::Health));
         assert_eq!(route(&Method::POST, "/health"), Err(RouteError::MethodNotAllowed("GET, HEAD")));
-        assert_eq!(route(&Method::GET, "/login"), Err(RouteError::MethodNotAllowed("POST")));
+        assert_eq!(route(&Method::DELETE, "/login"), Err(RouteError::MethodNotAllowed("GET, HEAD, POST")));
         assert_eq!(route(&Method::GET, "/nope"), Err(RouteError::NotFound));
         assert_eq!(route(&Method::GET, "//health"), Err(RouteError::NotFound));
         assert_eq!(route(&Method::POST, "/token/refresh"), Ok(Endpoint::TokenRefresh));
+    }
+
+    #[test]
+    fn both_device_flow_path_families() {
+        assert_eq!(route(&Method::POST, "/device/code"), Ok(Endpoint::DeviceCode));
+        assert_eq!(route(&Method::POST, "/auth/device/code"), Ok(Endpoint::DeviceCode));
+        assert_eq!(route(&Method::POST, "/device/token"), Ok(Endpoint::DeviceTokenClient));
+        assert_eq!(route(&Method::POST, "/auth/device/token"), Ok(Endpoint::DeviceTokenReference));
+        assert_eq!(route(&Method::POST, "/device/approve"), Ok(Endpoint::DeviceApprove));
+        assert_eq!(route(&Method::POST, "/auth/device/verify"), Ok(Endpoint::DeviceApprove));
+        assert_eq!(route(&Method::GET, "/device"), Ok(Endpoint::DevicePage));
+        assert_eq!(route(&Method::GET, "/login/device"), Ok(Endpoint::DevicePage));
+        assert_eq!(route(&Method::GET, "/login"), Ok(Endpoint::LoginPage));
+        assert_eq!(route(&Method::POST, "/login"), Ok(Endpoint::Login));
+        assert_eq!(route(&Method::GET, "/"), Ok(Endpoint::Root));
+    }
+
+    #[test]
+    fn parameters_and_methods() {
+        assert_eq!(route(&Method::DELETE, "/me/devices/abc"), Ok(Endpoint::MyDeviceDelete("abc".into())));
+        assert_eq!(route(&Method::PATCH, "/me/devices/abc/name"), Ok(Endpoint::MyDeviceRename("abc".into())));
+        assert_eq!(route(&Method::GET, "/me/devices/abc"), Err(RouteError::MethodNotAllowed("DELETE")));
+        assert_eq!(route(&Method::DELETE, "/admin/pending/u1"), Ok(Endpoint::AdminPendingReject("u1".into())));
+        assert_eq!(route(&Method::POST, "/admin/pending/u1/reject"), Ok(Endpoint::AdminPendingReject("u1".into())));
+        assert_eq!(route(&Method::PUT, "/admin/settings/registration_mode"), Ok(Endpoint::AdminSettingPut("registration_mode".into())));
+        assert_eq!(
+            route(&Method::DELETE, "/admin/teams/t/members/u"),
+            Ok(Endpoint::AdminTeamMemberRemove { team: "t".into(), user: "u".into() })
+        );
+        assert_eq!(route(&Method::GET, "/assets/app.css"), Ok(Endpoint::Asset("app.css".into())));
+        assert_eq!(route(&Method::GET, "/assets/a/b.css"), Err(RouteError::NotFound));
     }
 }

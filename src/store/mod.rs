@@ -5,11 +5,13 @@
 //! `App::blocking`.
 
 pub mod codec;
+pub mod device_codes;
 pub mod devices;
 pub mod events;
 pub mod schema;
 pub mod settings;
 pub mod strings;
+pub mod teams;
 pub mod tokens;
 pub mod users;
 
@@ -17,7 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use redb::{ReadTransaction, ReadableDatabase, WriteTransaction};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTableMetadata, WriteTransaction};
 
 pub use codec::CodecError;
 
@@ -77,6 +79,34 @@ impl From<CodecError> for StoreError {
         StoreError::Corrupt(e.0)
     }
 }
+
+/// For an outcome enum with a `Store(StoreError)` variant: lets `?` on redb and codec results
+/// work inside `Store::write` closures that return it.
+macro_rules! outcome_wraps_store_error {
+    ($($t:ident),*) => {$(
+        impl From<$crate::store::StoreError> for $t {
+            fn from(e: $crate::store::StoreError) -> Self {
+                $t::Store(e)
+            }
+        }
+        impl From<redb::TableError> for $t {
+            fn from(e: redb::TableError) -> Self {
+                $t::Store(e.into())
+            }
+        }
+        impl From<redb::StorageError> for $t {
+            fn from(e: redb::StorageError) -> Self {
+                $t::Store(e.into())
+            }
+        }
+        impl From<$crate::store::CodecError> for $t {
+            fn from(e: $crate::store::CodecError) -> Self {
+                $t::Store(e.into())
+            }
+        }
+    )*};
+}
+pub(crate) use outcome_wraps_store_error;
 
 type FatalHook = Box<dyn Fn(&str) + Send + Sync>;
 
@@ -165,12 +195,48 @@ impl Store {
     }
 }
 
+/// Row counts, for server info and `admin stats`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    pub users: u64,
+    pub devices: u64,
+    pub events: u64,
+    pub teams: u64,
+    pub refresh_tokens: u64,
+}
+
+impl Store {
+    /// Counts from one snapshot (redb keeps table lengths, so this reads no rows).
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        let txn = self.read()?;
+        Ok(Counts {
+            users: txn.open_table(schema::USERS)?.len()?,
+            devices: txn.open_table(schema::DEVICES)?.len()?,
+            events: txn.open_table(schema::EVENTS)?.len()?,
+            teams: txn.open_table(schema::TEAMS)?.len()?,
+            refresh_tokens: txn.open_table(schema::REFRESH_TOKENS)?.len()?,
+        })
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_secs() -> i64 {
+    now_ms().div_euclid(1000)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+        .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// A stored Unix time in RFC 3339 (UTC), for people and for API fields that use it.
+pub fn rfc3339(secs: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
 }
 
 #[cfg(test)]

@@ -50,11 +50,28 @@ pub const EVENTS: TableDefinition<super::events::EventKey, &[u8]> = TableDefinit
 /// (user, hour since epoch, device, provider, model, project) -> token sums and event count.
 pub const ROLLUPS: TableDefinition<super::events::RollupKey, &[u8]> = TableDefinition::new("rollups");
 
+/// Pending device-code logins by SHA-256 of the device code (the code itself is never stored).
+pub const DEVICE_CODES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("device_codes");
+/// User code (`XXXX-XXXX`) -> device-code hash, for approval from the browser.
+pub const DEVICE_USER_CODES: TableDefinition<&str, [u8; 32]> = TableDefinition::new("device_user_codes");
+
+/// Teams by compact id.
+pub const TEAMS: TableDefinition<u32, &[u8]> = TableDefinition::new("teams");
+/// Lower-cased team name -> team id (names are unique ignoring case).
+pub const TEAM_NAMES: TableDefinition<&str, u32> = TableDefinition::new("team_names");
+/// External team UUID -> team id.
+pub const TEAM_UUIDS: TableDefinition<u128, u32> = TableDefinition::new("team_uuids");
+/// (team id, user id) -> membership record: a team's members are one key range.
+pub const TEAM_MEMBERS: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("team_members");
+/// (user id, team id), the reverse index: a user's teams are one key range.
+pub const USER_TEAMS: TableDefinition<(u32, u32), ()> = TableDefinition::new("user_teams");
+
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_JWT_SECRET: &str = "jwt_secret";
 pub const META_NEXT_USER_ID: &str = "next_user_id";
 pub const META_NEXT_DEVICE_ID: &str = "next_device_id";
 pub const META_NEXT_STRING_ID: &str = "next_string_id";
+pub const META_NEXT_TEAM_ID: &str = "next_team_id";
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
@@ -79,6 +96,13 @@ fn create_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(CURSORS)?;
     txn.open_table(EVENTS)?;
     txn.open_table(ROLLUPS)?;
+    txn.open_table(DEVICE_CODES)?;
+    txn.open_table(DEVICE_USER_CODES)?;
+    txn.open_table(TEAMS)?;
+    txn.open_table(TEAM_NAMES)?;
+    txn.open_table(TEAM_UUIDS)?;
+    txn.open_table(TEAM_MEMBERS)?;
+    txn.open_table(USER_TEAMS)?;
     Ok(())
 }
 

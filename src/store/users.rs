@@ -1,11 +1,13 @@
 //! User accounts.
 
+use std::ops::Bound;
+
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use uuid::Uuid;
 
 use super::codec::{CodecError, Dec, Enc, Record};
-use super::schema::{next_id, META_NEXT_USER_ID, USERS, USER_NAMES, USER_UUIDS};
-use super::{tokens, Store, StoreError};
+use super::schema::{next_id, DEVICE_KEYS, DEVICE_TOMBSTONES, META_NEXT_USER_ID, USERS, USER_NAMES, USER_UUIDS};
+use super::{devices, teams, tokens, Store, StoreError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -168,6 +170,11 @@ fn load(table: &impl ReadableTable<u32, &'static [u8]>, id: u32) -> Result<Optio
     }
 }
 
+/// A user read inside a write transaction (to check a state and change it atomically).
+pub fn user_in(txn: &WriteTransaction, id: u32) -> Result<Option<User>, StoreError> {
+    load(&txn.open_table(USERS)?, id)
+}
+
 fn put(txn: &WriteTransaction, user: &User) -> Result<(), StoreError> {
     txn.open_table(USERS)?.insert(user.id, user.encode().as_slice())?;
     Ok(())
@@ -280,21 +287,51 @@ impl Store {
             Ok(user)
         })
     }
+}
 
-    /// Deletes a user with everything that belongs to them.
-    pub fn delete_user(&self, id: u32) -> Result<User, UserError> {
-        self.write(|txn| {
-            let user = load(&txn.open_table(USERS)?, id)?.ok_or(UserError::NotFound)?;
-            if would_lose_last_admin(txn, &user, None)? {
-                return Err(UserError::LastAdmin);
-            }
-            txn.open_table(USERS)?.remove(id)?;
-            txn.open_table(USER_NAMES)?.remove(name_key(&user.username).as_str())?;
-            txn.open_table(USER_UUIDS)?.remove(user.uuid.as_u128())?;
-            tokens::revoke_user_in(txn, id)?;
-            Ok(user)
-        })
+type UserKeyRange = (Bound<(u32, &'static str)>, Bound<(u32, &'static str)>);
+
+/// Every (user, string) key of one user: a key range of DEVICE_KEYS or DEVICE_TOMBSTONES.
+fn keys_of(id: u32) -> UserKeyRange {
+    (Bound::Included((id, "")), id.checked_add(1).map_or(Bound::Unbounded, |next| Bound::Excluded((next, ""))))
+}
+
+/// What [`delete_user_in`] removed.
+#[derive(Debug)]
+pub struct DeletedUser {
+    pub user: User,
+    /// Ids of the devices deleted with the user (with their usage data).
+    pub devices: Vec<u32>,
+}
+
+/// Deletes a user with everything that belongs to them: devices with their usage data, device
+/// tombstones, team memberships and refresh tokens. Every refusal happens before the first
+/// write. While the server runs this must run inside the ingest writer (`Ingest::exec`, which
+/// then forgets the devices), so no sync batch for those devices commits after it.
+pub fn delete_user_in(txn: &WriteTransaction, id: u32, now: i64) -> Result<DeletedUser, UserError> {
+    let user = load(&txn.open_table(USERS)?, id)?.ok_or(UserError::NotFound)?;
+    if would_lose_last_admin(txn, &user, None)? {
+        return Err(UserError::LastAdmin);
     }
+    let devices: Vec<u32> = txn
+        .open_table(DEVICE_KEYS)?
+        .range::<(u32, &str)>(keys_of(id))?
+        .map(|row| row.map(|(_, v)| v.value()))
+        .collect::<Result<_, _>>()?;
+    for device in &devices {
+        devices::delete_in(txn, *device, now)?;
+    }
+    // Tombstones of this user's keys, the ones just made included: with the user gone they
+    // can never be matched again.
+    txn.open_table(DEVICE_TOMBSTONES)?
+        .extract_from_if::<(u32, &str), _>(keys_of(id), |_, _| true)?
+        .for_each(drop);
+    teams::remove_user_in(txn, id)?;
+    txn.open_table(USERS)?.remove(id)?;
+    txn.open_table(USER_NAMES)?.remove(name_key(&user.username).as_str())?;
+    txn.open_table(USER_UUIDS)?.remove(user.uuid.as_u128())?;
+    tokens::revoke_user_in(txn, id)?;
+    Ok(DeletedUser { user, devices })
 }
 
 #[cfg(test)]
@@ -320,7 +357,7 @@ mod tests {
         assert_eq!(s.user_by_uuid(a.uuid).unwrap().unwrap().username, "Alice");
         let b = s.create_user(new("bob", Role::User)).unwrap();
         assert!(b.id > a.id);
-        s.delete_user(b.id).unwrap();
+        s.write(|t| delete_user_in(t, b.id, 0)).unwrap();
         let c = s.create_user(new("carol", Role::User)).unwrap();
         assert!(c.id > b.id, "ids are never reused");
         assert_eq!(s.count_users().unwrap(), 2);
@@ -332,10 +369,40 @@ mod tests {
         let root = s.create_user(new("root", Role::Admin)).unwrap();
         assert!(matches!(s.update_user(root.id, |u| u.role = Role::User), Err(UserError::LastAdmin)));
         assert!(matches!(s.update_user(root.id, |u| u.status = UserStatus::Disabled), Err(UserError::LastAdmin)));
-        assert!(matches!(s.delete_user(root.id), Err(UserError::LastAdmin)));
+        assert!(matches!(s.write(|t| delete_user_in(t, root.id, 0)), Err(UserError::LastAdmin)));
         let second = s.create_user(new("second", Role::Admin)).unwrap();
         s.update_user(root.id, |u| u.role = Role::User).unwrap();
-        assert!(matches!(s.delete_user(second.id), Err(UserError::LastAdmin)));
+        assert!(matches!(s.write(|t| delete_user_in(t, second.id, 0)), Err(UserError::LastAdmin)));
+    }
+
+    #[test]
+    fn deleting_a_user_removes_what_they_own_and_nothing_else() {
+        use crate::store::devices::{delete_in, AuthDevice};
+        use crate::store::teams::TeamRole;
+        let (_d, s) = store();
+        let a = s.create_user(new("alice", Role::User)).unwrap();
+        let b = s.create_user(new("bob", Role::User)).unwrap();
+        let dev = |user: u32, key: &str| match s.auth_device(user, key, "d", 1).unwrap() {
+            AuthDevice::Ready(d) => d.id,
+            AuthDevice::Removed => panic!("removed"),
+        };
+        let (a1, a2, b1) = (dev(a.id, "k1"), dev(a.id, "k2"), dev(b.id, "k1"));
+        s.write(|t| delete_in(t, a2, 2)).unwrap();
+        let team = s.create_team("t", 1).unwrap();
+        s.add_team_member(team.id, a.id, TeamRole::Member, 1).unwrap();
+        s.add_team_member(team.id, b.id, TeamRole::Member, 1).unwrap();
+        let token = crate::store::tokens::RefreshRecord { family: 1, device_id: None, issued_at: 0, expires_at: i64::MAX, rotated_at: None };
+        s.insert_refresh(a.id, [1; 32], &token).unwrap();
+
+        let gone = s.write(|t| delete_user_in(t, a.id, 3)).unwrap();
+        assert_eq!(gone.devices, vec![a1]);
+        assert!(s.user(a.id).unwrap().is_none() && s.user_by_name("alice").unwrap().is_none());
+        assert!(s.device(a1).unwrap().is_none());
+        assert!(!s.is_tombstoned(a.id, "k1").unwrap() && !s.is_tombstoned(a.id, "k2").unwrap());
+        assert_eq!(s.team_member_ids(team.id).unwrap(), vec![b.id]);
+        assert_eq!(s.count_refresh_tokens().unwrap(), 0);
+        assert!(s.device(b1).unwrap().is_some(), "another user's device with the same key stays");
+        assert!(matches!(s.write(|t| delete_user_in(t, a.id, 4)), Err(UserError::NotFound)));
     }
 
     #[test]

@@ -70,6 +70,27 @@ impl TestServer {
     }
 }
 
+/// Creates an active account with a password directly in the store; returns it.
+pub fn create_user(app: &toki_sync::app::App, name: &str, password: &str, role: toki_sync::store::users::Role) -> toki_sync::store::users::User {
+    app.store
+        .create_user(toki_sync::store::users::NewUser {
+            username: name.into(),
+            role,
+            status: toki_sync::store::users::UserStatus::Active,
+            password_hash: Some(toki_sync::auth::password::hash_blocking(password)),
+            oidc_subject: None,
+        })
+        .expect("create user")
+}
+
+/// A device as the sync AUTH path creates it (last seen = `now`); returns it.
+pub fn sync_device(app: &toki_sync::app::App, user: u32, key: &str, name: &str, now: i64) -> toki_sync::store::devices::Device {
+    match app.store.auth_device(user, key, name, now).expect("auth device") {
+        toki_sync::store::devices::AuthDevice::Ready(d) => d,
+        toki_sync::store::devices::AuthDevice::Removed => panic!("device {key} is tombstoned"),
+    }
+}
+
 #[derive(Debug)]
 pub struct Resp {
     pub status: u16,
@@ -283,7 +304,8 @@ pub fn admin(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, Strin
     {
         let mut input = child.stdin.take().unwrap();
         if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).unwrap();
+            // A command that fails before reading (a usage error) closes the pipe first.
+            let _ = input.write_all(s.as_bytes());
         }
     }
     let out = child.wait_with_output().unwrap();

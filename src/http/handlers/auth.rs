@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::auth::lockout::LockKey;
-use crate::auth::rules;
+use crate::auth::rules::{self, MAX_PASSWORD_BYTES};
 use crate::auth::tokens::RefreshError;
 use crate::config::RegistrationMode;
 use crate::http::error::ApiError;
@@ -16,9 +16,6 @@ use crate::http::request::Request;
 use crate::http::response::{json, ok, HttpResponse};
 use crate::store::users::{NewUser, Role, UserError, UserStatus};
 
-/// Longest password we even try to verify (registration allows 128 characters, 4 bytes each at
-/// most); longer ones are rejected without spending a hash on them.
-const MAX_PASSWORD_BYTES: usize = 512;
 const MAX_DEVICE_ID_CHARS: usize = 128;
 
 pub fn health() -> Result<HttpResponse, ApiError> {

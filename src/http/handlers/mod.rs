@@ -1,6 +1,12 @@
 //! One file per area of the API; `dispatch` maps each endpoint to its handler.
 
+mod admin;
 mod auth;
+mod device;
+mod me;
+mod pages;
+mod teams;
+mod views;
 
 use std::sync::Arc;
 
@@ -9,14 +15,57 @@ use super::request::Request;
 use super::response::HttpResponse;
 use super::router::Endpoint;
 use crate::app::App;
+use device::PendingStatus;
 
 pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Result<HttpResponse, ApiError> {
+    use Endpoint as E;
     match endpoint {
-        Endpoint::Health => auth::health(),
-        Endpoint::Login => auth::login(app, req).await,
-        Endpoint::Register => auth::register(app, req).await,
-        Endpoint::TokenRefresh => auth::refresh(app, req).await,
-        Endpoint::AuthMethod => auth::auth_method(app, req).await,
-        Endpoint::AuthInfo => auth::auth_info(app).await,
+        E::Health => auth::health(),
+        E::Login => auth::login(app, req).await,
+        E::Register => auth::register(app, req).await,
+        E::TokenRefresh => auth::refresh(app, req).await,
+        E::AuthMethod => auth::auth_method(app, req).await,
+        E::AuthInfo => auth::auth_info(app).await,
+
+        E::DeviceCode => device::code(app, req).await,
+        E::DeviceTokenReference => device::token(app, req, PendingStatus::Reference).await,
+        E::DeviceTokenClient => device::token(app, req, PendingStatus::Client).await,
+        E::DeviceApprove => device::approve(app, req).await,
+        E::DeviceLookup => device::lookup(app, req).await,
+
+        E::Root => pages::root(),
+        E::LoginPage => pages::login(&req),
+        E::DevicePage => pages::device(&req),
+        E::DashboardPage => pages::dashboard(&req),
+        E::Asset(name) => pages::asset(&name, &req),
+
+        E::Me => me::me(app, req).await,
+        E::MyDevices => me::devices(app, req).await,
+        E::MyDeviceDelete(id) => me::delete(app, req, &id).await,
+        E::MyDeviceRename(id) => me::rename(app, req, &id).await,
+        E::MyPassword => me::password(app, req).await,
+        E::MyTeams => me::teams(app, req).await,
+
+        E::AdminSettings => admin::settings(app, req).await,
+        E::AdminSettingsUpdate => admin::update_settings(app, req).await,
+        E::AdminSettingPut(key) => admin::put_setting(app, req, &key).await,
+        E::AdminPending => admin::pending(app, req).await,
+        E::AdminPendingApprove(id) => admin::approve_pending(app, req, &id).await,
+        E::AdminPendingReject(id) => admin::reject_pending(app, req, &id).await,
+        E::AdminServerInfo => admin::server_info(app, req).await,
+        E::AdminActive => admin::active(app, req).await,
+        E::AdminUsers => admin::users(app, req).await,
+        E::AdminUserCreate => admin::create_user(app, req).await,
+        E::AdminUserDelete(id) => admin::delete_user(app, req, &id).await,
+        E::AdminUserRole(id) => admin::user_role(app, req, &id).await,
+        E::AdminUserPassword(id) => admin::user_password(app, req, &id).await,
+        E::AdminDevices => admin::devices(app, req).await,
+        E::AdminDeviceDelete(id) => admin::delete_device(app, req, &id).await,
+        E::AdminTeams => teams::list(app, req).await,
+        E::AdminTeamCreate => teams::create(app, req).await,
+        E::AdminTeamDelete(id) => teams::delete(app, req, &id).await,
+        E::AdminTeamMembers(id) => teams::members(app, req, &id).await,
+        E::AdminTeamMemberAdd(id) => teams::add_member(app, req, &id).await,
+        E::AdminTeamMemberRemove { team, user } => teams::remove_member(app, req, &team, &user).await,
     }
 }

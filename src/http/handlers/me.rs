@@ -1,0 +1,123 @@
+//! Self-service (`/me/...`, any signed-in user): the account, its devices, password and teams.
+//! A device id of another user is answered exactly like one that does not exist.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::views;
+use crate::app::App;
+use crate::auth::lockout::LockKey;
+use crate::auth::rules;
+use crate::http::error::ApiError;
+use crate::http::guard;
+use crate::http::request::Request;
+use crate::http::response::{ok, HttpResponse};
+use crate::store::devices::{delete_in, Device, MAX_NAME_CHARS};
+use crate::store::now_secs;
+use crate::store::users::User;
+
+const NO_DEVICE: &str = "device not found";
+
+pub async fn me(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let user = guard::user(app, &req).await?;
+    Ok(ok(&views::user(&user)))
+}
+
+/// The object form the toki client needs (compat.md row 16).
+pub async fn devices(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let user = guard::user(app, &req).await?;
+    let devices = app.blocking(move |a| a.store.devices(Some(user.id))).await??;
+    Ok(ok(&json!({ "devices": devices.iter().map(views::device).collect::<Vec<_>>() })))
+}
+
+/// The caller's device with this external id.
+async fn own_device(app: &Arc<App>, user: &User, raw_id: &str) -> Result<Device, ApiError> {
+    let uuid = views::path_uuid(raw_id, NO_DEVICE)?;
+    let device = app.blocking(move |a| a.store.device_by_uuid(uuid)).await??;
+    device.filter(|d| d.user == user.id).ok_or_else(|| ApiError::not_found(NO_DEVICE))
+}
+
+/// Deletes a device with its usage data, tombstones its key and closes its live sync
+/// connections. Runs on the ingest writer so no batch for the device commits after it.
+pub async fn delete_device(app: &Arc<App>, id: u32) -> Result<Option<Device>, ApiError> {
+    let now = now_secs();
+    let deleted = app
+        .ingest
+        .exec(move |ctx| {
+            ctx.forget_device(id);
+            delete_in(ctx.txn, id, now)
+        })
+        .await?;
+    if let Some(d) = &deleted {
+        let closed = app.sessions.disconnect(|s| s.device_id == d.id);
+        tracing::info!(device = %d.uuid, user = d.user, closed, "device deleted");
+    }
+    Ok(deleted)
+}
+
+pub async fn delete(app: &Arc<App>, req: Request, raw_id: &str) -> Result<HttpResponse, ApiError> {
+    let user = guard::user(app, &req).await?;
+    let device = own_device(app, &user, raw_id).await?;
+    delete_device(app, device.id).await?.ok_or_else(|| ApiError::not_found(NO_DEVICE))?;
+    Ok(ok(&json!({ "deleted": true })))
+}
+
+#[derive(Deserialize)]
+struct RenameBody {
+    name: String,
+}
+
+pub async fn rename(app: &Arc<App>, req: Request, raw_id: &str) -> Result<HttpResponse, ApiError> {
+    let user = guard::user(app, &req).await?;
+    let body: RenameBody = req.json()?;
+    let name = body.name.trim().to_owned();
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(format!("name must be 1-{MAX_NAME_CHARS} characters without control characters")));
+    }
+    let device = own_device(app, &user, raw_id).await?;
+    app.blocking(move |a| a.store.rename_device(device.id, &name)).await??.ok_or_else(|| ApiError::not_found(NO_DEVICE))?;
+    Ok(ok(&json!({ "updated": true })))
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the caller's password after checking the current one (failures count like failed
+/// logins), and revokes all their refresh tokens.
+pub async fn password(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let user = guard::user(app, &req).await?;
+    let body: PasswordBody = req.json()?;
+    let key = LockKey::login(req.client_ip, &user.username);
+    app.lockout.check(&key).map_err(ApiError::locked)?;
+    let Some(phc) = user.password_hash.clone() else {
+        return Err(ApiError::bad_request("this account uses OIDC login"));
+    };
+    rules::check_password(&body.new_password).map_err(ApiError::unprocessable)?;
+    if body.current_password.len() > rules::MAX_PASSWORD_BYTES || !app.passwords.verify(body.current_password, Some(phc)).await {
+        app.lockout.fail(key);
+        return Err(ApiError::forbidden("current password is incorrect"));
+    }
+    app.lockout.succeed(&key);
+    let hash = app.passwords.hash(body.new_password).await;
+    let id = user.id;
+    app.blocking(move |a| a.store.set_password(id, hash)).await??;
+    tracing::info!(user = %user.username, "password changed; refresh tokens revoked");
+    Ok(ok(&json!({ "updated": true })))
+}
+
+/// The reference's bare array, plus the member's role in each team (compat.md row 20).
+pub async fn teams(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let user = guard::user(app, &req).await?;
+    let teams = app.blocking(move |a| a.store.user_teams(user.id)).await??;
+    let list: Vec<_> = teams
+        .iter()
+        .map(|(t, m)| json!({ "team_id": t.uuid.to_string(), "team_name": t.name, "role": m.role.as_str() }))
+        .collect();
+    Ok(ok(&list))
+}
