@@ -9,6 +9,7 @@ pub mod devices;
 pub mod events;
 pub mod schema;
 pub mod settings;
+pub mod stats;
 pub mod strings;
 pub mod tokens;
 pub mod users;
