@@ -10,6 +10,7 @@ pub mod events;
 pub mod schema;
 pub mod settings;
 pub mod stats;
+pub mod streams;
 pub mod strings;
 pub mod tokens;
 pub mod users;
