@@ -32,6 +32,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub storage: StorageConfig,
     pub auth: AuthConfig,
+    pub sync: SyncConfig,
+    pub tls: TlsConfig,
     pub backend: BackendConfig,
     pub log: LogConfig,
     pub secrets: Secrets,
@@ -110,6 +112,33 @@ pub struct AuthConfig {
     pub brute_force_lockout_secs: u64,
     pub refresh_reuse_grace_secs: u64,
     pub device_code_ttl_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlaintextPolicy {
+    /// Plaintext only from loopback peers (and `plaintext_allow`).
+    Loopback,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    pub plaintext: PlaintextPolicy,
+    /// Extra networks allowed to sync without TLS.
+    pub plaintext_allow: Vec<Cidr>,
+    pub idle_timeout_secs: u64,
+    pub handshake_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+    pub max_decompressed_bytes: usize,
+    pub sync_err_delay_secs: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TlsConfig {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -194,6 +223,8 @@ enum Kind {
     CidrList,
     /// A tracing filter: a level or `target=level` directives.
     LogFilter,
+    /// A file path; empty means unset.
+    OptPath,
 }
 
 /// A checked value, ready to be stored.
@@ -407,6 +438,112 @@ const KEYS: &[Key] = &[
         set: setter!(auth.device_code_ttl_secs, Int, u64),
     },
     Key {
+        section: "sync",
+        name: "plaintext",
+        kind: Kind::Enum(&["loopback", "always", "never"]),
+        default: "loopback",
+        example: "",
+        help: "Who may sync without TLS: \"loopback\" (127.0.0.0/8, ::1, plus plaintext_allow), \"always\" or \"never\". The toki client speaks plaintext to localhost. A refused peer is told to use TLS.",
+        set: |c, p| {
+            if let Parsed::Str(v) = p {
+                c.sync.plaintext = match v.as_str() {
+                    "always" => PlaintextPolicy::Always,
+                    "never" => PlaintextPolicy::Never,
+                    _ => PlaintextPolicy::Loopback,
+                }
+            }
+        },
+    },
+    Key {
+        section: "sync",
+        name: "plaintext_allow",
+        kind: Kind::CidrList,
+        default: "",
+        example: "[\"10.0.0.0/8\", \"192.168.0.0/16\"]",
+        help: "Networks also allowed to sync without TLS when plaintext = \"loopback\".",
+        set: setter!(sync.plaintext_allow, Cidrs),
+    },
+    Key {
+        section: "sync",
+        name: "idle_timeout_secs",
+        kind: Kind::Int { min: 61, max: 86400 },
+        default: "180",
+        example: "",
+        help: "A sync connection with no frame for this long is closed (the client pings every 60 s).",
+        set: setter!(sync.idle_timeout_secs, Int, u64),
+    },
+    Key {
+        section: "sync",
+        name: "handshake_timeout_secs",
+        kind: Kind::Int { min: 1, max: 300 },
+        default: "15",
+        example: "",
+        help: "Time a new connection has for its first byte, for the TLS handshake, and for its AUTH frame.",
+        set: setter!(sync.handshake_timeout_secs, Int, u64),
+    },
+    Key {
+        section: "sync",
+        name: "max_connections",
+        kind: Kind::Int { min: 1, max: 1_000_000 },
+        default: "1024",
+        example: "",
+        help: "Concurrent sync connections (each daemon opens one per provider). Over the cap a client is answered AUTH_ERR \"server busy\".",
+        set: setter!(sync.max_connections, Int, usize),
+    },
+    Key {
+        section: "sync",
+        name: "max_frame_bytes",
+        kind: Kind::Int { min: 65536, max: 16_777_216 },
+        default: "16777216",
+        example: "",
+        help: "Largest frame payload accepted (the protocol's limit is 16 MiB); a larger announced length closes the connection.",
+        set: setter!(sync.max_frame_bytes, Int, usize),
+    },
+    Key {
+        section: "sync",
+        name: "max_decompressed_bytes",
+        kind: Kind::Int { min: 1_048_576, max: 268_435_456 },
+        default: "67108864",
+        example: "",
+        help: "Largest decompressed SYNC_BATCH_ZSTD payload (64 MiB); beyond it the batch is refused.",
+        set: setter!(sync.max_decompressed_bytes, Int, usize),
+    },
+    Key {
+        section: "sync",
+        name: "sync_err_delay_secs",
+        kind: Kind::Int { min: 0, max: 60 },
+        default: "3",
+        example: "",
+        help: "Pause before a SYNC_ERR (storage trouble), so clients that retry at once do not spin.",
+        set: setter!(sync.sync_err_delay_secs, Int, u64),
+    },
+    Key {
+        section: "tls",
+        name: "cert_file",
+        kind: Kind::OptPath,
+        default: "",
+        example: "\"/etc/toki-sync/cert.pem\"",
+        help: "PEM certificate chain for the sync port's TLS. Unset: a self-signed certificate is generated into <data_dir>/tls/ on first start and reused.",
+        set: |c, p| {
+            if let Parsed::OptStr(v) = p {
+                c.tls.cert_file = v.map(PathBuf::from)
+            }
+        },
+    },
+    Key {
+        section: "tls",
+        name: "key_file",
+        kind: Kind::OptPath,
+        default: "",
+        example: "\"/etc/toki-sync/key.pem\"",
+        help: "PEM private key for cert_file.",
+        set: |c, p| {
+            if let Parsed::OptStr(v) = p {
+                c.tls.key_file = v.map(PathBuf::from)
+            }
+        },
+    },
+    Key {
         section: "backend",
         name: "vm_url",
         kind: Kind::Url,
@@ -435,6 +572,8 @@ const SECTION_HELP: &[(&str, &str)] = &[
     ("http", "HTTP limits."),
     ("storage", "Where the single redb data file lives."),
     ("auth", "Tokens, registration and brute-force protection."),
+    ("sync", "The TCP sync listener for toki daemons."),
+    ("tls", "TLS for the sync port."),
     ("backend", "Optional VictoriaMetrics for PromQL."),
     ("log", "Logging (to stderr)."),
 ];
@@ -477,6 +616,7 @@ impl Kind {
             Kind::Url => "an http:// or https:// URL without query or fragment (or \"\" for unset)".into(),
             Kind::CidrList => "a list of IP addresses or CIDR networks such as [\"10.0.0.0/8\"]".into(),
             Kind::LogFilter => "a level (error, warn, info, debug, trace) or tracing directives".into(),
+            Kind::OptPath => "a file path (or \"\" for unset)".into(),
         }
     }
 
@@ -542,6 +682,7 @@ impl Kind {
                 }
             }
             Kind::Url => parse_url(s).map(Parsed::OptStr),
+            Kind::OptPath => Ok(Parsed::OptStr(Some(s.trim()).filter(|p| !p.is_empty()).map(str::to_owned))),
             Kind::LogFilter => {
                 tracing_subscriber::EnvFilter::try_new(s)
                     .map_err(|e| e.to_string())?;
@@ -645,6 +786,17 @@ impl Config {
                 refresh_reuse_grace_secs: 0,
                 device_code_ttl_secs: 0,
             },
+            sync: SyncConfig {
+                plaintext: PlaintextPolicy::Loopback,
+                plaintext_allow: Vec::new(),
+                idle_timeout_secs: 0,
+                handshake_timeout_secs: 0,
+                max_connections: 0,
+                max_frame_bytes: 0,
+                max_decompressed_bytes: 0,
+                sync_err_delay_secs: 0,
+            },
+            tls: TlsConfig::default(),
             backend: BackendConfig { vm_url: None },
             log: LogConfig { level: String::new() },
             secrets: Secrets::default(),
@@ -773,6 +925,11 @@ impl Config {
             if let Err(msg) = crate::auth::rules::check_password(pw) {
                 return Err(ConfigError(format!("{ENV_ADMIN_PASSWORD}: {msg}")));
             }
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(ConfigError(
+                "`tls.cert_file` and `tls.key_file` must be set together (or neither, for a generated self-signed certificate)".into(),
+            ));
         }
         if self.server.http_port != 0 && self.server.http_port == self.server.sync_port {
             return Err(ConfigError(format!(

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;
@@ -34,25 +35,42 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
 
 pub struct Listeners {
     pub http: std::net::TcpListener,
+    pub sync: std::net::TcpListener,
 }
 
 impl Listeners {
     /// Binds `server.bind` on the configured ports.
     pub fn bind(config: &Config) -> Result<Listeners, String> {
-        let addr = SocketAddr::new(config.server.bind, config.server.http_port);
-        let http = std::net::TcpListener::bind(addr)
-            .map_err(|e| format!("cannot listen for HTTP on {addr}: {e} (set server.http_port or --http-port)"))?;
-        Ok(Listeners { http })
+        let bind = |port: u16, what: &str, key: &str| {
+            let addr = SocketAddr::new(config.server.bind, port);
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("cannot listen for {what} on {addr}: {e} (set {key})"))
+        };
+        Ok(Listeners {
+            http: bind(config.server.http_port, "HTTP", "server.http_port or --http-port")?,
+            sync: bind(config.server.sync_port, "sync", "server.sync_port or --sync-port")?,
+        })
     }
+}
+
+fn into_tokio(listener: std::net::TcpListener, what: &str) -> Result<(tokio::net::TcpListener, SocketAddr), String> {
+    listener.set_nonblocking(true).map_err(|e| format!("{what} listener: {e}"))?;
+    let l = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("{what} listener: {e}"))?;
+    let addr = l.local_addr().map_err(|e| format!("{what} listener: {e}"))?;
+    Ok((l, addr))
 }
 
 pub struct Server {
     pub http_addr: SocketAddr,
+    pub sync_addr: SocketAddr,
+    /// SHA-256 fingerprint of the sync port's TLS certificate.
+    pub tls_fingerprint: String,
     pub app: Arc<App>,
     /// The first admin's password when it was generated on this start; show it once.
     pub generated_admin_password: Option<String>,
     shutdown: Shutdown,
     http_task: tokio::task::JoinHandle<()>,
+    sync_task: tokio::task::JoinHandle<()>,
     maintenance_task: tokio::task::JoinHandle<()>,
     writer_thread: std::thread::JoinHandle<()>,
 }
@@ -66,8 +84,9 @@ impl Server {
     /// Waits for shutdown, lets in-flight requests finish, and closes the data file. Returns the
     /// reason if the server stopped because of a fatal error.
     pub async fn wait(self) -> Result<(), String> {
-        let Server { app, shutdown, http_task, maintenance_task, writer_thread, .. } = self;
+        let Server { app, shutdown, http_task, sync_task, maintenance_task, writer_thread, .. } = self;
         let _ = http_task.await;
+        let _ = sync_task.await;
         maintenance_task.abort();
         let _ = maintenance_task.await;
         let store = Arc::clone(&app.store);
@@ -114,11 +133,16 @@ pub async fn launch(
     listeners: Listeners,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Server, String> {
+    sync::tls::install_crypto_provider();
     let cfg = config.clone();
     let opened = tokio::task::spawn_blocking(move || bootstrap::prepare(&cfg))
         .await
         .map_err(|e| format!("start-up task failed: {e}"))?
         .map_err(|e| e.to_string())?;
+    let cfg = config.clone();
+    let tls = tokio::task::spawn_blocking(move || sync::tls::load(&cfg))
+        .await
+        .map_err(|e| format!("start-up task failed: {e}"))??;
 
     let shutdown = Shutdown::new();
     {
@@ -142,11 +166,12 @@ pub async fn launch(
         started_at: Instant::now(),
     });
 
-    listeners.http.set_nonblocking(true).map_err(|e| format!("http listener: {e}"))?;
-    let http = tokio::net::TcpListener::from_std(listeners.http).map_err(|e| format!("http listener: {e}"))?;
-    let http_addr = http.local_addr().map_err(|e| format!("http listener: {e}"))?;
+    let (http, http_addr) = into_tokio(listeners.http, "http")?;
+    let (sync_listener, sync_addr) = into_tokio(listeners.sync, "sync")?;
 
     let http_task = tokio::spawn(http::server::serve(http, Arc::clone(&app), shutdown.signal()));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
+    let sync_task = tokio::spawn(sync::listener::serve(sync_listener, Arc::clone(&app), acceptor, shutdown.clone()));
     let maintenance_task = tokio::spawn(maintenance(Arc::clone(&app)));
     {
         let shutdown = shutdown.clone();
@@ -156,12 +181,22 @@ pub async fn launch(
         });
     }
     tracing::info!(%http_addr, "http listening");
+    tracing::info!(
+        %sync_addr,
+        certificate = %tls.cert_path.display(),
+        self_signed = tls.generated,
+        fingerprint = %tls.fingerprint,
+        "sync listening (TLS and plaintext); TLS certificate SHA-256 fingerprint shown"
+    );
     Ok(Server {
         http_addr,
+        sync_addr,
+        tls_fingerprint: tls.fingerprint,
         app,
         generated_admin_password: opened.generated_admin_password,
         shutdown,
         http_task,
+        sync_task,
         maintenance_task,
         writer_thread,
     })

@@ -163,13 +163,13 @@ async fn delete_removes_usage_tombstones_and_closes_connections() {
     ingest(&s, alice.id, a1.id, 30).await;
     ingest(&s, alice.id, a2.id, 20).await;
     ingest(&s, bob.id, b1.id, 10).await;
-    assert_eq!(s.app().store.counts().unwrap().events, 60);
+    assert_eq!(s.app().store.stats().unwrap().events, 60);
 
     // Another user's device: 404, nothing deleted.
     let r = c.send_auth("DELETE", &format!("/me/devices/{}", b1.uuid), &ta, None).await;
     assert_eq!((r.status, r.error().as_str()), (404, "device not found"));
     assert_eq!(c.send_auth("DELETE", "/me/devices/garbage", &ta, None).await.status, 404);
-    assert_eq!(s.app().store.counts().unwrap().events, 60);
+    assert_eq!(s.app().store.stats().unwrap().events, 60);
 
     let live = s.app().sessions.register(session(&alice, &a1));
     let other = s.app().sessions.register(session(&alice, &a2));
@@ -178,7 +178,7 @@ async fn delete_removes_usage_tombstones_and_closes_connections() {
     tokio::time::timeout(Duration::from_secs(10), live.killed()).await.expect("the deleted device's connection is closed");
     assert!(tokio::time::timeout(Duration::from_millis(200), other.killed()).await.is_err(), "other devices stay connected");
 
-    assert_eq!(s.app().store.counts().unwrap().events, 30, "a1's 30 events are gone, the rest stay");
+    assert_eq!(s.app().store.stats().unwrap().events, 30, "a1's 30 events are gone, the rest stay");
     assert!(s.app().store.device(a1.id).unwrap().is_none());
     assert!(matches!(s.app().store.auth_device(alice.id, "key-a1", "laptop", 2).unwrap(), AuthDevice::Removed));
     assert!(matches!(s.app().store.auth_device(bob.id, "key-b1", "bobs-box", 2).unwrap(), AuthDevice::Ready(_)));

@@ -43,10 +43,11 @@ pub struct Claims {
     pub did: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenError {
-    /// Valid signature and type, but past `exp`.
-    Expired,
+    /// Valid signature and type, but past `exp`; carries the subject so the caller can tell
+    /// whether a fresh token for that user would be accepted.
+    Expired { sub: String },
     /// A valid token of the other type (a refresh token used as an access token, or back).
     WrongType,
     /// Not a token we signed, or malformed.
@@ -97,7 +98,7 @@ impl Jwt {
             return Err(TokenError::WrongType);
         }
         if claims.exp <= now {
-            return Err(TokenError::Expired);
+            return Err(TokenError::Expired { sub: claims.sub });
         }
         Ok(claims)
     }
@@ -114,7 +115,7 @@ mod tests {
         let access = jwt.sign(&Jwt::claims(TokenType::Access, "u".into(), now, 60, None, None));
         let refresh = jwt.sign(&Jwt::claims(TokenType::Refresh, "u".into(), now, 600, Some(7), Some("d".into())));
         assert_eq!(jwt.verify(&access, TokenType::Access, now).unwrap().sub, "u");
-        assert_eq!(jwt.verify(&access, TokenType::Access, now + 60).unwrap_err(), TokenError::Expired);
+        assert_eq!(jwt.verify(&access, TokenType::Access, now + 60).unwrap_err(), TokenError::Expired { sub: "u".into() });
         assert_eq!(jwt.verify(&refresh, TokenType::Access, now).unwrap_err(), TokenError::WrongType);
         let r = jwt.verify(&refresh, TokenType::Refresh, now).unwrap();
         assert_eq!((r.fam, r.did.as_deref()), (Some(7), Some("d")));

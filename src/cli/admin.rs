@@ -492,29 +492,23 @@ fn stats(config: &Config, as_json: bool) -> Result<(), Failure> {
     let users = store.users()?;
     let pending = users.iter().filter(|u| u.status == UserStatus::Pending).count();
     let admins = users.iter().filter(|u| u.role == Role::Admin).count();
-    let counts = store.counts()?;
-    let file_bytes = store.file_size();
+    let s = store.stats()?;
     if as_json {
-        let v = json!({
-            "users": users.len(),
-            "admins": admins,
-            "pending_users": pending,
-            "devices": counts.devices,
-            "events": counts.events,
-            "teams": counts.teams,
-            "refresh_tokens": counts.refresh_tokens,
-            "file_bytes": file_bytes,
-            "path": store.path().display().to_string(),
-        });
+        let mut v = serde_json::to_value(&s)?;
+        v["admins"] = json!(admins);
+        v["pending_users"] = json!(pending);
+        v["path"] = json!(store.path().display().to_string());
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("data file:      {}", store.path().display());
-        println!("file size:      {file_bytes} bytes");
-        println!("users:          {} ({admins} admin, {pending} pending)", users.len());
-        println!("devices:        {}", counts.devices);
-        println!("events:         {}", counts.events);
-        println!("teams:          {}", counts.teams);
-        println!("refresh tokens: {}", counts.refresh_tokens);
+        println!("file size:      {} bytes", s.file_bytes);
+        println!("users:          {} ({admins} admin, {pending} pending)", s.users);
+        println!("devices:        {}", s.devices);
+        println!("events:         {}", s.events);
+        println!("rollup buckets: {}", s.rollup_buckets);
+        println!("cursors:        {}", s.cursors);
+        println!("teams:          {}", s.teams);
+        println!("refresh tokens: {}", s.refresh_tokens);
     }
     Ok(())
 }

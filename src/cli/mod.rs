@@ -33,6 +33,11 @@ enum Command {
     },
     /// Offline administration on the data file (stop the server first).
     Admin(admin::AdminArgs),
+    /// Load generators: ingest throughput, query latency, seeding a data file.
+    Bench {
+        #[command(subcommand)]
+        command: crate::bench::BenchCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,5 +130,6 @@ pub fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Admin(args) => admin::run(args),
+        Command::Bench { command } => crate::bench::run(command),
     }
 }

@@ -60,7 +60,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
             let _ = out.write_all(admin_password_banner(password, &banner_config).as_bytes());
             let _ = out.flush();
         }
-        tracing::info!(version = env!("CARGO_PKG_VERSION"), http = %server.http_addr, "toki-sync is serving");
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            http = %server.http_addr,
+            sync = %server.sync_addr,
+            "toki-sync is serving"
+        );
         match server.wait().await {
             Ok(()) => {
                 tracing::info!("stopped");

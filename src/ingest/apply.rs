@@ -2,16 +2,19 @@
 //! (protocol.md §9), rollup deltas and cursors. Deltas and cursors are accumulated in memory and
 //! written once per key when the transaction is flushed.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::fasthash::FxHashMap;
 use super::intern::Interner;
 use super::recent::RecentIds;
 use super::{BatchJob, IngestError};
 use crate::store::codec::Record;
-use crate::store::events::{hour_of, id_hash, EventRecord, RollupDelta, RollupKey, RollupRecord};
+use crate::store::events::{hour_of, id_hash, EventKey, EventRecord, RollupDelta, RollupKey, RollupRecord};
 use crate::store::schema::{CURSORS, DEVICES, EVENTS, ROLLUPS};
+use crate::store::streams::stream_in;
 use crate::store::StoreError;
 
 /// The provider whose message ids identify a message across its streaming versions.
@@ -20,7 +23,7 @@ pub const CLAUDE_CODE: &str = "claude_code";
 /// What happened to one batch's items.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
-    pub provider: u32,
+    pub stream: u32,
     /// New identities.
     pub inserted: u32,
     /// Exact retransmissions (same identity and ts), replaced idempotently.
@@ -53,8 +56,9 @@ impl WriterState {
 /// Changes accumulated over one transaction.
 #[derive(Default)]
 pub struct Pending {
-    rollups: HashMap<RollupKey, RollupDelta>,
-    cursors: HashMap<(u32, u32), i64>,
+    rollups: FxHashMap<RollupKey, RollupDelta>,
+    /// stream -> largest ts seen
+    cursors: FxHashMap<u32, i64>,
 }
 
 impl Pending {
@@ -63,8 +67,8 @@ impl Pending {
         self.rollups.entry(key).or_default().apply(rec, sign);
     }
 
-    /// Writes rollup deltas and cursors; returns the cursor of every (device, provider) touched.
-    pub fn flush(&mut self, txn: &WriteTransaction) -> Result<HashMap<(u32, u32), i64>, StoreError> {
+    /// Writes rollup deltas and cursors; returns the cursor of every stream touched.
+    pub fn flush(&mut self, txn: &WriteTransaction) -> Result<FxHashMap<u32, i64>, StoreError> {
         let mut rollups = txn.open_table(ROLLUPS)?;
         for (key, delta) in self.rollups.drain() {
             let mut rec = match rollups.get(key)? {
@@ -79,7 +83,7 @@ impl Pending {
             }
         }
         let mut cursors = txn.open_table(CURSORS)?;
-        let mut out = HashMap::with_capacity(self.cursors.len());
+        let mut out = FxHashMap::default();
         for (key, ts) in self.cursors.drain() {
             let old = cursors.get(key)?.map(|v| v.value()).unwrap_or(0);
             let new = old.max(ts);
@@ -92,11 +96,15 @@ impl Pending {
     }
 }
 
-/// Reads the cursor of (device, provider) inside the transaction.
-pub fn cursor_in(txn: &WriteTransaction, device: u32, provider: u32) -> Result<i64, StoreError> {
-    Ok(txn.open_table(CURSORS)?.get((device, provider))?.map(|v| v.value()).unwrap_or(0))
+/// Reads a stream's cursor inside the transaction.
+pub fn cursor_in(txn: &WriteTransaction, stream: u32) -> Result<i64, StoreError> {
+    Ok(txn.open_table(CURSORS)?.get(stream)?.map(|v| v.value()).unwrap_or(0))
 }
 
+/// Applies one batch. Decisions are made in item order (protocol.md §9: duplicates inside a batch
+/// follow the same rules), then the surviving events are written in key order through a cursor:
+/// redb packs a run of ascending inserts into full leaves, where single inserts at the end of a
+/// key range would leave every leaf half empty.
 pub fn apply_batch(
     txn: &WriteTransaction,
     st: &mut WriterState,
@@ -108,9 +116,10 @@ pub fn apply_batch(
     }
     let batch = &job.batch;
     let provider = st.interner.id(txn, &batch.provider)?;
+    let stream = stream_in(txn, job.device, provider)?;
     let columns = batch.token_columns.iter().map(|c| st.interner.id(txn, c)).collect::<Result<Vec<u32>, _>>()?;
     // Dict ids mean something only inside this batch; a missing id reads as "".
-    let mut dict_ids: HashMap<u32, u32> = HashMap::with_capacity(batch.dict.len() + 1);
+    let mut dict_ids: FxHashMap<u32, u32> = FxHashMap::default();
     let mut resolve = |interner: &mut Interner, id: u32| -> Result<u32, StoreError> {
         if let Some(s) = dict_ids.get(&id) {
             return Ok(*s);
@@ -121,10 +130,12 @@ pub fn apply_batch(
     };
     let is_claude = batch.provider == CLAUDE_CODE;
     let (device, user) = (job.device, job.user);
-    let mut events = txn.open_table(EVENTS)?;
-    let mut applied = Applied { provider, ..Applied::default() };
+    let mut applied = Applied { stream, ..Applied::default() };
     let mut max_ts: Option<i64> = None;
 
+    // Phase 1, in item order: what to store, and which stored versions to drop.
+    let mut upserts: BTreeMap<EventKey, EventRecord> = BTreeMap::new();
+    let mut superseded: Vec<EventKey> = Vec::new();
     for item in &batch.items {
         max_ts = Some(max_ts.map_or(item.ts_ms, |m| m.max(item.ts_ms)));
         let ev = &item.event;
@@ -133,52 +144,110 @@ pub fn apply_batch(
             session: resolve(&mut st.interner, ev.session_id)?,
             // Project id 0 means "no project", even though 0 is also a real dict entry.
             project: if ev.project_name_id == 0 { 0 } else { resolve(&mut st.interner, ev.project_name_id)? },
-            // Tokens are read by column name; extra values or names beyond the shorter list are dropped.
+            // Tokens are read by column name; values beyond the shorter list are dropped.
             tokens: columns.iter().zip(&ev.tokens).filter(|(_, n)| **n > 0).map(|(c, n)| (*c, *n)).collect(),
             usage_total: item.usage_total,
         };
         let message_id = item.message_id.split(':').next().unwrap_or("");
         let hash = id_hash(message_id);
         let ts = item.ts_ms;
-
-        let mut replaced_earlier = false;
         if is_claude && !message_id.is_empty() {
-            // Identity is the message id: a later version replaces the stored one.
-            match st.recent.get(device, provider, hash) {
-                Some(stored_ts) if ts < stored_ts => {
+            // Identity is the message id: a later version replaces the current one (stored, or
+            // earlier in this batch); an older one is ignored.
+            match st.recent.get(stream, hash) {
+                Some(current) if ts < current => {
                     applied.stale += 1;
                     continue;
                 }
-                Some(stored_ts) if ts > stored_ts => {
-                    if let Some(old) = events.remove((device, provider, stored_ts, hash))? {
-                        let old = EventRecord::decode(old.value())?;
-                        pending.account(user, device, provider, stored_ts, &old, -1);
-                        replaced_earlier = true;
+                Some(current) if ts > current => {
+                    let old = (stream, current, hash);
+                    if upserts.remove(&old).is_none() {
+                        superseded.push(old);
                     }
+                    applied.replaced += 1;
                 }
                 _ => {}
             }
-            st.recent.set(device, provider, hash, ts);
+            st.recent.set(device, stream, hash, ts);
         }
-
-        // The key includes ts: an exact retransmission lands on the same key and replaces
-        // itself; for codex and others that is the whole identity rule.
-        let previous = events.insert((device, provider, ts, hash), rec.encode().as_slice())?;
-        match previous {
-            Some(old) => {
-                let old = EventRecord::decode(old.value())?;
-                pending.account(user, device, provider, ts, &old, -1);
-                applied.duplicates += 1;
-            }
-            None if replaced_earlier => applied.replaced += 1,
-            None => applied.inserted += 1,
+        // The key includes ts: an exact retransmission lands on the same key and replaces itself;
+        // for codex and others that is the whole identity rule.
+        if upserts.insert((stream, ts, hash), rec).is_some() {
+            applied.duplicates += 1;
         }
-        pending.account(user, device, provider, ts, &rec, 1);
     }
 
-    let entry = pending.cursors.entry((device, provider)).or_insert(i64::MIN);
+    // Phase 2: drop superseded stored versions.
+    let mut events = txn.open_table(EVENTS)?;
+    for key in superseded {
+        if let Some(old) = events.remove(key)? {
+            let old = EventRecord::decode(old.value())?;
+            pending.account(user, device, provider, key.1, &old, -1);
+        }
+    }
+
+    // Phase 3: write in key order. New keys go through the cursor; keys that already exist
+    // (retransmissions) are overwritten afterwards, subtracting what they held.
+    let mut existing: Vec<EventKey> = Vec::new();
+    let entries: Vec<(&EventKey, &EventRecord)> = upserts.iter().collect();
+    let mut next = 0;
+    while next < entries.len() {
+        next = insert_run(&mut events, &entries, next, &mut existing, &mut applied)?;
+    }
+    for key in existing {
+        if let Some(old) = events.insert(key, upserts[&key].encode().as_slice())? {
+            let old = EventRecord::decode(old.value())?;
+            pending.account(user, device, provider, key.1, &old, -1);
+        }
+        applied.duplicates += 1;
+    }
+    for ((_, ts, _), rec) in &upserts {
+        pending.account(user, device, provider, *ts, rec, 1);
+    }
+
+    let entry = pending.cursors.entry(stream).or_insert(i64::MIN);
     if let Some(m) = max_ts {
         *entry = (*entry).max(m);
     }
     Ok(Ok(applied))
+}
+
+/// Inserts `entries[start..]` through one cursor, in order, for as long as no stored entry lies
+/// between the cursor and the next key (then the caller seeks again from the returned index).
+/// Keys already present are collected in `existing` for overwriting.
+fn insert_run(
+    events: &mut redb::Table<'_, EventKey, &'static [u8]>,
+    entries: &[(&EventKey, &EventRecord)],
+    start: usize,
+    existing: &mut Vec<EventKey>,
+    applied: &mut Applied,
+) -> Result<usize, StoreError> {
+    let mut cursor = events.lower_bound_mut(Bound::Included(*entries[start].0))?;
+    let mut i = start;
+    while i < entries.len() {
+        let (key, rec) = (*entries[i].0, entries[i].1);
+        let next = cursor.peek_next()?.map(|(k, _)| k.value());
+        match next {
+            Some(k) if k == key => {
+                existing.push(key);
+                cursor.next()?;
+            }
+            // Stored entries lie between the cursor and this key: seek instead of walking.
+            Some(k) if k < key && i > start => break,
+            _ => {
+                cursor.insert_before(key, rec.encode().as_slice()).map_err(cursor_error)?;
+                applied.inserted += 1;
+            }
+        }
+        i += 1;
+    }
+    cursor.close()?;
+    Ok(i)
+}
+
+fn cursor_error(e: redb::CursorError) -> StoreError {
+    match e {
+        redb::CursorError::Storage(s) => s.into(),
+        other => StoreError::Corrupt(format!("event insert out of order: {other}")),
+    }
 }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::apply::{apply_batch, cursor_in, Pending, WriterState, CLAUDE_CODE};
 use super::recent::WINDOW_MS;
 use super::{BatchJob, BatchOutcome, ExecCtx, ExecFn, ExecResult, IngestError, Job, WriterStats};
-use crate::store::schema::{CURSORS, EVENTS};
+use crate::store::schema::{CURSORS, EVENTS, STREAM_KEYS};
 use crate::store::{Store, StoreError};
 
 /// Upper bounds for one group commit.
@@ -27,19 +27,21 @@ pub fn load_state(store: &Store) -> Result<WriterState, StoreError> {
     let empty_id = crate::store::events::id_hash("");
     let txn = store.read()?;
     let cursors = txn.open_table(CURSORS)?;
+    let streams = txn.open_table(STREAM_KEYS)?;
     let events = txn.open_table(EVENTS)?;
     for row in cursors.iter()? {
         let (key, cursor) = row?;
-        let (device, provider) = key.value();
+        let stream = key.value();
+        let Some((device, provider)) = streams.get(stream)?.map(|v| v.value()) else { continue };
         if provider != claude {
             continue;
         }
         let from = cursor.value().saturating_sub(WINDOW_MS);
-        for ev in events.range((device, provider, from, 0)..=(device, provider, i64::MAX, u64::MAX))? {
+        for ev in events.range((stream, from, 0)..=(stream, i64::MAX, u64::MAX))? {
             let (k, _) = ev?;
-            let (_, _, ts, hash) = k.value();
+            let (_, ts, hash) = k.value();
             if hash != empty_id {
-                state.recent.set(device, provider, hash, ts);
+                state.recent.set(device, stream, hash, ts);
             }
         }
     }
@@ -143,12 +145,12 @@ fn try_group(
     }
     let cursors = pending.flush(&txn)?;
     let mut outcomes = Vec::with_capacity(group.len());
-    for ((job, _), a) in group.iter().zip(applied) {
+    for a in applied {
         outcomes.push(match a {
             Ok(applied) => {
-                let cursor = match cursors.get(&(job.device, applied.provider)) {
+                let cursor = match cursors.get(&applied.stream) {
                     Some(c) => *c,
-                    None => cursor_in(&txn, job.device, applied.provider)?,
+                    None => cursor_in(&txn, applied.stream)?,
                 };
                 Ok(BatchOutcome { cursor, applied })
             }

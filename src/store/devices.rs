@@ -9,6 +9,7 @@ use super::codec::{CodecError, Dec, Enc, Record};
 use super::events::EventKey;
 use super::schema::{
     next_id, CURSORS, DEVICES, DEVICE_KEYS, DEVICE_TOMBSTONES, DEVICE_UUIDS, EVENTS, META_NEXT_DEVICE_ID, ROLLUPS,
+    STREAMS, STREAM_KEYS,
 };
 use super::{Store, StoreError};
 
@@ -118,10 +119,15 @@ pub fn delete_in(txn: &WriteTransaction, id: u32, now: i64) -> Result<Option<Dev
     txn.open_table(DEVICE_KEYS)?.remove((device.user, device.key.as_str()))?;
     txn.open_table(DEVICE_UUIDS)?.remove(device.uuid.as_u128())?;
     txn.open_table(DEVICE_TOMBSTONES)?.insert((device.user, device.key.as_str()), now)?;
-    let lo: EventKey = (id, 0, i64::MIN, 0);
-    let hi: EventKey = (id, u32::MAX, i64::MAX, u64::MAX);
-    txn.open_table(EVENTS)?.extract_from_if::<EventKey, _>(lo..=hi, |_, _| true)?.for_each(drop);
-    txn.open_table(CURSORS)?.extract_from_if::<(u32, u32), _>((id, 0)..=(id, u32::MAX), |_, _| true)?.for_each(drop);
+    let streams = super::streams::device_streams(&txn.open_table(STREAMS)?, id)?;
+    for (provider, stream) in streams {
+        let lo: EventKey = (stream, i64::MIN, 0);
+        let hi: EventKey = (stream, i64::MAX, u64::MAX);
+        txn.open_table(EVENTS)?.extract_from_if::<EventKey, _>(lo..=hi, |_, _| true)?.for_each(drop);
+        txn.open_table(CURSORS)?.remove(stream)?;
+        txn.open_table(STREAMS)?.remove((id, provider))?;
+        txn.open_table(STREAM_KEYS)?.remove(stream)?;
+    }
     let user = device.user;
     txn.open_table(ROLLUPS)?
         .extract_from_if::<super::events::RollupKey, _>(
@@ -204,15 +210,6 @@ impl Store {
 
     pub fn is_tombstoned(&self, user: u32, key: &str) -> Result<bool, StoreError> {
         Ok(self.read()?.open_table(DEVICE_TOMBSTONES)?.get((user, key))?.is_some())
-    }
-
-    /// The LAST_TS cursor of (device, provider), 0 if none.
-    pub fn cursor(&self, device: u32, provider: &str) -> Result<i64, StoreError> {
-        let txn = self.read()?;
-        let Some(p) = super::strings::lookup_in(&txn.open_table(super::schema::STRING_IDS)?, provider)? else {
-            return Ok(0);
-        };
-        Ok(txn.open_table(CURSORS)?.get((device, p))?.map(|v| v.value()).unwrap_or(0))
     }
 }
 

@@ -5,8 +5,8 @@
 
 use super::codec::{CodecError, Dec, Enc, Record};
 
-/// (device id, provider string id, ts_ms, message-id hash)
-pub type EventKey = (u32, u32, i64, u64);
+/// (stream id, ts_ms, message-id hash)
+pub type EventKey = (u32, i64, u64);
 /// (user id, hour since the epoch, device id, provider id, model id, project id)
 pub type RollupKey = (u32, u32, u32, u32, u32, u32);
 
@@ -18,8 +18,9 @@ pub fn hour_of(ts_ms: i64) -> u32 {
 }
 
 /// A stable 64-bit hash of a message id (FNV-1a, then a splitmix64 finaliser for good bit
-/// dispersion). Used only to tell events of one device, provider and millisecond apart, and to
-/// find earlier versions of a streaming Claude message.
+/// dispersion). It tells apart events of one stream and millisecond, and identifies a streaming
+/// Claude message across its versions (64 bits keep collisions negligible over a day of
+/// messages; the recent-message index is rebuilt from event keys at start-up).
 pub fn id_hash(message_id: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in message_id.as_bytes() {

@@ -10,6 +10,8 @@ pub mod devices;
 pub mod events;
 pub mod schema;
 pub mod settings;
+pub mod stats;
+pub mod streams;
 pub mod strings;
 pub mod teams;
 pub mod tokens;
@@ -19,7 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use redb::{ReadTransaction, ReadableDatabase, ReadableTableMetadata, WriteTransaction};
+use redb::{ReadTransaction, ReadableDatabase, WriteTransaction};
 
 pub use codec::CodecError;
 
@@ -192,30 +194,6 @@ impl Store {
     /// Closes the file, reporting errors instead of ignoring them as a drop would.
     pub fn close(self) -> Result<(), StoreError> {
         self.db.close().map_err(|e| StoreError::Db(e.into()))
-    }
-}
-
-/// Row counts, for server info and `admin stats`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Counts {
-    pub users: u64,
-    pub devices: u64,
-    pub events: u64,
-    pub teams: u64,
-    pub refresh_tokens: u64,
-}
-
-impl Store {
-    /// Counts from one snapshot (redb keeps table lengths, so this reads no rows).
-    pub fn counts(&self) -> Result<Counts, StoreError> {
-        let txn = self.read()?;
-        Ok(Counts {
-            users: txn.open_table(schema::USERS)?.len()?,
-            devices: txn.open_table(schema::DEVICES)?.len()?,
-            events: txn.open_table(schema::EVENTS)?.len()?,
-            teams: txn.open_table(schema::TEAMS)?.len()?,
-            refresh_tokens: txn.open_table(schema::REFRESH_TOKENS)?.len()?,
-        })
     }
 }
 

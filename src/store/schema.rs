@@ -4,9 +4,9 @@
 //! value), values are [`super::codec`] records. A fresh file is schema 0; `MIGRATIONS[n]` moves a
 //! file from version n to n + 1 inside the open transaction, so an upgrade is all-or-nothing.
 //!
-//! Usage data: events are keyed by (device, provider, ts_ms, message-id hash), so one device's
-//! events are one key range in time order and an exact retransmission is found by a point
-//! lookup (the dedup index is the table itself). Hourly rollups are keyed by (user, hour, device,
+//! Usage data: each (device, provider) pair is a *stream* with a compact id, and events are keyed
+//! by (stream, ts_ms, message-id hash), so one stream's events are one key range in time order
+//! and an exact retransmission is found by a point lookup (the dedup index is the table itself). Hourly rollups are keyed by (user, hour, device,
 //! provider, model, project): a user's month is one key range of a few thousand rows. Strings
 //! that repeat (providers, models, projects, sessions, token column names) are interned to u32.
 
@@ -43,9 +43,13 @@ pub const DEVICE_TOMBSTONES: TableDefinition<(u32, &str), i64> = TableDefinition
 /// Interned strings: id -> string, and string -> id. Id 0 is the empty string.
 pub const STRINGS: TableDefinition<u32, &str> = TableDefinition::new("strings");
 pub const STRING_IDS: TableDefinition<&str, u32> = TableDefinition::new("string_ids");
-/// (device id, provider string id) -> largest accepted ts_ms (the LAST_TS cursor).
-pub const CURSORS: TableDefinition<(u32, u32), i64> = TableDefinition::new("cursors");
-/// (device id, provider string id, ts_ms, message-id hash) -> event record.
+/// (device id, provider string id) -> stream id.
+pub const STREAMS: TableDefinition<(u32, u32), u32> = TableDefinition::new("streams");
+/// Stream id -> (device id, provider string id).
+pub const STREAM_KEYS: TableDefinition<u32, (u32, u32)> = TableDefinition::new("stream_keys");
+/// Stream id -> largest accepted ts_ms (the LAST_TS cursor).
+pub const CURSORS: TableDefinition<u32, i64> = TableDefinition::new("cursors");
+/// (stream id, ts_ms, message-id hash) -> event record.
 pub const EVENTS: TableDefinition<super::events::EventKey, &[u8]> = TableDefinition::new("events");
 /// (user, hour since epoch, device, provider, model, project) -> token sums and event count.
 pub const ROLLUPS: TableDefinition<super::events::RollupKey, &[u8]> = TableDefinition::new("rollups");
@@ -72,6 +76,7 @@ pub const META_NEXT_USER_ID: &str = "next_user_id";
 pub const META_NEXT_DEVICE_ID: &str = "next_device_id";
 pub const META_NEXT_STRING_ID: &str = "next_string_id";
 pub const META_NEXT_TEAM_ID: &str = "next_team_id";
+pub const META_NEXT_STREAM_ID: &str = "next_stream_id";
 
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
@@ -93,6 +98,8 @@ fn create_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(DEVICE_TOMBSTONES)?;
     txn.open_table(STRING_IDS)?.insert("", 0)?;
     txn.open_table(STRINGS)?.insert(0, "")?;
+    txn.open_table(STREAMS)?;
+    txn.open_table(STREAM_KEYS)?;
     txn.open_table(CURSORS)?;
     txn.open_table(EVENTS)?;
     txn.open_table(ROLLUPS)?;

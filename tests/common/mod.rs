@@ -3,6 +3,8 @@
 //! Content-Type or Content-Length, like the real toki client's body-less POSTs).
 #![allow(dead_code)]
 
+pub mod sync_client;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 pub struct TestServer {
     pub server: Option<toki_sync::Server>,
     pub addr: SocketAddr,
+    pub sync: SocketAddr,
     pub dir: tempfile::TempDir,
 }
 
@@ -50,7 +53,7 @@ impl TestServer {
     pub async fn start_in(dir: tempfile::TempDir, cfg: Config) -> TestServer {
         let listeners = toki_sync::Listeners::bind(&cfg).expect("bind");
         let server = toki_sync::launch(cfg, listeners, std::future::pending()).await.expect("launch");
-        TestServer { addr: server.http_addr, server: Some(server), dir }
+        TestServer { addr: server.http_addr, sync: server.sync_addr, server: Some(server), dir }
     }
 
     pub fn client(&self) -> Client {
@@ -212,6 +215,7 @@ pub fn parse_response(buf: &[u8]) -> Resp {
 pub struct BinServer {
     pub child: Child,
     pub http: SocketAddr,
+    pub sync: SocketAddr,
     pub data_dir: PathBuf,
     stderr_lines: mpsc::Receiver<String>,
 }
@@ -246,9 +250,10 @@ impl BinServer {
                 }
             }
         });
-        let mut server = BinServer { child, http: "0.0.0.0:0".parse().unwrap(), data_dir: data_dir.to_owned(), stderr_lines: rx };
+        let mut server = BinServer { child, http: "0.0.0.0:0".parse().unwrap(), sync: "0.0.0.0:0".parse().unwrap(), data_dir: data_dir.to_owned(), stderr_lines: rx };
         let line = server.wait_for_log("toki-sync is serving", Duration::from_secs(30));
         server.http = field(&line, "http").parse().expect("http address in the ready line");
+        server.sync = field(&line, "sync").parse().expect("sync address in the ready line");
         server
     }
 
@@ -314,4 +319,30 @@ pub fn admin(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, Strin
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Sums over every rollup of a user: (events, usage_total, column name -> tokens).
+pub fn usage_totals(store: &toki_sync::store::Store, user: u32) -> (u64, u64, std::collections::HashMap<String, u64>) {
+
+    use toki_sync::store::codec::Record;
+    let txn = store.read().unwrap();
+    let table = txn.open_table(toki_sync::store::schema::ROLLUPS).unwrap();
+    let names = store.strings().unwrap();
+    let (mut events, mut total, mut cols) = (0, 0, std::collections::HashMap::new());
+    for row in table.range((user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX)).unwrap() {
+        let (_, v) = row.unwrap();
+        let r = toki_sync::store::events::RollupRecord::decode(v.value()).unwrap();
+        events += r.events;
+        total += r.usage_total;
+        for (c, n) in r.tokens {
+            *cols.entry(names[&c].clone()).or_insert(0) += n;
+        }
+    }
+    (events, total, cols)
+}
+
+/// Number of stored events.
+pub fn event_count(store: &toki_sync::store::Store) -> u64 {
+    use redb::ReadableTableMetadata;
+    store.read().unwrap().open_table(toki_sync::store::schema::EVENTS).unwrap().len().unwrap()
 }

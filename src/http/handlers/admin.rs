@@ -266,8 +266,7 @@ pub async fn delete_device(app: &Arc<App>, req: Request, raw_id: &str) -> Result
 
 pub async fn server_info(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     guard::admin(app, &req).await?;
-    let (counts, file_bytes, mode) =
-        app.blocking(|a| Ok::<_, StoreError>((a.store.counts()?, a.store.file_size(), a.registration_mode()?))).await??;
+    let (stats, mode) = app.blocking(|a| Ok::<_, StoreError>((a.store.stats()?, a.registration_mode()?))).await??;
     Ok(ok(&json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": app.started_at.elapsed().as_secs(),
@@ -277,11 +276,12 @@ pub async fn server_info(app: &Arc<App>, req: Request) -> Result<HttpResponse, A
         "oidc_enabled": false,
         "storage_backend": "redb",
         "database": {
-            "file_bytes": file_bytes,
-            "users": counts.users,
-            "devices": counts.devices,
-            "events": counts.events,
-            "teams": counts.teams,
+            "file_bytes": stats.file_bytes,
+            "users": stats.users,
+            "devices": stats.devices,
+            "events": stats.events,
+            "rollup_buckets": stats.rollup_buckets,
+            "teams": stats.teams,
         },
     })))
 }

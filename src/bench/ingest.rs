@@ -1,0 +1,250 @@
+//! `toki-sync bench ingest`: N devices sync M batches of K events each, concurrently, against a
+//! running server, waiting for every ACK. Frames are built (and zstd-compressed from 100 events,
+//! like the real client) before the clock starts, so the figure is the server's.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+use tokio::sync::{mpsc, Barrier};
+
+use super::client::{tls_config, BenchClient, Transport};
+use super::progress::{percentile, Progress};
+use super::workload::Stream;
+use crate::sync::wire::{encode_frame, AuthPayload, MsgType};
+
+#[derive(Args, Clone)]
+pub struct IngestArgs {
+    /// Sync address, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    server: String,
+    /// Use TLS (default: plaintext, which the server accepts from loopback).
+    #[arg(long, conflicts_with = "plain")]
+    tls: bool,
+    /// Use plaintext (the default).
+    #[arg(long)]
+    plain: bool,
+    /// With --tls: trust this PEM certificate (e.g. <data_dir>/tls/cert.pem).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// With --tls: accept any certificate.
+    #[arg(long)]
+    tls_insecure: bool,
+    /// Access token to sync with. [env: TOKI_BENCH_TOKEN]
+    #[arg(long, env = "TOKI_BENCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Instead of --token: the server's HTTP base URL; the bench signs in as --admin-user
+    /// (password in TOKI_BENCH_ADMIN_PASSWORD), creates a user for this run and syncs as it.
+    #[arg(long, value_name = "URL")]
+    http: Option<String>,
+    #[arg(long, default_value = "admin")]
+    admin_user: String,
+    /// Concurrent devices (one connection each).
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
+    /// Batches per device.
+    #[arg(long, default_value_t = 100)]
+    batches: usize,
+    /// Events per batch.
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// claude_code or codex.
+    #[arg(long, default_value = "claude_code")]
+    provider: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+pub struct IngestReport {
+    pub transport: &'static str,
+    pub devices: usize,
+    pub batches: usize,
+    pub batch_size: usize,
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_sec: f64,
+    pub ack_p50_ms: f64,
+    pub ack_p99_ms: f64,
+    pub ack_max_ms: f64,
+    pub errors: u64,
+}
+
+pub fn run(args: IngestArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let token = match (&args.token, &args.http) {
+        (Some(t), _) => t.clone(),
+        (None, Some(url)) => super::http::bench_user_token(url, &args.admin_user)?,
+        (None, None) => return Err("give --token (or TOKI_BENCH_TOKEN), or --http with admin credentials".into()),
+    };
+    let report = runtime.block_on(ingest(args.clone(), token))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        println!(
+            "{} events ({} devices x {} batches x {}) over {} in {:.2} s: {:.0} events/s; ACK latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; errors {}",
+            report.events,
+            report.devices,
+            report.batches,
+            report.batch_size,
+            report.transport,
+            report.seconds,
+            report.events_per_sec,
+            report.ack_p50_ms,
+            report.ack_p99_ms,
+            report.ack_max_ms,
+            report.errors
+        );
+    }
+    if report.errors > 0 {
+        return Err(format!("{} batches failed", report.errors));
+    }
+    Ok(())
+}
+
+fn resolve(server: &str) -> Result<(SocketAddr, String), String> {
+    let addr = server
+        .to_socket_addrs()
+        .map_err(|e| format!("--server {server}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--server {server}: no address"))?;
+    let host = server.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']'])).unwrap_or(server).to_owned();
+    Ok((addr, host))
+}
+
+async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String> {
+    if args.devices == 0 || args.batches == 0 || args.batch_size == 0 {
+        return Err("--devices, --batches and --batch-size must be at least 1".into());
+    }
+    let provider: &'static str = match args.provider.as_str() {
+        "claude_code" => "claude_code",
+        "codex" => "codex",
+        other => return Err(format!("--provider {other}: use claude_code or codex")),
+    };
+    let (addr, host) = resolve(&args.server)?;
+    let transport = if args.tls {
+        if args.tls_ca.is_none() && !args.tls_insecure {
+            return Err("--tls needs --tls-ca FILE or --tls-insecure".into());
+        }
+        crate::sync::tls::install_crypto_provider();
+        Transport::Tls(tls_config(args.tls_ca.as_deref())?)
+    } else {
+        Transport::Plain
+    };
+
+    // Build every frame first.
+    let run_id = crate::auth::random::u64();
+    let events_per_device = (args.batches * args.batch_size) as i64;
+    let now_ms = crate::store::now_secs() * 1000;
+    let mut frames: Vec<Vec<Vec<u8>>> = Vec::with_capacity(args.devices);
+    for d in 0..args.devices {
+        let mut stream = Stream::new(provider, d as u64, run_id);
+        let start = now_ms - events_per_device;
+        let device_frames = (0..args.batches)
+            .map(|b| {
+                let batch = stream.batch(args.batch_size, start + (b * args.batch_size) as i64, 1);
+                let plain = encode_frame(MsgType::SyncBatch, &batch);
+                if args.batch_size >= 100 {
+                    let z = zstd::encode_all(&plain[8..], 3).expect("zstd in memory");
+                    let mut f = Vec::with_capacity(8 + z.len());
+                    f.extend_from_slice(&(MsgType::SyncBatchZstd as u32).to_le_bytes());
+                    f.extend_from_slice(&(z.len() as u32).to_le_bytes());
+                    f.extend_from_slice(&z);
+                    f
+                } else {
+                    plain
+                }
+            })
+            .collect();
+        frames.push(device_frames);
+    }
+
+    let barrier = Arc::new(Barrier::new(args.devices + 1));
+    let (tx, mut rx) = mpsc::unbounded_channel::<Result<Duration, String>>();
+    let mut tasks = Vec::new();
+    for (d, device_frames) in frames.into_iter().enumerate() {
+        let (barrier, tx, token, transport, host) = (Arc::clone(&barrier), tx.clone(), token.clone(), transport.clone(), host.clone());
+        tasks.push(tokio::spawn(async move {
+            let connected = async {
+                let mut c = BenchClient::connect(addr, &host, &transport).await?;
+                c.auth(&AuthPayload {
+                    jwt: token,
+                    device_name: format!("bench-{d}"),
+                    schema_version: crate::sync::wire::SCHEMA_VERSION,
+                    provider: provider.to_owned(),
+                    device_key: format!("bench-{run_id:016x}-{d}"),
+                    protocol_version: crate::sync::wire::PROTOCOL_VERSION,
+                })
+                .await?;
+                Ok::<_, String>(c)
+            }
+            .await;
+            barrier.wait().await;
+            let mut client = match connected {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            for frame in device_frames {
+                let t0 = Instant::now();
+                let r = client.batch(&frame).await.map(|_| t0.elapsed());
+                let failed = r.is_err();
+                let _ = tx.send(r);
+                if failed {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    barrier.wait().await;
+    let started = Instant::now();
+    let total_batches = (args.devices * args.batches) as u64;
+    let mut progress = Progress::new(total_batches * args.batch_size as u64, "events");
+    let mut latencies = Vec::with_capacity(total_batches as usize);
+    let mut errors = 0u64;
+    let mut first_error = None;
+    while let Some(r) = rx.recv().await {
+        match r {
+            Ok(d) => latencies.push(d),
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+        progress.update(latencies.len() as u64 * args.batch_size as u64);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    progress.finish();
+    for t in tasks {
+        let _ = t.await;
+    }
+    if let Some(e) = &first_error {
+        eprintln!("first error: {e}");
+        if latencies.is_empty() {
+            return Err(e.clone());
+        }
+    }
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let events = latencies.len() as u64 * args.batch_size as u64;
+    Ok(IngestReport {
+        transport: if args.tls { "TLS" } else { "plaintext" },
+        devices: args.devices,
+        batches: args.batches,
+        batch_size: args.batch_size,
+        events,
+        seconds: elapsed,
+        events_per_sec: events as f64 / elapsed.max(1e-9),
+        ack_p50_ms: ms(percentile(&latencies, 50.0)),
+        ack_p99_ms: ms(percentile(&latencies, 99.0)),
+        ack_max_ms: ms(latencies.last().copied().unwrap_or_default()),
+        errors,
+    })
+}

@@ -1,0 +1,273 @@
+//! One sync connection, as protocol.md §6 and §10 describe: AUTH first, answered with AUTH_OK or
+//! AUTH_ERR (every AUTH is answered, refusals included); then GET_LAST_TS, SYNC_BATCH,
+//! SYNC_BATCH_ZSTD and PING in any order until the peer leaves, goes idle, sends something
+//! malformed (closed with a log line), or its device is deleted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+
+use super::frame::{read_frame, write_frame, Frame, FrameError};
+use super::registry::SessionInfo;
+use super::wire::{
+    self, decode, decode_zstd_batch, empty_frame, encode_frame, AuthErrPayload, AuthOkPayload, AuthPayload,
+    GetLastTsPayload, LastTsPayload, MsgType, SyncAckPayload, SyncBatchPayload, SyncErrPayload,
+};
+use crate::app::App;
+use crate::auth::jwt::TokenError;
+use crate::ingest::{BatchJob, IngestError};
+use crate::shutdown::ShutdownSignal;
+use crate::store::devices::{AuthDevice, Device, MAX_KEY_BYTES};
+use crate::store::now_secs;
+use crate::store::users::{User, UserStatus};
+
+/// An AUTH payload is a token and a few short strings.
+const MAX_AUTH_PAYLOAD: usize = 64 * 1024;
+/// Payloads up to this size are decoded on the connection's task; larger ones on the blocking
+/// pool, so one big batch cannot stall other connections.
+const INLINE_DECODE_BYTES: usize = 256 * 1024;
+
+pub const PLAINTEXT_REFUSED: &str = "plaintext sync not allowed from this address; use TLS";
+pub const SERVER_BUSY: &str = "server busy";
+pub const DEVICE_REMOVED: &str =
+    "device_removed: this device was removed from the account; run toki settings sync enable to re-add it";
+
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    /// Answer the AUTH with this reason and close (over capacity, plaintext not allowed).
+    pub refusal: Option<&'static str>,
+}
+
+struct Authed {
+    user: User,
+    device: Device,
+    provider: String,
+}
+
+enum AuthOutcome {
+    Accepted(Authed),
+    Refused { reason: String, reset_required: bool },
+    Close(String),
+}
+
+fn refuse(reason: impl Into<String>) -> AuthOutcome {
+    AuthOutcome::Refused { reason: reason.into(), reset_required: false }
+}
+
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(app: Arc<App>, stream: S, conn: Conn, mut shutdown: ShutdownSignal) {
+    let mut io = BufReader::new(stream);
+    let peer = conn.peer;
+    let handshake = Duration::from_secs(app.config.sync.handshake_timeout_secs);
+
+    let first = match tokio::time::timeout(handshake, read_frame(&mut io, MAX_AUTH_PAYLOAD)).await {
+        Err(_) => return tracing::info!(%peer, "sync connection sent no AUTH in time; closing"),
+        Ok(Err(FrameError::Closed)) => return tracing::debug!(%peer, "sync connection closed before AUTH"),
+        Ok(Err(e)) => return tracing::warn!(%peer, error = %e, "bad frame before AUTH; closing"),
+        Ok(Ok(f)) => f,
+    };
+    let authed = match authenticate(&app, first, &conn).await {
+        AuthOutcome::Accepted(a) => a,
+        AuthOutcome::Refused { reason, reset_required } => {
+            tracing::info!(%peer, tls = conn.tls, %reason, "sync AUTH refused");
+            let frame = encode_frame(MsgType::AuthErr, &AuthErrPayload { reason, reset_required });
+            let _ = write_frame(&mut io, &frame).await;
+            return;
+        }
+        AuthOutcome::Close(why) => return tracing::warn!(%peer, "{why}; closing"),
+    };
+    let Authed { user, device, provider } = authed;
+    let ok = encode_frame(MsgType::AuthOk, &AuthOkPayload { device_id: device.uuid.to_string() });
+    if write_frame(&mut io, &ok).await.is_err() {
+        return;
+    }
+
+    let now = now_secs();
+    let guard = app.sessions.register(SessionInfo {
+        user_id: user.id,
+        user_uuid: user.uuid,
+        username: user.username.clone(),
+        device_id: device.id,
+        device_uuid: device.uuid,
+        device_name: device.name.clone(),
+        provider: provider.clone(),
+        peer,
+        tls: conn.tls,
+        connected_at: now,
+        last_activity_at: now,
+        last_batch_at: None,
+        last_ts_ms: 0,
+        events_accepted: 0,
+    });
+    tracing::info!(%peer, tls = conn.tls, user = %user.username, device = %device.uuid, %provider, "sync session started");
+
+    let cfg = &app.config.sync;
+    let idle = Duration::from_secs(cfg.idle_timeout_secs);
+    let mut accepted: u64 = 0;
+    let end = loop {
+        let frame = tokio::select! {
+            r = tokio::time::timeout(idle, read_frame(&mut io, cfg.max_frame_bytes)) => match r {
+                Err(_) => break format!("idle for {}s", idle.as_secs()),
+                Ok(Err(FrameError::Closed)) => break "closed by the client".to_owned(),
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, user = %user.username, device = %device.uuid, error = %e, "bad sync frame; closing");
+                    break format!("bad frame: {e}");
+                }
+                Ok(Ok(f)) => f,
+            },
+            () = guard.killed() => break "device deleted".to_owned(),
+            () = shutdown.wait() => break "server shutting down".to_owned(),
+        };
+        guard.update(|s| s.last_activity_at = now_secs());
+        let reply = match frame.kind {
+            MsgType::Ping => empty_frame(MsgType::Pong),
+            MsgType::GetLastTs => {
+                let Ok(req) = decode::<GetLastTsPayload>(&frame.payload) else {
+                    tracing::warn!(%peer, device = %device.uuid, "malformed GET_LAST_TS; closing");
+                    break "malformed GET_LAST_TS".to_owned();
+                };
+                let device_id = device.id;
+                match app.blocking(move |a| a.store.cursor(device_id, &req.provider)).await {
+                    Ok(Ok(ts)) => encode_frame(MsgType::LastTs, &LastTsPayload { ts_ms: ts }),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "reading a cursor failed");
+                        break "storage error".to_owned();
+                    }
+                    Err(_) => break "storage error".to_owned(),
+                }
+            }
+            MsgType::SyncBatch | MsgType::SyncBatchZstd => {
+                let batch = match decode_batch(&app, frame).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(%peer, user = %user.username, device = %device.uuid, error = %e, "undecodable batch; closing");
+                        break format!("undecodable batch: {e}");
+                    }
+                };
+                let items = batch.items.len() as u64;
+                match app.ingest.submit(BatchJob { device: device.id, user: user.id, batch }).await {
+                    Ok(outcome) => {
+                        accepted += items;
+                        guard.update(|s| {
+                            s.last_batch_at = Some(now_secs());
+                            s.last_ts_ms = outcome.cursor;
+                            s.events_accepted += items;
+                        });
+                        tracing::debug!(device = %device.uuid, items, cursor = outcome.cursor, applied = ?outcome.applied, "batch committed");
+                        encode_frame(MsgType::SyncAck, &SyncAckPayload { last_ts_ms: outcome.cursor })
+                    }
+                    Err(IngestError::DeviceGone) => break "device deleted".to_owned(),
+                    Err(IngestError::Stopped) => break "server shutting down".to_owned(),
+                    Err(e @ IngestError::Store(_)) => {
+                        // Transient for the client, which reconnects and resends at once: slow it down.
+                        tokio::time::sleep(Duration::from_secs(cfg.sync_err_delay_secs)).await;
+                        encode_frame(MsgType::SyncErr, &SyncErrPayload { reason: format!("batch not stored: {e}; retry later") })
+                    }
+                }
+            }
+            other => {
+                tracing::warn!(%peer, device = %device.uuid, kind = ?other, "unexpected message after AUTH; closing");
+                break format!("unexpected {other:?}");
+            }
+        };
+        if let Err(e) = write_frame(&mut io, &reply).await {
+            break format!("write failed: {e}");
+        }
+    };
+    tracing::info!(%peer, user = %user.username, device = %device.uuid, %provider, events = accepted, reason = %end, "sync session ended");
+}
+
+async fn decode_batch(app: &Arc<App>, frame: Frame) -> Result<SyncBatchPayload, wire::DecodeError> {
+    let max = app.config.sync.max_decompressed_bytes;
+    let zstd = frame.kind == MsgType::SyncBatchZstd;
+    let decode_now = move |payload: Vec<u8>| if zstd { decode_zstd_batch(&payload, max) } else { decode(&payload) };
+    if frame.payload.len() <= INLINE_DECODE_BYTES {
+        decode_now(frame.payload)
+    } else {
+        let payload = frame.payload;
+        tokio::task::spawn_blocking(move || decode_now(payload))
+            .await
+            .map_err(|e| wire::DecodeError(format!("decoder failed: {e}")))?
+    }
+}
+
+async fn authenticate(app: &Arc<App>, frame: Frame, conn: &Conn) -> AuthOutcome {
+    if frame.kind != MsgType::Auth {
+        return AuthOutcome::Close(format!("first frame is {:?}, not AUTH", frame.kind));
+    }
+    let auth: AuthPayload = match decode(&frame.payload) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(peer = %conn.peer, error = %e, "malformed AUTH payload");
+            return refuse("malformed AUTH payload");
+        }
+    };
+    if let Some(reason) = conn.refusal {
+        return refuse(reason);
+    }
+    if auth.protocol_version != wire::PROTOCOL_VERSION {
+        return refuse(format!(
+            "unsupported protocol version: client={}, server={}",
+            auth.protocol_version,
+            wire::PROTOCOL_VERSION
+        ));
+    }
+    // `expired` only when a fresh token for the same user would be accepted: the client then
+    // refreshes and retries at once, so any other problem must not say it.
+    let (sub, expired) = match app.tokens.verify_access(&auth.jwt) {
+        Ok(claims) => (claims.sub, false),
+        Err(TokenError::Expired { sub }) => (sub, true),
+        Err(TokenError::WrongType) => return refuse("invalid access token: this is a refresh token; sign in again"),
+        Err(TokenError::Invalid) => return refuse("invalid access token; sign in again with toki settings sync enable"),
+    };
+    let user = match lookup_user(app, &sub).await {
+        Ok(u) => u,
+        Err(outcome) => return outcome,
+    };
+    match user.status {
+        UserStatus::Active => {}
+        UserStatus::Disabled => return refuse("account is disabled"),
+        UserStatus::Pending => return refuse("account is pending admin approval"),
+    }
+    if expired {
+        return refuse("access token expired");
+    }
+    if auth.device_key.is_empty() || auth.device_key.len() > MAX_KEY_BYTES {
+        return refuse(format!("invalid device key (1 to {MAX_KEY_BYTES} bytes)"));
+    }
+    let (user_id, key) = (user.id, auth.device_key.clone());
+    match app.blocking(move |a| a.store.is_tombstoned(user_id, &key)).await {
+        Ok(Ok(true)) => return refuse(DEVICE_REMOVED),
+        Ok(Ok(false)) => {}
+        _ => return AuthOutcome::Close("storage error during AUTH".into()),
+    }
+    if auth.schema_version != wire::SCHEMA_VERSION {
+        return AuthOutcome::Refused {
+            reason: format!("schema version mismatch: client={}, server={}", auth.schema_version, wire::SCHEMA_VERSION),
+            reset_required: true,
+        };
+    }
+    let (key, name) = (auth.device_key, auth.device_name);
+    match app.blocking(move |a| a.store.auth_device(user_id, &key, &name, now_secs())).await {
+        Ok(Ok(AuthDevice::Ready(device))) => AuthOutcome::Accepted(Authed { user, device, provider: auth.provider }),
+        Ok(Ok(AuthDevice::Removed)) => refuse(DEVICE_REMOVED),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "registering a device failed");
+            refuse("server storage error; retry later")
+        }
+        Err(_) => refuse("server storage error; retry later"),
+    }
+}
+
+async fn lookup_user(app: &Arc<App>, sub: &str) -> Result<User, AuthOutcome> {
+    let Ok(uuid) = uuid::Uuid::parse_str(sub) else {
+        return Err(refuse("invalid access token"));
+    };
+    match app.blocking(move |a| a.store.user_by_uuid(uuid)).await {
+        Ok(Ok(Some(u))) => Ok(u),
+        Ok(Ok(None)) => Err(refuse("account not found")),
+        _ => Err(AuthOutcome::Close("storage error during AUTH".into())),
+    }
+}
