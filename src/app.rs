@@ -12,6 +12,15 @@ use crate::store::settings::REGISTRATION_MODE;
 use crate::store::{Store, StoreError};
 use crate::sync::registry::Registry;
 
+/// A freshly started [`App`] and what the caller must keep.
+pub struct Started {
+    pub app: Arc<App>,
+    /// Join after the last `App` handle is dropped (the writer then finishes and stops).
+    pub writer_thread: std::thread::JoinHandle<()>,
+    /// The first admin's password when it was generated on this start; show it once.
+    pub generated_admin_password: Option<String>,
+}
+
 pub struct App {
     pub config: Config,
     pub store: Arc<Store>,
@@ -26,6 +35,26 @@ pub struct App {
 }
 
 impl App {
+    /// Opens and prepares the data file (first-start admin, signing secret) and starts the
+    /// ingest writer. `on_fatal` runs if a commit ever fails. Blocking.
+    pub fn start(config: Config, on_fatal: impl Fn(&str) + Send + Sync + 'static) -> Result<Started, String> {
+        let opened = crate::bootstrap::prepare(&config).map_err(|e| e.to_string())?;
+        opened.store.set_fatal_hook(on_fatal);
+        let store = Arc::new(opened.store);
+        let (ingest, writer_thread) = Ingest::start(Arc::clone(&store)).map_err(|e| e.to_string())?;
+        let app = Arc::new(App {
+            ingest,
+            sessions: Arc::new(Registry::default()),
+            tokens: Tokens::new(&opened.jwt_secret, &config.auth),
+            passwords: Passwords::new(),
+            lockout: Lockout::new(&config.auth),
+            store,
+            config,
+            started_at: Instant::now(),
+        });
+        Ok(Started { app, writer_thread, generated_admin_password: opened.generated_admin_password })
+    }
+
     /// Runs blocking work (store access, which may fsync) on the blocking pool.
     pub async fn blocking<T: Send + 'static>(
         self: &Arc<Self>,

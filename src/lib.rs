@@ -9,6 +9,8 @@ pub mod bench;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod ingest;
 pub mod net;
@@ -22,11 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use app::App;
-use auth::lockout::Lockout;
-use auth::password::Passwords;
-use auth::tokens::Tokens;
 use config::Config;
-use ingest::Ingest;
 use shutdown::Shutdown;
 use store::Store;
 
@@ -134,37 +132,15 @@ pub async fn launch(
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Server, String> {
     sync::tls::install_crypto_provider();
+    let shutdown = Shutdown::new();
     let cfg = config.clone();
-    let opened = tokio::task::spawn_blocking(move || bootstrap::prepare(&cfg))
-        .await
-        .map_err(|e| format!("start-up task failed: {e}"))?
-        .map_err(|e| e.to_string())?;
-    let cfg = config.clone();
-    let tls = tokio::task::spawn_blocking(move || sync::tls::load(&cfg))
+    let tls = tokio::task::spawn_blocking(move || sync::tls::load(&cfg));
+    let hook = shutdown.clone();
+    let started = tokio::task::spawn_blocking(move || App::start(config, move |msg| hook.fail(&format!("storage failure: {msg}"))))
         .await
         .map_err(|e| format!("start-up task failed: {e}"))??;
-
-    let shutdown = Shutdown::new();
-    {
-        let shutdown = shutdown.clone();
-        opened.store.set_fatal_hook(move |msg| shutdown.fail(&format!("storage failure: {msg}")));
-    }
-    let store = Arc::new(opened.store);
-    let writer_store = Arc::clone(&store);
-    let (ingest, writer_thread) = tokio::task::spawn_blocking(move || Ingest::start(writer_store))
-        .await
-        .map_err(|e| format!("start-up task failed: {e}"))?
-        .map_err(|e| e.to_string())?;
-    let app = Arc::new(App {
-        ingest,
-        sessions: Arc::new(sync::registry::Registry::default()),
-        tokens: Tokens::new(&opened.jwt_secret, &config.auth),
-        passwords: tokio::task::spawn_blocking(Passwords::new).await.map_err(|e| e.to_string())?,
-        lockout: Lockout::new(&config.auth),
-        store,
-        config,
-        started_at: Instant::now(),
-    });
+    let tls = tls.await.map_err(|e| format!("start-up task failed: {e}"))??;
+    let app = started.app;
 
     let (http, http_addr) = into_tokio(listeners.http, "http")?;
     let (sync_listener, sync_addr) = into_tokio(listeners.sync, "sync")?;
@@ -193,12 +169,12 @@ pub async fn launch(
         sync_addr,
         tls_fingerprint: tls.fingerprint,
         app,
-        generated_admin_password: opened.generated_admin_password,
+        generated_admin_password: started.generated_admin_password,
         shutdown,
         http_task,
         sync_task,
         maintenance_task,
-        writer_thread,
+        writer_thread: started.writer_thread,
     })
 }
 

@@ -39,4 +39,25 @@ log "installing the browser test's npm packages (tests/browser, as locked)"
 log "cargo test (all targets)"
 cargo test --locked --all-targets
 
+# Fuzzing: each cargo-fuzz target runs for a bounded time on top of the kept inputs in
+# fuzz/regressions/ (which `cargo test` also replays). A crash fails the run; its input is in
+# fuzz/artifacts/<target>/ and belongs in fuzz/regressions/<target>/ once fixed.
+FUZZ_SECONDS="${TOKI_SYNC_FUZZ_SECONDS:-30}"
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "error: the fuzz targets need a nightly toolchain (rustup toolchain install nightly)" >&2
+    exit 1
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+fi
+log "fuzzing: build"
+cargo +nightly fuzz build -O
+for target in sync_stream batch_raw batch_zstd http_request; do
+    log "fuzzing: $target for ${FUZZ_SECONDS}s"
+    mkdir -p "fuzz/corpus/$target"
+    cargo +nightly fuzz run -O "$target" "fuzz/corpus/$target" "fuzz/regressions/$target" -- \
+        -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 | tail -n 25
+done
+
 log "all tests passed"

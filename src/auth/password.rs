@@ -5,7 +5,7 @@
 //! verified against a dummy hash so it costs the same as a real one and does not reveal which
 //! usernames exist.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -41,19 +41,27 @@ pub fn verify_blocking(password: &str, phc: &str) -> bool {
     }
 }
 
+fn dummy_hash() -> String {
+    hash_blocking(&super::random::token::<16>())
+}
+
 #[derive(Clone)]
 pub struct Passwords {
-    dummy: Arc<str>,
+    /// Hashed in the background at start-up (so start-up does not wait for it); a login that
+    /// comes before it is ready waits for it.
+    dummy: Arc<OnceLock<String>>,
     permits: Arc<Semaphore>,
 }
 
 impl Passwords {
     pub fn new() -> Self {
         let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2;
-        Passwords {
-            dummy: hash_blocking(&super::random::token::<16>()).into(),
-            permits: Arc::new(Semaphore::new(parallel)),
-        }
+        let dummy = Arc::new(OnceLock::new());
+        let warm = Arc::clone(&dummy);
+        std::thread::spawn(move || {
+            warm.get_or_init(dummy_hash);
+        });
+        Passwords { dummy, permits: Arc::new(Semaphore::new(parallel)) }
     }
 
     pub async fn hash(&self, password: String) -> String {
@@ -68,8 +76,11 @@ impl Passwords {
     pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
         let _permit = self.permits.acquire().await.expect("semaphore is never closed");
         let real = phc.is_some();
-        let phc = phc.unwrap_or_else(|| self.dummy.to_string());
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(&password, &phc))
+        let dummy = Arc::clone(&self.dummy);
+        let ok = tokio::task::spawn_blocking(move || {
+            let phc = phc.unwrap_or_else(|| dummy.get_or_init(dummy_hash).clone());
+            verify_blocking(&password, &phc)
+        })
             .await
             .expect("password verification does not panic");
         ok && real

@@ -73,9 +73,13 @@ pub fn tls_client_config(trusted_pem: &Path, versions: &[&'static rustls::Suppor
 
 impl SyncClient {
     pub async fn plain(addr: SocketAddr) -> SyncClient {
-        let s = TcpStream::connect(addr).await.expect("connect to the sync port");
-        s.set_nodelay(true).unwrap();
-        SyncClient { io: Box::new(s) }
+        Self::try_plain(addr).await.expect("connect to the sync port")
+    }
+
+    pub async fn try_plain(addr: SocketAddr) -> std::io::Result<SyncClient> {
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(SyncClient { io: Box::new(s) })
     }
 
     /// TLS to 127.0.0.1, trusting the certificate(s) in `trusted_pem`.
@@ -89,16 +93,23 @@ impl SyncClient {
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        self.io.write_all(bytes).await.expect("write");
-        self.io.flush().await.expect("flush");
+        assert!(self.try_send_raw(bytes).await, "write to the sync port failed");
+    }
+
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
+        self.io.write_all(bytes).await.is_ok() && self.io.flush().await.is_ok()
     }
 
     pub async fn send(&mut self, kind: u32, payload: &[u8]) {
+        assert!(self.try_send(kind, payload).await, "write to the sync port failed");
+    }
+
+    pub async fn try_send(&mut self, kind: u32, payload: &[u8]) -> bool {
         let mut frame = Vec::with_capacity(8 + payload.len());
         frame.extend_from_slice(&kind.to_le_bytes());
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         frame.extend_from_slice(payload);
-        self.send_raw(&frame).await;
+        self.try_send_raw(&frame).await
     }
 
     /// The next frame, or `None` if the server closed the connection.
@@ -114,6 +125,49 @@ impl SyncClient {
         let mut payload = vec![0u8; len];
         self.io.read_exact(&mut payload).await.ok()?;
         Some((kind, payload))
+    }
+
+    /// AUTH, or `None` if the connection failed (server killed).
+    pub async fn try_auth(&mut self, p: &AuthPayload) -> Option<AuthReply> {
+        if !self.try_send(AUTH, &bincode::serialize(p).unwrap()).await {
+            return None;
+        }
+        match self.recv().await? {
+            (AUTH_OK, b) => Some(AuthReply::Ok(bincode::deserialize::<AuthOkPayload>(&b).unwrap().device_id)),
+            (AUTH_ERR, b) => {
+                let e: AuthErrPayload = bincode::deserialize(&b).unwrap();
+                Some(AuthReply::Err { reason: e.reason, reset_required: e.reset_required })
+            }
+            other => panic!("unexpected reply to AUTH: {other:?}"),
+        }
+    }
+
+    pub async fn try_last_ts(&mut self, provider: &str) -> Option<i64> {
+        if !self.try_send(GET_LAST_TS, &bincode::serialize(&GetLastTsPayload { provider: provider.into() }).unwrap()).await {
+            return None;
+        }
+        match self.recv().await? {
+            (LAST_TS, b) => Some(bincode::deserialize::<LastTsPayload>(&b).unwrap().ts_ms),
+            other => panic!("unexpected reply to GET_LAST_TS: {other:?}"),
+        }
+    }
+
+    /// A batch; `None` if the connection failed before the reply.
+    pub async fn try_batch(&mut self, b: &SyncBatchPayload) -> Option<Result<i64, String>> {
+        let raw = bincode::serialize(b).unwrap();
+        let sent = if b.items.len() >= 100 {
+            self.try_send(SYNC_BATCH_ZSTD, &zstd::encode_all(&raw[..], 3).unwrap()).await
+        } else {
+            self.try_send(SYNC_BATCH, &raw).await
+        };
+        if !sent {
+            return None;
+        }
+        match self.recv().await? {
+            (SYNC_ACK, p) => Some(Ok(bincode::deserialize::<SyncAckPayload>(&p).unwrap().last_ts_ms)),
+            (SYNC_ERR, p) => Some(Err(bincode::deserialize::<SyncErrPayload>(&p).unwrap().reason)),
+            other => panic!("unexpected reply to a batch: {other:?}"),
+        }
     }
 
     /// True if the server closes the connection (within 10 s) without sending anything else.
