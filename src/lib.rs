@@ -13,6 +13,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod http;
 pub mod ingest;
+pub mod memory;
 pub mod net;
 pub mod shutdown;
 pub mod store;

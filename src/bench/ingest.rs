@@ -54,6 +54,10 @@ pub struct IngestArgs {
     /// claude_code or codex.
     #[arg(long, default_value = "claude_code")]
     provider: String,
+    /// The events of each device are spread over this many days, ending now, like a daemon's
+    /// first catch-up of its local history (0: one millisecond apart).
+    #[arg(long, default_value_t = 30)]
+    span_days: u32,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -140,13 +144,15 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
     let run_id = crate::auth::random::u64();
     let events_per_device = (args.batches * args.batch_size) as i64;
     let now_ms = crate::store::now_secs() * 1000;
+    let span_ms = (i64::from(args.span_days) * 86_400_000).max(events_per_device);
+    let step_ms = span_ms / events_per_device;
     let mut frames: Vec<Vec<Vec<u8>>> = Vec::with_capacity(args.devices);
     for d in 0..args.devices {
         let mut stream = Stream::new(provider, d as u64, run_id);
-        let start = now_ms - events_per_device;
+        let start = now_ms - span_ms;
         let device_frames = (0..args.batches)
             .map(|b| {
-                let batch = stream.batch(args.batch_size, start + (b * args.batch_size) as i64, 1);
+                let batch = stream.batch(args.batch_size, start + (b * args.batch_size) as i64 * step_ms, step_ms);
                 let plain = encode_frame(MsgType::SyncBatch, &batch);
                 if args.batch_size >= 100 {
                     let z = zstd::encode_all(&plain[8..], 3).expect("zstd in memory");

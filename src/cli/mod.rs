@@ -101,6 +101,7 @@ pub fn init_logging(level: &str) {
 }
 
 pub fn main() -> ExitCode {
+    crate::memory::tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),

@@ -174,40 +174,22 @@ pub fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeErro
     options(payload.len() as u64).deserialize(payload).map_err(|e| DecodeError(e.to_string()))
 }
 
-/// Decodes a SYNC_BATCH_ZSTD payload with a streaming decoder: bincode reads straight from the
-/// zstd stream, so at most [`MAX_DECOMPRESSED`] bytes are ever produced, and trailing data after
-/// the batch is never decompressed.
+/// Decodes a SYNC_BATCH_ZSTD payload. A streaming decoder produces at most `max_decompressed`
+/// bytes (stopping at one more and refusing: the client's frames may not record their content
+/// size, so nothing from the frame header is trusted), then bincode decodes that buffer.
+/// Decompressing in large reads rather than letting bincode pull bytes one field at a time
+/// through the decoder is several times faster.
 pub fn decode_zstd_batch(payload: &[u8], max_decompressed: usize) -> Result<SyncBatchPayload, DecodeError> {
     let decoder = zstd::stream::read::Decoder::with_buffer(payload).map_err(|e| DecodeError(format!("zstd: {e}")))?;
-    let mut capped = Capped { inner: decoder, left: max_decompressed as u64 };
-    match options(max_decompressed as u64).deserialize_from(&mut capped) {
-        Ok(batch) => Ok(batch),
-        Err(e) if capped.left == 0 => Err(DecodeError(format!(
-            "decompressed batch exceeds {max_decompressed} bytes ({e})"
-        ))),
-        Err(e) => Err(DecodeError(match *e {
-            bincode::ErrorKind::Io(io) => format!("zstd stream: {io}"),
-            other => other.to_string(),
-        })),
+    let mut out = Vec::with_capacity((payload.len() * 6).min(max_decompressed));
+    decoder
+        .take(max_decompressed as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| DecodeError(format!("zstd stream: {e}")))?;
+    if out.len() > max_decompressed {
+        return Err(DecodeError(format!("decompressed batch exceeds {max_decompressed} bytes")));
     }
-}
-
-/// A reader that fails once `left` bytes have been produced.
-struct Capped<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for Capped<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.left == 0 {
-            return Err(std::io::Error::other("decompressed size limit reached"));
-        }
-        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        let n = self.inner.read(&mut buf[..want])?;
-        self.left -= n as u64;
-        Ok(n)
-    }
+    decode(&out)
 }
 
 /// Encodes a whole frame: header and bincode payload.
