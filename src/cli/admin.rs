@@ -282,19 +282,7 @@ fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
         UserCommand::List { json } => {
             let users = open(config)?.users()?;
             if json {
-                let list: Vec<_> = users
-                    .iter()
-                    .map(|u| {
-                        json!({
-                            "id": u.uuid.to_string(),
-                            "username": u.username,
-                            "role": u.role.as_str(),
-                            "status": u.status.as_str(),
-                            "auth": if u.oidc_subject.is_some() { "oidc" } else { "password" },
-                            "created_at": u.created_at,
-                        })
-                    })
-                    .collect();
+                let list: Vec<_> = users.iter().map(crate::http::handlers::views::user).collect();
                 println!("{}", serde_json::to_string_pretty(&json!({ "users": list }))?);
             } else {
                 println!("{:<36}  {:<32}  {:<5}  {:<8}  CREATED", "ID", "USERNAME", "ROLE", "STATUS");

@@ -34,6 +34,28 @@ pub fn id_hash(message_id: &str) -> u64 {
     h ^ (h >> 31)
 }
 
+/// (column-name id, count) pairs, as a count then varint pairs.
+fn encode_tokens(e: &mut Enc, tokens: &[(u32, u64)]) {
+    e.uvar(tokens.len() as u64);
+    for (col, n) in tokens {
+        e.uvar(u64::from(*col));
+        e.uvar(*n);
+    }
+}
+
+fn decode_tokens(d: &mut Dec<'_>) -> Result<Vec<(u32, u64)>, CodecError> {
+    let n = d.uvar()?;
+    // Each pair takes at least two bytes: a count beyond that is corruption, not an allocation.
+    if n > d.remaining() as u64 / 2 {
+        return Err(CodecError(format!("token column count {n} exceeds the value size")));
+    }
+    let mut tokens = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        tokens.push((d.u32var()?, d.uvar()?));
+    }
+    Ok(tokens)
+}
+
 /// One stored event. Strings are interned ids; token columns are (column-name id, count) pairs
 /// with zero counts left out.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -55,11 +77,7 @@ impl Record for EventRecord {
         e.uvar(u64::from(self.model));
         e.uvar(u64::from(self.session));
         e.uvar(u64::from(self.project));
-        e.uvar(self.tokens.len() as u64);
-        for (col, n) in &self.tokens {
-            e.uvar(u64::from(*col));
-            e.uvar(*n);
-        }
+        encode_tokens(e, &self.tokens);
         e.uvar(self.usage_total);
     }
 
@@ -67,15 +85,7 @@ impl Record for EventRecord {
         let model = d.u32var()?;
         let session = d.u32var()?;
         let project = d.u32var()?;
-        let n = d.uvar()?;
-        // Each pair takes at least two bytes: a length beyond that is corruption, not an allocation.
-        if n > d.remaining() as u64 / 2 {
-            return Err(CodecError(format!("token column count {n} exceeds the value size")));
-        }
-        let mut tokens = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            tokens.push((d.u32var()?, d.uvar()?));
-        }
+        let tokens = decode_tokens(d)?;
         Ok(EventRecord { model, session, project, tokens, usage_total: d.uvar()? })
     }
 }
@@ -141,25 +151,13 @@ impl Record for RollupRecord {
     fn encode_fields(&self, e: &mut Enc) {
         e.uvar(self.events);
         e.uvar(self.usage_total);
-        e.uvar(self.tokens.len() as u64);
-        for (col, n) in &self.tokens {
-            e.uvar(u64::from(*col));
-            e.uvar(*n);
-        }
+        encode_tokens(e, &self.tokens);
     }
 
     fn decode_fields(_version: u8, d: &mut Dec<'_>) -> Result<Self, CodecError> {
         let events = d.uvar()?;
         let usage_total = d.uvar()?;
-        let n = d.uvar()?;
-        if n > d.remaining() as u64 / 2 {
-            return Err(CodecError(format!("token column count {n} exceeds the value size")));
-        }
-        let mut tokens = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            tokens.push((d.u32var()?, d.uvar()?));
-        }
-        Ok(RollupRecord { events, usage_total, tokens })
+        Ok(RollupRecord { events, usage_total, tokens: decode_tokens(d)? })
     }
 }
 

@@ -6,7 +6,7 @@ mod device;
 mod me;
 mod pages;
 mod teams;
-mod views;
+pub mod views;
 
 use std::sync::Arc;
 
