@@ -212,3 +212,33 @@ fn readme_configuration_table_is_current() {
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(readme.contains(&table), "README.md's configuration table is stale; paste the output of `toki-sync config keys`");
 }
+
+#[test]
+fn sigterm_works_after_stderr_is_closed() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin())
+        .args(["serve", "--bind", "127.0.0.1", "--http-port", "0", "--sync-port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env("TOKI_ADMIN_PASSWORD", "stderr-test-pw")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(lines.by_ref().map_while(Result::ok).any(|l| l.contains("toki-sync is serving")));
+    // The log reader goes away (a pipe reader exits, journald restarts): logging must not break
+    // the server, and SIGTERM must still stop it cleanly.
+    drop(lines);
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not stop on SIGTERM after its stderr closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

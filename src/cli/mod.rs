@@ -97,7 +97,15 @@ pub fn init_logging(level: &str) {
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    // A closed stderr (a pipe whose reader left, a restarted journald) must not matter: with
+    // internal-error reporting on, the subscriber would eprintln! about it, which panics in
+    // whatever task was logging (e.g. the one handling SIGTERM).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false)
+        .try_init();
 }
 
 pub fn main() -> ExitCode {
