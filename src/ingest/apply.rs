@@ -2,7 +2,6 @@
 //! (protocol.md §9), rollup deltas and cursors. Deltas and cursors are accumulated in memory and
 //! written once per key when the transaction is flushed.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use redb::{ReadableTable, WriteTransaction};
@@ -133,8 +132,9 @@ pub fn apply_batch(
     let mut applied = Applied { stream, ..Applied::default() };
     let mut max_ts: Option<i64> = None;
 
-    // Phase 1, in item order: what to store, and which stored versions to drop.
-    let mut upserts: BTreeMap<EventKey, EventRecord> = BTreeMap::new();
+    // Phase 1, in item order: what to store, and which versions (stored, or earlier in this
+    // batch) later versions supersede.
+    let mut upserts: Vec<(EventKey, EventRecord)> = Vec::with_capacity(batch.items.len());
     let mut superseded: Vec<EventKey> = Vec::new();
     for item in &batch.items {
         max_ts = Some(max_ts.map_or(item.ts_ms, |m| m.max(item.ts_ms)));
@@ -148,36 +148,54 @@ pub fn apply_batch(
             tokens: columns.iter().zip(&ev.tokens).filter(|(_, n)| **n > 0).map(|(c, n)| (*c, *n)).collect(),
             usage_total: item.usage_total,
         };
-        let message_id = item.message_id.split(':').next().unwrap_or("");
+        let message_id = match item.message_id.find(':') {
+            Some(end) => &item.message_id[..end],
+            None => &item.message_id,
+        };
         let hash = id_hash(message_id);
         let ts = item.ts_ms;
         if is_claude && !message_id.is_empty() {
-            // Identity is the message id: a later version replaces the current one (stored, or
-            // earlier in this batch); an older one is ignored.
+            // Identity is the message id: a later version replaces the current one; an older
+            // one is ignored.
             match st.recent.get(stream, hash) {
                 Some(current) if ts < current => {
                     applied.stale += 1;
                     continue;
                 }
                 Some(current) if ts > current => {
-                    let old = (stream, current, hash);
-                    if upserts.remove(&old).is_none() {
-                        superseded.push(old);
-                    }
+                    superseded.push((stream, current, hash));
                     applied.replaced += 1;
                 }
                 _ => {}
             }
             st.recent.set(device, stream, hash, ts);
         }
-        // The key includes ts: an exact retransmission lands on the same key and replaces itself;
-        // for codex and others that is the whole identity rule.
-        if upserts.insert((stream, ts, hash), rec).is_some() {
-            applied.duplicates += 1;
-        }
+        upserts.push(((stream, ts, hash), rec));
     }
 
-    // Phase 2: drop superseded stored versions.
+    // The key includes ts: an exact retransmission lands on the same key, and the later item
+    // wins (for codex and others that is the whole identity rule). A stable sort keeps item
+    // order among equal keys; items come from the client in time order, so it is nearly free.
+    upserts.sort_by_key(|(k, _)| *k);
+    let mut kept: Vec<(EventKey, EventRecord)> = Vec::with_capacity(upserts.len());
+    for (key, rec) in upserts {
+        match kept.last_mut() {
+            Some(last) if last.0 == key => {
+                last.1 = rec;
+                applied.duplicates += 1;
+            }
+            _ => kept.push((key, rec)),
+        }
+    }
+    // A superseded version is dropped, whether it came earlier in this batch, is stored, or
+    // both (a retransmitted stored version followed by a newer one).
+    superseded.sort_unstable();
+    superseded.dedup();
+    if !superseded.is_empty() {
+        kept.retain(|(k, _)| superseded.binary_search(k).is_err());
+    }
+
+    // Phase 2: remove superseded stored versions.
     let mut events = txn.open_table(EVENTS)?;
     for key in superseded {
         if let Some(old) = events.remove(key)? {
@@ -188,20 +206,22 @@ pub fn apply_batch(
 
     // Phase 3: write in key order. New keys go through the cursor; keys that already exist
     // (retransmissions) are overwritten afterwards, subtracting what they held.
-    let mut existing: Vec<EventKey> = Vec::new();
-    let entries: Vec<(&EventKey, &EventRecord)> = upserts.iter().collect();
+    let mut existing: Vec<usize> = Vec::new();
+    let mut buf = Vec::with_capacity(64);
     let mut next = 0;
-    while next < entries.len() {
-        next = insert_run(&mut events, &entries, next, &mut existing, &mut applied)?;
+    while next < kept.len() {
+        next = insert_run(&mut events, &kept, next, &mut existing, &mut buf, &mut applied)?;
     }
-    for key in existing {
-        if let Some(old) = events.insert(key, upserts[&key].encode().as_slice())? {
+    for i in existing {
+        let (key, rec) = &kept[i];
+        rec.encode_into(&mut buf);
+        if let Some(old) = events.insert(*key, buf.as_slice())? {
             let old = EventRecord::decode(old.value())?;
             pending.account(user, device, provider, key.1, &old, -1);
         }
         applied.duplicates += 1;
     }
-    for ((_, ts, _), rec) in &upserts {
+    for ((_, ts, _), rec) in &kept {
         pending.account(user, device, provider, *ts, rec, 1);
     }
 
@@ -214,28 +234,30 @@ pub fn apply_batch(
 
 /// Inserts `entries[start..]` through one cursor, in order, for as long as no stored entry lies
 /// between the cursor and the next key (then the caller seeks again from the returned index).
-/// Keys already present are collected in `existing` for overwriting.
+/// Indexes of keys already present are collected in `existing` for overwriting.
 fn insert_run(
     events: &mut redb::Table<'_, EventKey, &'static [u8]>,
-    entries: &[(&EventKey, &EventRecord)],
+    entries: &[(EventKey, EventRecord)],
     start: usize,
-    existing: &mut Vec<EventKey>,
+    existing: &mut Vec<usize>,
+    buf: &mut Vec<u8>,
     applied: &mut Applied,
 ) -> Result<usize, StoreError> {
-    let mut cursor = events.lower_bound_mut(Bound::Included(*entries[start].0))?;
+    let mut cursor = events.lower_bound_mut(Bound::Included(entries[start].0))?;
     let mut i = start;
     while i < entries.len() {
-        let (key, rec) = (*entries[i].0, entries[i].1);
+        let (key, rec) = (entries[i].0, &entries[i].1);
         let next = cursor.peek_next()?.map(|(k, _)| k.value());
         match next {
             Some(k) if k == key => {
-                existing.push(key);
+                existing.push(i);
                 cursor.next()?;
             }
             // Stored entries lie between the cursor and this key: seek instead of walking.
             Some(k) if k < key && i > start => break,
             _ => {
-                cursor.insert_before(key, rec.encode().as_slice()).map_err(cursor_error)?;
+                rec.encode_into(buf);
+                cursor.insert_before(key, buf.as_slice()).map_err(cursor_error)?;
                 applied.inserted += 1;
             }
         }

@@ -141,6 +141,19 @@ async fn claude_versions_replace_and_retransmissions_dedup() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_retransmitted_stored_version_followed_by_a_later_one_replaces_it() {
+    let f = fixture();
+    let d = f.device(1, "k");
+    send(&f, d, 1, batch("claude_code", vec![item(100, "msg_x", 0, &[10, 0, 0, 0])])).await;
+    // The client resends the stored version and then a newer one in the same batch.
+    let out = send(&f, d, 1, batch("claude_code", vec![item(100, "msg_x", 0, &[10, 0, 0, 0]), item(200, "msg_x", 0, &[25, 5, 0, 0])])).await;
+    assert_eq!(out.applied.replaced, 1);
+    assert_eq!(f.event_count(), 1, "only the newest version is stored");
+    let (events, total, cols) = f.totals(1);
+    assert_eq!((events, total, cols["input"]), (1, 30, 25));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn codex_and_empty_ids_include_ts_in_identity() {
     let f = fixture();
     let d = f.device(1, "k");

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{apply_batch, cursor_in, Pending, WriterState, CLAUDE_CODE};
 use super::recent::WINDOW_MS;
-use super::{BatchJob, BatchOutcome, ExecCtx, ExecFn, ExecResult, IngestError, Job, WriterStats};
+use super::{BatchJob, BatchOutcome, BatchReply, ExecCtx, ExecFn, ExecResult, IngestError, Job, WriterStats};
 use crate::store::schema::{CURSORS, EVENTS, STREAM_KEYS};
 use crate::store::{Store, StoreError};
 
@@ -18,7 +18,7 @@ use crate::store::{Store, StoreError};
 const MAX_GROUP_BATCHES: usize = 256;
 const MAX_GROUP_ITEMS: usize = 64 * 1024;
 
-type Reply = oneshot::Sender<Result<BatchOutcome, IngestError>>;
+type Reply = oneshot::Sender<BatchReply>;
 
 /// Rebuilds the recent Claude message index from the tail of each Claude stream.
 pub fn load_state(store: &Store) -> Result<WriterState, StoreError> {
@@ -109,8 +109,8 @@ fn run_group(store: &Store, state: &mut WriterState, group: Vec<(BatchJob, Reply
             stats.batches.fetch_add(group.len() as u64, Ordering::Relaxed);
             let items: usize = group.iter().map(|(j, _)| j.batch.items.len()).sum();
             stats.items.fetch_add(items as u64, Ordering::Relaxed);
-            for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
-                let _ = reply.send(outcome);
+            for ((job, reply), outcome) in group.into_iter().zip(outcomes) {
+                let _ = reply.send((outcome, job));
             }
         }
         Err(e) => {
@@ -123,8 +123,8 @@ fn run_group(store: &Store, state: &mut WriterState, group: Vec<(BatchJob, Reply
                 }
             } else {
                 tracing::error!(error = %e, "batch not committed");
-                for (_, reply) in group {
-                    let _ = reply.send(Err(IngestError::Store(e.to_string())));
+                for (job, reply) in group {
+                    let _ = reply.send((Err(IngestError::Store(e.to_string())), job));
                 }
             }
         }

@@ -30,10 +30,18 @@ pub trait Record: Sized {
     fn decode_fields(version: u8, d: &mut Dec<'_>) -> Result<Self, CodecError>;
 
     fn encode(&self) -> Vec<u8> {
-        let mut e = Enc(Vec::with_capacity(64));
+        let mut out = Vec::with_capacity(64);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Encodes into `out` (cleared first), reusing its allocation on hot paths.
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        let mut e = Enc(std::mem::take(out));
+        e.0.clear();
         e.u8(Self::VERSION);
         self.encode_fields(&mut e);
-        e.0
+        *out = e.0;
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
