@@ -8,6 +8,7 @@ use crate::auth::password::Passwords;
 use crate::auth::tokens::Tokens;
 use crate::config::{Config, RegistrationMode};
 use crate::ingest::Ingest;
+use crate::query::QueryServices;
 use crate::store::settings::REGISTRATION_MODE;
 use crate::store::{Store, StoreError};
 use crate::sync::registry::Registry;
@@ -23,6 +24,8 @@ pub struct App {
     pub passwords: Passwords,
     pub lockout: Lockout,
     pub started_at: Instant,
+    /// Prices and VictoriaMetrics for the usage and query endpoints.
+    pub query: QueryServices,
 }
 
 impl App {

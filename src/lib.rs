@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod net;
+pub mod query;
 pub mod shutdown;
 pub mod store;
 pub mod sync;
@@ -72,6 +73,7 @@ pub struct Server {
     http_task: tokio::task::JoinHandle<()>,
     sync_task: tokio::task::JoinHandle<()>,
     maintenance_task: tokio::task::JoinHandle<()>,
+    vm_drain_task: tokio::task::JoinHandle<()>,
     writer_thread: std::thread::JoinHandle<()>,
 }
 
@@ -84,11 +86,16 @@ impl Server {
     /// Waits for shutdown, lets in-flight requests finish, and closes the data file. Returns the
     /// reason if the server stopped because of a fatal error.
     pub async fn wait(self) -> Result<(), String> {
-        let Server { app, shutdown, http_task, sync_task, maintenance_task, writer_thread, .. } = self;
+        let Server { app, shutdown, http_task, sync_task, maintenance_task, mut vm_drain_task, writer_thread, .. } = self;
         let _ = http_task.await;
         let _ = sync_task.await;
         maintenance_task.abort();
         let _ = maintenance_task.await;
+        // The drainer stops between rounds; a round cut short is repeated at the next start.
+        if tokio::time::timeout(Duration::from_secs(5), &mut vm_drain_task).await.is_err() {
+            vm_drain_task.abort();
+            let _ = vm_drain_task.await;
+        }
         let store = Arc::clone(&app.store);
         // The writer finishes the jobs already queued and stops once the last handle is gone.
         drop(app);
@@ -134,6 +141,7 @@ pub async fn launch(
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Server, String> {
     sync::tls::install_crypto_provider();
+    let query = query::QueryServices::from_config(&config)?;
     let cfg = config.clone();
     let opened = tokio::task::spawn_blocking(move || bootstrap::prepare(&cfg))
         .await
@@ -164,6 +172,7 @@ pub async fn launch(
         store,
         config,
         started_at: Instant::now(),
+        query,
     });
 
     let (http, http_addr) = into_tokio(listeners.http, "http")?;
@@ -173,6 +182,7 @@ pub async fn launch(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
     let sync_task = tokio::spawn(sync::listener::serve(sync_listener, Arc::clone(&app), acceptor, shutdown.clone()));
     let maintenance_task = tokio::spawn(maintenance(Arc::clone(&app)));
+    let vm_drain_task = tokio::spawn(query::vm::drain::run(Arc::clone(&app), shutdown.signal()));
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -198,6 +208,7 @@ pub async fn launch(
         http_task,
         sync_task,
         maintenance_task,
+        vm_drain_task,
         writer_thread,
     })
 }
