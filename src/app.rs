@@ -8,6 +8,7 @@ use crate::auth::password::Passwords;
 use crate::auth::tokens::Tokens;
 use crate::config::{Config, RegistrationMode};
 use crate::ingest::Ingest;
+use crate::query::QueryServices;
 use crate::store::settings::REGISTRATION_MODE;
 use crate::store::{Store, StoreError};
 use crate::sync::registry::Registry;
@@ -32,12 +33,15 @@ pub struct App {
     pub passwords: Passwords,
     pub lockout: Lockout,
     pub started_at: Instant,
+    /// Prices and VictoriaMetrics for the usage and query endpoints.
+    pub query: QueryServices,
 }
 
 impl App {
     /// Opens and prepares the data file (first-start admin, signing secret) and starts the
     /// ingest writer. `on_fatal` runs if a commit ever fails. Blocking.
     pub fn start(config: Config, on_fatal: impl Fn(&str) + Send + Sync + 'static) -> Result<Started, String> {
+        let query = QueryServices::from_config(&config)?;
         let opened = crate::bootstrap::prepare(&config).map_err(|e| e.to_string())?;
         opened.store.set_fatal_hook(on_fatal);
         let store = Arc::new(opened.store);
@@ -51,6 +55,7 @@ impl App {
             store,
             config,
             started_at: Instant::now(),
+            query,
         });
         Ok(Started { app, writer_thread, generated_admin_password: opened.generated_admin_password })
     }

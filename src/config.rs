@@ -35,6 +35,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub tls: TlsConfig,
     pub backend: BackendConfig,
+    pub pricing: PricingConfig,
     pub log: LogConfig,
     pub secrets: Secrets,
     /// The file that was read, if any.
@@ -144,6 +145,13 @@ pub struct TlsConfig {
 #[derive(Clone, Debug)]
 pub struct BackendConfig {
     pub vm_url: Option<String>,
+    pub vm_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PricingConfig {
+    /// TOML file whose prices replace or add to the built-in table.
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -549,8 +557,30 @@ const KEYS: &[Key] = &[
         kind: Kind::Url,
         default: "",
         example: "\"http://127.0.0.1:8428\"",
-        help: "VictoriaMetrics base URL, for PromQL queries at scale. Unset: the PromQL proxy answers 503.",
+        help: "VictoriaMetrics base URL. Set: accepted usage is written there (run it with -dedup.minScrapeInterval=1h, see the README) and the PromQL proxy serves /api/v1/query*. Unset: the proxy answers 503.",
         set: setter!(backend.vm_url, OptStr),
+    },
+    Key {
+        section: "backend",
+        name: "vm_timeout_secs",
+        kind: Kind::Int { min: 1, max: 600 },
+        default: "30",
+        example: "",
+        help: "Time one VictoriaMetrics request (a write of queued usage, or a proxied query) may take.",
+        set: setter!(backend.vm_timeout_secs, Int, u64),
+    },
+    Key {
+        section: "pricing",
+        name: "file",
+        kind: Kind::OptPath,
+        default: "",
+        example: "\"/etc/toki-sync/prices.toml\"",
+        help: "TOML file with model prices (USD per million tokens) that replace or add to the built-in table; see the README for the format. Read at start-up; a bad file stops start-up.",
+        set: |c, p| {
+            if let Parsed::OptStr(v) = p {
+                c.pricing.file = v.map(PathBuf::from)
+            }
+        },
     },
     Key {
         section: "log",
@@ -575,6 +605,7 @@ const SECTION_HELP: &[(&str, &str)] = &[
     ("sync", "The TCP sync listener for toki daemons."),
     ("tls", "TLS for the sync port."),
     ("backend", "Optional VictoriaMetrics for PromQL."),
+    ("pricing", "Model prices for the costs in usage responses."),
     ("log", "Logging (to stderr)."),
 ];
 
@@ -797,7 +828,8 @@ impl Config {
                 sync_err_delay_secs: 0,
             },
             tls: TlsConfig::default(),
-            backend: BackendConfig { vm_url: None },
+            backend: BackendConfig { vm_url: None, vm_timeout_secs: 0 },
+            pricing: PricingConfig::default(),
             log: LogConfig { level: String::new() },
             secrets: Secrets::default(),
             file: None,

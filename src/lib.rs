@@ -15,6 +15,7 @@ pub mod http;
 pub mod ingest;
 pub mod memory;
 pub mod net;
+pub mod query;
 pub mod shutdown;
 pub mod store;
 pub mod sync;
@@ -71,6 +72,7 @@ pub struct Server {
     http_task: tokio::task::JoinHandle<()>,
     sync_task: tokio::task::JoinHandle<()>,
     maintenance_task: tokio::task::JoinHandle<()>,
+    vm_drain_task: tokio::task::JoinHandle<()>,
     writer_thread: std::thread::JoinHandle<()>,
 }
 
@@ -83,11 +85,16 @@ impl Server {
     /// Waits for shutdown, lets in-flight requests finish, and closes the data file. Returns the
     /// reason if the server stopped because of a fatal error.
     pub async fn wait(self) -> Result<(), String> {
-        let Server { app, shutdown, http_task, sync_task, maintenance_task, writer_thread, .. } = self;
+        let Server { app, shutdown, http_task, sync_task, maintenance_task, mut vm_drain_task, writer_thread, .. } = self;
         let _ = http_task.await;
         let _ = sync_task.await;
         maintenance_task.abort();
         let _ = maintenance_task.await;
+        // The drainer stops between rounds; a round cut short is repeated at the next start.
+        if tokio::time::timeout(Duration::from_secs(5), &mut vm_drain_task).await.is_err() {
+            vm_drain_task.abort();
+            let _ = vm_drain_task.await;
+        }
         let store = Arc::clone(&app.store);
         // The writer finishes the jobs already queued and stops once the last handle is gone.
         drop(app);
@@ -150,6 +157,7 @@ pub async fn launch(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
     let sync_task = tokio::spawn(sync::listener::serve(sync_listener, Arc::clone(&app), acceptor, shutdown.clone()));
     let maintenance_task = tokio::spawn(maintenance(Arc::clone(&app)));
+    let vm_drain_task = tokio::spawn(query::vm::drain::run(Arc::clone(&app), shutdown.signal()));
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -175,6 +183,7 @@ pub async fn launch(
         http_task,
         sync_task,
         maintenance_task,
+        vm_drain_task,
         writer_thread: started.writer_thread,
     })
 }

@@ -111,3 +111,27 @@ fn registrations_teams_and_devices_offline() {
     assert!(store.team_member_ids(team.id).unwrap().is_empty());
     assert!(store.user_teams(olga_id).unwrap().is_empty());
 }
+
+#[test]
+fn vm_resync_queues_every_rollup_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    {
+        use toki_sync::store::codec::Record;
+        let store = Store::open(&d.join(DB_FILE_NAME)).unwrap();
+        let rec = toki_sync::store::events::RollupRecord { events: 1, usage_total: 5, tokens: vec![] }.encode();
+        store
+            .write(|txn| {
+                let mut rollups = txn.open_table(toki_sync::store::schema::ROLLUPS)?;
+                rollups.insert((1, 10, 1, 1, 1, 0), rec.as_slice())?;
+                rollups.insert((1, 11, 1, 1, 1, 0), rec.as_slice())?;
+                Ok::<_, toki_sync::store::StoreError>(())
+            })
+            .unwrap();
+        assert!(store.vm_backlog().unwrap().is_empty());
+        store.close().unwrap();
+    }
+    let (code, out, err) = admin(d, &["vm-resync"], None);
+    assert_eq!((code, out.trim()), (0, "queued 2 hourly buckets for VictoriaMetrics"), "{err}");
+    assert_eq!(Store::open(&d.join(DB_FILE_NAME)).unwrap().vm_backlog().unwrap().buckets, 2);
+}

@@ -22,6 +22,8 @@ command -v pkg-config >/dev/null 2>&1 || packages+=(pkg-config)
 [ -x /usr/bin/chromium ] || packages+=(chromium)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
+# The VictoriaMetrics tests start Debian's VictoriaMetrics themselves (loopback port, temp dir).
+[ -x /usr/bin/victoria-metrics ] || packages+=(victoria-metrics)
 if [ "${#packages[@]}" -gt 0 ]; then
     log "installing Debian packages: ${packages[*]}"
     as_root apt-get update -q

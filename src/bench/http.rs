@@ -4,8 +4,16 @@ use serde_json::{json, Value};
 
 pub const ADMIN_PASSWORD_ENV: &str = "TOKI_BENCH_ADMIN_PASSWORD";
 
-fn agent() -> ureq::Agent {
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into()
+}
+
+/// A GET with a bearer token on `agent` (kept alive between calls); returns the status and body.
+pub fn get(agent: &ureq::Agent, url: &str, token: &str) -> Result<(u16, Vec<u8>), String> {
+    let mut resp = agent.get(url).header("Authorization", &format!("Bearer {token}")).call().map_err(|e| format!("GET {url}: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().with_config().limit(64 << 20).read_to_vec().map_err(|e| format!("GET {url}: {e}"))?;
+    Ok((status, body))
 }
 
 fn post(url: &str, token: Option<&str>, body: &Value) -> Result<(u16, Value), String> {

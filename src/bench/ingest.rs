@@ -33,7 +33,7 @@ pub struct IngestArgs {
     /// With --tls: accept any certificate.
     #[arg(long)]
     tls_insecure: bool,
-    /// Access token to sync with. [env: TOKI_BENCH_TOKEN]
+    /// Access token to sync with.
     #[arg(long, env = "TOKI_BENCH_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Instead of --token: the server's HTTP base URL; the bench signs in as --admin-user

@@ -5,6 +5,7 @@ mod client;
 mod http;
 mod ingest;
 mod progress;
+mod query;
 mod seed;
 pub mod workload;
 
@@ -18,12 +19,16 @@ pub enum BenchCommand {
     Ingest(ingest::IngestArgs),
     /// Fill a data file (server stopped) with realistic events for query benchmarks.
     Seed(seed::SeedArgs),
+    /// Query latency against a running server: the usage API and the toki query endpoint for
+    /// typical dashboard windows, p50/p99 per query.
+    Query(query::QueryArgs),
 }
 
 pub fn run(command: BenchCommand) -> ExitCode {
     let result = match command {
         BenchCommand::Ingest(args) => ingest::run(args),
         BenchCommand::Seed(args) => seed::run(args),
+        BenchCommand::Query(args) => query::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -53,6 +53,9 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Queue all usage for VictoriaMetrics again, for a new or emptied VictoriaMetrics; the
+    /// server sends it when it next runs with `backend.vm_url` set.
+    VmResync,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -261,6 +264,11 @@ fn execute(config: &Config, command: AdminCommand) -> Result<(), Failure> {
         AdminCommand::Device { command } => device(config, command),
         AdminCommand::Settings { command } => settings(config, command),
         AdminCommand::Stats { json } => stats(config, json),
+        AdminCommand::VmResync => {
+            let n = open(config)?.write(crate::store::vm_outbox::requeue_all_in)?;
+            println!("queued {n} hourly buckets for VictoriaMetrics");
+            Ok(())
+        }
     }
 }
 

@@ -133,6 +133,10 @@ pub fn main() -> ExitCode {
                 println!("data file:   {}", cfg.db_path().display());
                 println!("http:        {}:{}", cfg.server.bind, cfg.server.http_port);
                 println!("sync:        {}:{}", cfg.server.bind, cfg.server.sync_port);
+                if let Err(e) = crate::query::pricing::PriceTable::load(cfg.pricing.file.as_deref()) {
+                    eprintln!("toki-sync: configuration error: {e}");
+                    return ExitCode::from(2);
+                }
                 println!("configuration is valid");
                 ExitCode::SUCCESS
             }

@@ -16,6 +16,14 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> HttpResponse {
     resp
 }
 
+/// A JSON body that is already encoded (passed on from VictoriaMetrics).
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
 pub fn ok(value: &impl Serialize) -> HttpResponse {
     json(StatusCode::OK, value)
 }

@@ -63,6 +63,13 @@ pub enum Endpoint {
     AdminTeamMembers(String),
     AdminTeamMemberAdd(String),
     AdminTeamMemberRemove { team: String, user: String },
+
+    // Usage queries.
+    Usage,
+    TokiQuery,
+    PromQuery,
+    PromQueryRange,
+    TeamQueryRange(String),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -144,6 +151,12 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         ["admin", "teams", team, "members", user] => {
             pick(method, "DELETE", vec![(delete, E::AdminTeamMemberRemove { team: s(team), user: s(user) })])
         }
+
+        ["api", "v1", "usage"] => pick(method, "GET, HEAD", vec![(get, E::Usage)]),
+        ["api", "v1", "toki", "query"] => pick(method, "GET, HEAD", vec![(get, E::TokiQuery)]),
+        ["api", "v1", "query"] => pick(method, "GET, HEAD", vec![(get, E::PromQuery)]),
+        ["api", "v1", "query_range"] => pick(method, "GET, HEAD", vec![(get, E::PromQueryRange)]),
+        ["api", "v1", "teams", team, "query_range"] => pick(method, "GET, HEAD", vec![(get, E::TeamQueryRange(s(team)))]),
         _ => Err(RouteError::NotFound),
     }
 }
@@ -193,5 +206,10 @@ mod tests {
         );
         assert_eq!(route(&Method::GET, "/assets/app.css"), Ok(Endpoint::Asset("app.css".into())));
         assert_eq!(route(&Method::GET, "/assets/a/b.css"), Err(RouteError::NotFound));
+        assert_eq!(route(&Method::GET, "/api/v1/usage"), Ok(Endpoint::Usage));
+        assert_eq!(route(&Method::GET, "/api/v1/toki/query"), Ok(Endpoint::TokiQuery));
+        assert_eq!(route(&Method::GET, "/api/v1/query"), Ok(Endpoint::PromQuery));
+        assert_eq!(route(&Method::POST, "/api/v1/query_range"), Err(RouteError::MethodNotAllowed("GET, HEAD")));
+        assert_eq!(route(&Method::GET, "/api/v1/teams/t1/query_range"), Ok(Endpoint::TeamQueryRange("t1".into())));
     }
 }

@@ -14,6 +14,7 @@ use crate::store::codec::Record;
 use crate::store::events::{hour_of, id_hash, EventKey, EventRecord, RollupDelta, RollupKey, RollupRecord};
 use crate::store::schema::{CURSORS, DEVICES, EVENTS, ROLLUPS};
 use crate::store::streams::stream_in;
+use crate::store::vm_outbox;
 use crate::store::StoreError;
 
 /// The provider whose message ids identify a message across its streaming versions.
@@ -66,10 +67,15 @@ impl Pending {
         self.rollups.entry(key).or_default().apply(rec, sign);
     }
 
-    /// Writes rollup deltas and cursors; returns the cursor of every stream touched.
+    /// Writes rollup deltas and cursors; returns the cursor of every stream touched. Each
+    /// changed rollup is queued for VictoriaMetrics in the same transaction.
     pub fn flush(&mut self, txn: &WriteTransaction) -> Result<FxHashMap<u32, i64>, StoreError> {
         let mut rollups = txn.open_table(ROLLUPS)?;
+        let mut vm_outbox = vm_outbox::Marker::open(txn)?;
         for (key, delta) in self.rollups.drain() {
+            if !delta.is_zero() {
+                vm_outbox.mark(key)?;
+            }
             let mut rec = match rollups.get(key)? {
                 Some(v) => RollupRecord::decode(v.value())?,
                 None => RollupRecord::default(),

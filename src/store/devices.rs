@@ -129,6 +129,7 @@ pub fn delete_in(txn: &WriteTransaction, id: u32, now: i64) -> Result<Option<Dev
         txn.open_table(STREAM_KEYS)?.remove(stream)?;
     }
     let user = device.user;
+    super::vm_outbox::device_deleted_in(txn, user, id, device.uuid)?;
     txn.open_table(ROLLUPS)?
         .extract_from_if::<super::events::RollupKey, _>(
             (user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX),

@@ -131,6 +131,11 @@ pub struct RollupDelta {
 }
 
 impl RollupDelta {
+    /// True when applying this delta changes nothing (e.g. an exact retransmission).
+    pub fn is_zero(&self) -> bool {
+        self.events == 0 && self.usage_total == 0 && self.tokens.iter().all(|(_, n)| *n == 0)
+    }
+
     pub fn apply(&mut self, event: &EventRecord, sign: i64) {
         self.events += sign;
         self.usage_total += sign * event.usage_total.min(i64::MAX as u64) as i64;

@@ -16,6 +16,7 @@ pub mod strings;
 pub mod teams;
 pub mod tokens;
 pub mod users;
+pub mod vm_outbox;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -70,6 +70,15 @@ pub const TEAM_MEMBERS: TableDefinition<(u32, u32), &[u8]> = TableDefinition::ne
 /// (user id, team id), the reverse index: a user's teams are one key range.
 pub const USER_TEAMS: TableDefinition<(u32, u32), ()> = TableDefinition::new("user_teams");
 
+/// The VictoriaMetrics outbox ([`super::vm_outbox`]): rollup keys whose current value has not
+/// reached VictoriaMetrics yet. Written in the same transaction as the rollup change.
+pub const VM_OUTBOX: TableDefinition<super::events::RollupKey, ()> = TableDefinition::new("vm_outbox");
+/// Rollup key -> the last revision assigned to its VictoriaMetrics samples and every token
+/// column ever sent for it.
+pub const VM_REVISIONS: TableDefinition<super::events::RollupKey, &[u8]> = TableDefinition::new("vm_revisions");
+/// UUIDs of deleted devices whose VictoriaMetrics series are still to be deleted.
+pub const VM_DELETIONS: TableDefinition<u128, ()> = TableDefinition::new("vm_deletions");
+
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 pub const META_JWT_SECRET: &str = "jwt_secret";
 pub const META_NEXT_USER_ID: &str = "next_user_id";
@@ -110,6 +119,9 @@ fn create_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(TEAM_UUIDS)?;
     txn.open_table(TEAM_MEMBERS)?;
     txn.open_table(USER_TEAMS)?;
+    txn.open_table(VM_OUTBOX)?;
+    txn.open_table(VM_REVISIONS)?;
+    txn.open_table(VM_DELETIONS)?;
     Ok(())
 }
 

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod sync_client;
+pub mod usage;
+pub mod vm;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -266,7 +266,12 @@ pub async fn delete_device(app: &Arc<App>, req: Request, raw_id: &str) -> Result
 
 pub async fn server_info(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     guard::admin(app, &req).await?;
-    let (stats, mode) = app.blocking(|a| Ok::<_, StoreError>((a.store.stats()?, a.registration_mode()?))).await??;
+    let (stats, mode, backlog) =
+        app.blocking(|a| Ok::<_, StoreError>((a.store.stats()?, a.registration_mode()?, a.store.vm_backlog()?))).await??;
+    let victoriametrics = match &app.query.vm {
+        Some(vm) => json!(vm.status.view(backlog)),
+        None => json!({ "configured": false, "outbox": backlog }),
+    };
     Ok(ok(&json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": app.started_at.elapsed().as_secs(),
@@ -283,6 +288,7 @@ pub async fn server_info(app: &Arc<App>, req: Request) -> Result<HttpResponse, A
             "rollup_buckets": stats.rollup_buckets,
             "teams": stats.teams,
         },
+        "victoriametrics": victoriametrics,
     })))
 }
 

@@ -20,9 +20,15 @@ use crate::store::users::User;
 
 const NO_DEVICE: &str = "device not found";
 
+/// The account, plus whether the PromQL endpoints are available (VictoriaMetrics configured)
+/// and how much usage still waits to reach VictoriaMetrics.
 pub async fn me(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     let user = guard::user(app, &req).await?;
-    Ok(ok(&views::user(&user)))
+    let mut body = views::user(&user);
+    let configured = app.query.vm.is_some();
+    let backlog = app.blocking(|a| a.store.vm_backlog()).await??;
+    body["victoriametrics"] = json!({ "configured": configured, "outbox_pending": backlog.buckets + backlog.deletions });
+    Ok(ok(&body))
 }
 
 /// The object form the toki client needs (compat.md row 16).

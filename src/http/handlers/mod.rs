@@ -5,8 +5,10 @@ mod auth;
 mod device;
 mod me;
 mod pages;
+mod query;
 mod teams;
 pub mod views;
+mod usage;
 
 use std::sync::Arc;
 
@@ -67,5 +69,11 @@ pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Resul
         E::AdminTeamMembers(id) => teams::members(app, req, &id).await,
         E::AdminTeamMemberAdd(id) => teams::add_member(app, req, &id).await,
         E::AdminTeamMemberRemove { team, user } => teams::remove_member(app, req, &team, &user).await,
+
+        E::Usage => usage::usage(app, req).await,
+        E::TokiQuery => query::toki(app, req).await,
+        E::PromQuery => query::promql(app, req, query::PromKind::Instant).await,
+        E::PromQueryRange => query::promql(app, req, query::PromKind::Range).await,
+        E::TeamQueryRange(team) => query::team_range(app, req, &team).await,
     }
 }

@@ -1,0 +1,107 @@
+//! The query endpoints: the toki CLI's remote query (`GET /api/v1/toki/query`, compat.md §6) and
+//! the PromQL proxy to VictoriaMetrics (`GET /api/v1/query`, `/api/v1/query_range`,
+//! `/api/v1/teams/:team_id/query_range`), isolated per user or team by VictoriaMetrics itself.
+
+use std::sync::Arc;
+
+use hyper::StatusCode;
+
+use crate::app::App;
+use crate::http::error::ApiError;
+use crate::http::guard;
+use crate::http::request::Request;
+use crate::http::response::{json_bytes, ok, HttpResponse};
+use crate::query::time::parse_toki_time;
+use crate::query::toki::{eval, parse};
+use crate::query::vm::proxy::{self, Proxied, Scope};
+use crate::query::vm::Vm;
+use crate::store::{now_ms, StoreError};
+
+const NOT_CONFIGURED: &str = "PromQL proxy not available: VictoriaMetrics not configured";
+
+/// `GET /api/v1/toki/query?query=&start=&end=`: the caller's usage in Prometheus JSON.
+pub async fn toki(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let caller = guard::user(app, &req).await?;
+    let text = req.query("query").filter(|q| !q.trim().is_empty()).ok_or_else(|| ApiError::bad_request("query: is required"))?;
+    let query = parse::parse(&text).map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
+    let time = |name: &str, end: bool| {
+        req.query(name).map(|v| parse_toki_time(&v, end).map_err(|e| ApiError::bad_request(format!("{name}: {e}")))).transpose()
+    };
+    let start = time("start", false)?.unwrap_or(0);
+    let end = time("end", true)?.unwrap_or_else(now_ms);
+    if start >= end {
+        return Err(ApiError::bad_request("start: must be before end"));
+    }
+    let result = app.blocking(move |a| eval::run(&a.store, &a.query.prices, caller.id, &query, start, end)).await?.map_err(|e| match e {
+        eval::TokiError::TooManyRows => {
+            ApiError::bad_request(format!("query: the answer would have more than {} rows; use a shorter window or a filter", eval::MAX_ROWS))
+        }
+        eval::TokiError::Store(e) => e.into(),
+    })?;
+    Ok(ok(&result))
+}
+
+#[derive(Clone, Copy)]
+pub enum PromKind {
+    Instant,
+    Range,
+}
+
+/// `GET /api/v1/query` and `GET /api/v1/query_range` over the caller's own series.
+pub async fn promql(app: &Arc<App>, req: Request, kind: PromKind) -> Result<HttpResponse, ApiError> {
+    let caller = guard::user(app, &req).await?;
+    let vm = configured(app)?;
+    let scope = Scope::User(caller.uuid);
+    let proxied = match kind {
+        PromKind::Instant => proxy::instant(|k| req.query(k), &scope),
+        PromKind::Range => proxy::range(|k| req.query(k), &scope),
+    };
+    forward(vm, proxied).await
+}
+
+/// `GET /api/v1/teams/:team_id/query_range`: over the series of the team's members; for members.
+pub async fn team_range(app: &Arc<App>, req: Request, raw_team: &str) -> Result<HttpResponse, ApiError> {
+    let caller = guard::user(app, &req).await?;
+    let vm = configured(app)?;
+    let team = uuid::Uuid::try_parse(raw_team).map_err(|_| ApiError::not_found("team not found"))?;
+    let members = app
+        .blocking(move |a| -> Result<Option<Vec<(u32, uuid::Uuid)>>, StoreError> {
+            let Some(team) = a.store.team_by_uuid(team)? else { return Ok(None) };
+            let mut members = Vec::new();
+            for id in a.store.team_member_ids(team.id)? {
+                if let Some(user) = a.store.user(id)? {
+                    members.push((id, user.uuid));
+                }
+            }
+            Ok(Some(members))
+        })
+        .await??
+        .ok_or_else(|| ApiError::not_found("team not found"))?;
+    if !members.iter().any(|(id, _)| *id == caller.id) {
+        return Err(ApiError::forbidden("you are not a member of this team"));
+    }
+    let scope = Scope::Users(members.into_iter().map(|(_, uuid)| uuid).collect());
+    forward(vm, proxy::range(|k| req.query(k), &scope)).await
+}
+
+/// The configured VictoriaMetrics; 503 without one (checked right after authentication).
+fn configured(app: &App) -> Result<&Vm, ApiError> {
+    app.query.vm.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, NOT_CONFIGURED))
+}
+
+/// Sends a checked request to VictoriaMetrics and passes its JSON answer on (errors in the
+/// query are VictoriaMetrics' own 4xx JSON).
+async fn forward(vm: &Vm, proxied: Result<Proxied, String>) -> Result<HttpResponse, ApiError> {
+    let proxied = proxied.map_err(ApiError::bad_request)?;
+    let client = vm.client.clone();
+    let reply = tokio::task::spawn_blocking(move || client.query(proxied.path, &proxied.params)).await?.map_err(|e| {
+        tracing::warn!(error = %e, "PromQL proxy: VictoriaMetrics unreachable");
+        ApiError::new(StatusCode::BAD_GATEWAY, "VictoriaMetrics is unavailable")
+    })?;
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    if status.is_server_error() || !status.is_client_error() && !status.is_success() {
+        tracing::warn!(status = reply.status, body = %String::from_utf8_lossy(&reply.body[..reply.body.len().min(300)]), "PromQL proxy: VictoriaMetrics failed");
+        return Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("VictoriaMetrics failed to answer (status {})", reply.status)));
+    }
+    Ok(json_bytes(status, reply.body))
+}

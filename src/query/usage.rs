@@ -1,0 +1,449 @@
+//! The native usage API (`GET /api/v1/usage`): token sums, event counts and costs per time step
+//! and group, read from the hourly rollups only (never a scan of raw events), so a month of a
+//! busy user is a few thousand key reads.
+//!
+//! The window is widened to whole hours (rollups have no finer time). Day and week steps start
+//! at local midnight (weeks on Monday) for the requested UTC offset; with an offset that is not a
+//! whole number of hours, each hour counts in the day its start falls in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use super::columns::{Column, STANDARD};
+use super::pricing::{Price, PriceTable};
+use super::source::{hour_u32, Names, Reader, Usage};
+use super::time::{self, DAY_MS, HOUR_MS};
+use crate::store::{Store, StoreError};
+
+/// Most points one series may have (a year of days; 208 days of hours).
+pub const MAX_POINTS: i64 = 5000;
+/// Most points in one response, over all series (bounds the response size).
+pub const MAX_RESPONSE_POINTS: usize = 200_000;
+/// Default window when `start` is not given.
+pub const DEFAULT_WINDOW_MS: i64 = 30 * DAY_MS;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Hour,
+    Day,
+    Week,
+}
+
+impl Step {
+    fn parse(s: &str) -> Result<Option<Step>, String> {
+        match s {
+            "" => Ok(None),
+            "1h" => Ok(Some(Step::Hour)),
+            "1d" => Ok(Some(Step::Day)),
+            "1w" => Ok(Some(Step::Week)),
+            other => Err(format!("must be 1h, 1d or 1w (or left out for totals), got {other:?}")),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Step::Hour => "1h",
+            Step::Day => "1d",
+            Step::Week => "1w",
+        }
+    }
+
+    fn len_ms(self) -> i64 {
+        match self {
+            Step::Hour => HOUR_MS,
+            Step::Day => DAY_MS,
+            Step::Week => 7 * DAY_MS,
+        }
+    }
+
+    /// Start (UTC ms) of the step bucket holding the hour starting at `ts_ms`.
+    fn bucket(self, ts_ms: i64, offset_ms: i64) -> i64 {
+        match self {
+            Step::Hour => ts_ms.div_euclid(HOUR_MS) * HOUR_MS,
+            Step::Day => (ts_ms + offset_ms).div_euclid(DAY_MS) * DAY_MS - offset_ms,
+            Step::Week => {
+                let day = (ts_ms + offset_ms).div_euclid(DAY_MS);
+                // Day 0 (1970-01-01) was a Thursday; weeks start on Monday.
+                (day - (day + 3).rem_euclid(7)) * DAY_MS - offset_ms
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroupKey {
+    User,
+    Device,
+    Provider,
+    Model,
+    Project,
+    Type,
+}
+
+impl GroupKey {
+    const NAMES: &'static str = "model, device, project, provider, type, user";
+
+    fn parse(s: &str) -> Option<GroupKey> {
+        Some(match s {
+            "model" => GroupKey::Model,
+            "device" => GroupKey::Device,
+            "project" => GroupKey::Project,
+            "provider" => GroupKey::Provider,
+            "type" => GroupKey::Type,
+            "user" => GroupKey::User,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            GroupKey::User => "user",
+            GroupKey::Device => "device",
+            GroupKey::Provider => "provider",
+            GroupKey::Model => "model",
+            GroupKey::Project => "project",
+            GroupKey::Type => "type",
+        }
+    }
+}
+
+/// The query parameters other than the scope (which needs the caller and the store).
+#[derive(Clone, Debug)]
+pub struct UsageParams {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub step: Option<Step>,
+    pub offset_secs: i32,
+    pub group_by: Vec<GroupKey>,
+}
+
+/// A bad parameter: its name and what is wrong.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParamError(pub String);
+
+fn param_err(name: &str, msg: impl std::fmt::Display) -> ParamError {
+    ParamError(format!("{name}: {msg}"))
+}
+
+impl UsageParams {
+    /// Reads `start`, `end`, `step`, `group_by` and `utc_offset` through `get`. `now_ms` is the
+    /// default end.
+    pub fn parse(get: impl Fn(&str) -> Option<String>, now_ms: i64) -> Result<UsageParams, ParamError> {
+        let end_ms = match get("end") {
+            Some(s) => time::parse_instant(&s).map_err(|e| param_err("end", e))?,
+            None => now_ms,
+        };
+        let start_ms = match get("start") {
+            Some(s) => time::parse_instant(&s).map_err(|e| param_err("start", e))?,
+            None => (end_ms - DEFAULT_WINDOW_MS).max(0),
+        };
+        if start_ms >= end_ms {
+            return Err(param_err("start", "must be before end"));
+        }
+        let step = Step::parse(get("step").as_deref().unwrap_or("")).map_err(|e| param_err("step", e))?;
+        let offset_secs = match get("utc_offset") {
+            Some(s) => time::parse_utc_offset(&s).map_err(|e| param_err("utc_offset", e))?,
+            None => 0,
+        };
+        let mut group_by = Vec::new();
+        for part in get("group_by").unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let key = GroupKey::parse(part)
+                .ok_or_else(|| param_err("group_by", format!("unknown key {part:?}; use any of {}", GroupKey::NAMES)))?;
+            if !group_by.contains(&key) {
+                group_by.push(key);
+            }
+        }
+        let params = UsageParams { start_ms, end_ms, step, offset_secs, group_by };
+        if let Some(step) = step {
+            let points = params.points(step);
+            if points > MAX_POINTS {
+                return Err(param_err(
+                    "step",
+                    format!("{} over this window gives {points} points (at most {MAX_POINTS}); use a coarser step or a shorter window", step.as_str()),
+                ));
+            }
+        }
+        Ok(params)
+    }
+
+    fn first_hour(&self) -> i64 {
+        self.start_ms.div_euclid(HOUR_MS)
+    }
+
+    /// Exclusive.
+    fn end_hour(&self) -> i64 {
+        (self.end_ms + HOUR_MS - 1).div_euclid(HOUR_MS)
+    }
+
+    fn offset_ms(&self) -> i64 {
+        i64::from(self.offset_secs) * 1000
+    }
+
+    fn points(&self, step: Step) -> i64 {
+        let first = step.bucket(self.first_hour() * HOUR_MS, self.offset_ms());
+        let last = step.bucket((self.end_hour() - 1) * HOUR_MS, self.offset_ms());
+        (last - first) / step.len_ms() + 1
+    }
+}
+
+/// Token sums, event count and cost of a point, a series or the whole response.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Sums {
+    /// Per column; the four standard columns always appear.
+    pub tokens: BTreeMap<String, u64>,
+    /// The clients' own totals (Claude: all four columns; Codex: input + output).
+    pub total: u64,
+    pub events: u64,
+    pub cost_usd: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Point {
+    /// Start of the step bucket, RFC 3339 at the requested offset.
+    pub start: String,
+    /// The same instant in Unix seconds.
+    pub ts: i64,
+    #[serde(flatten)]
+    pub sums: Sums,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Series {
+    /// The group's labels (`device` and `user` come with `device_name` / `username`).
+    pub group: BTreeMap<String, String>,
+    pub totals: Sums,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub points: Option<Vec<Point>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UsageReport {
+    /// The window actually read: whole hours, RFC 3339 at the requested offset.
+    pub start: String,
+    pub end: String,
+    pub step: Option<&'static str>,
+    pub utc_offset: String,
+    pub group_by: Vec<&'static str>,
+    pub series: Vec<Series>,
+    pub totals: Sums,
+    /// Models with usage in the window that have no price (they count 0 in cost_usd).
+    pub unpriced_models: Vec<String>,
+}
+
+/// Why a usage query has no answer.
+#[derive(Debug)]
+pub enum UsageError {
+    /// The response would exceed [`MAX_RESPONSE_POINTS`].
+    TooManyPoints,
+    Store(StoreError),
+}
+
+impl From<StoreError> for UsageError {
+    fn from(e: StoreError) -> Self {
+        UsageError::Store(e)
+    }
+}
+
+/// Accumulator for one (group, bucket).
+#[derive(Default)]
+struct Acc {
+    events: u64,
+    total: u64,
+    tokens: Vec<(u32, u64)>,
+    cost: f64,
+}
+
+impl Acc {
+    /// Adds usage; counts saturate (a client can send any token count).
+    fn add(&mut self, events: u64, total: u64, cost: f64, tokens: &[(u32, u64)]) {
+        self.events = self.events.saturating_add(events);
+        self.total = self.total.saturating_add(total);
+        self.cost += cost;
+        for (col, n) in tokens {
+            match self.tokens.iter_mut().find(|(c, _)| c == col) {
+                Some(slot) => slot.1 = slot.1.saturating_add(*n),
+                None => self.tokens.push((*col, *n)),
+            }
+        }
+    }
+}
+
+/// Group identity: (user, device, provider, model, project, type column), 0 where not grouped.
+type GroupIds = [u32; 6];
+
+/// Runs a usage query for the rollups of `users`.
+pub fn run(store: &Store, prices: &PriceTable, users: &[u32], p: &UsageParams) -> Result<UsageReport, UsageError> {
+    let Reader { usage, mut names } = Reader::new(store)?;
+    let mut columns: HashMap<u32, Column> = HashMap::new();
+    let mut model_prices: HashMap<u32, Option<Price>> = HashMap::new();
+    let mut unpriced: BTreeSet<u32> = BTreeSet::new();
+    let mut cells: HashMap<(GroupIds, i64), Acc> = HashMap::new();
+    let mut grand = Acc::default();
+    let by = |k: GroupKey| p.group_by.contains(&k);
+    let by_type = by(GroupKey::Type);
+    let (first_hour, end_hour) = (hour_u32(p.first_hour()), hour_u32(p.end_hour()));
+    let offset_ms = p.offset_ms();
+
+    for &user in users {
+        usage.rollups(user, first_hour, end_hour, |u: &Usage<'_>| -> Result<(), UsageError> {
+            for (col, _) in u.tokens {
+                if !columns.contains_key(col) {
+                    columns.insert(*col, Column::from_name(names.string(*col)?));
+                }
+            }
+            if !model_prices.contains_key(&u.model) {
+                model_prices.insert(u.model, prices.find(names.string(u.model)?));
+            }
+            let price = model_prices[&u.model];
+            let cached_input = u.tokens.iter().find(|(c, _)| columns[c] == Column::CachedInput).map_or(0, |(_, n)| *n);
+            if price.is_none() && !u.tokens.is_empty() {
+                unpriced.insert(u.model);
+            }
+            let cost_of = |col: &u32, n: u64| price.map_or(0.0, |pr| pr.column_cost(columns[col], n, cached_input));
+            let record_cost: f64 = u.tokens.iter().map(|(c, n)| cost_of(c, *n)).sum();
+            let ids: GroupIds = [
+                if by(GroupKey::User) { u.user } else { 0 },
+                if by(GroupKey::Device) { u.device } else { 0 },
+                if by(GroupKey::Provider) { u.provider } else { 0 },
+                if by(GroupKey::Model) { u.model } else { 0 },
+                if by(GroupKey::Project) { u.project } else { 0 },
+                0,
+            ];
+            let bucket = p.step.map_or(0, |s| s.bucket(u.ts_ms, offset_ms));
+
+            grand.add(u.events, u.usage_total, record_cost, u.tokens);
+            if by_type {
+                // One series per column: its sum is the series' total, its cost the column's share.
+                for (c, n) in u.tokens {
+                    let mut key = ids;
+                    key[5] = *c;
+                    cells.entry((key, bucket)).or_default().add(u.events, *n, cost_of(c, *n), &[(*c, *n)]);
+                }
+            } else {
+                cells.entry((ids, bucket)).or_default().add(u.events, u.usage_total, record_cost, u.tokens);
+            }
+            // Stop reading as soon as the answer is known to be too large.
+            if cells.len() > MAX_RESPONSE_POINTS {
+                return Err(UsageError::TooManyPoints);
+            }
+            Ok(())
+        })?;
+    }
+
+    // Group the cells into series.
+    let mut series_cells: HashMap<GroupIds, Vec<(i64, Acc)>> = HashMap::new();
+    for ((ids, bucket), acc) in cells {
+        series_cells.entry(ids).or_default().push((bucket, acc));
+    }
+    let mut series = Vec::with_capacity(series_cells.len());
+    for (ids, mut buckets) in series_cells {
+        buckets.sort_by_key(|(b, _)| *b);
+        let mut group = BTreeMap::new();
+        if by(GroupKey::User) {
+            let (uuid, name) = names.user(ids[0])?.cloned().unwrap_or_default();
+            group.insert("user".to_owned(), uuid.to_string());
+            group.insert("username".to_owned(), name);
+        }
+        if by(GroupKey::Device) {
+            let (uuid, name) = names.device(ids[1])?.cloned().unwrap_or_default();
+            group.insert("device".to_owned(), uuid.to_string());
+            group.insert("device_name".to_owned(), name);
+        }
+        for (key, i) in [(GroupKey::Provider, 2), (GroupKey::Model, 3), (GroupKey::Project, 4), (GroupKey::Type, 5)] {
+            if by(key) {
+                group.insert(key.as_str().to_owned(), names.string(ids[i])?.to_owned());
+            }
+        }
+        let mut totals = Acc::default();
+        let mut points = Vec::with_capacity(buckets.len());
+        for (bucket, acc) in buckets {
+            totals.add(acc.events, acc.total, acc.cost, &acc.tokens);
+            if p.step.is_some() {
+                points.push(Point {
+                    start: time::rfc3339_at(bucket, p.offset_secs),
+                    ts: bucket.div_euclid(1000),
+                    sums: sums(&mut names, &acc, !by_type)?,
+                });
+            }
+        }
+        series.push(Series { group, totals: sums(&mut names, &totals, !by_type)?, points: p.step.map(|_| points) });
+    }
+    // Largest first (what a dashboard shows on top), then by labels for a stable order.
+    series.sort_by(|a, b| b.totals.total.cmp(&a.totals.total).then_with(|| a.group.cmp(&b.group)));
+
+    let unpriced_models = unpriced.into_iter().map(|m| names.string(m).map(str::to_owned)).collect::<Result<_, _>>()?;
+    Ok(UsageReport {
+        start: time::rfc3339_at(p.first_hour() * HOUR_MS, p.offset_secs),
+        end: time::rfc3339_at(p.end_hour() * HOUR_MS, p.offset_secs),
+        step: p.step.map(Step::as_str),
+        utc_offset: time::format_offset(p.offset_secs),
+        group_by: p.group_by.iter().map(|k| k.as_str()).collect(),
+        series,
+        totals: sums(&mut names, &grand, true)?,
+        unpriced_models,
+    })
+}
+
+/// Costs are reported to the micro-dollar.
+fn round_usd(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn sums(names: &mut Names, acc: &Acc, standard_columns: bool) -> Result<Sums, StoreError> {
+    let mut tokens = BTreeMap::new();
+    if standard_columns {
+        for c in STANDARD {
+            tokens.insert(c.to_owned(), 0);
+        }
+    }
+    for (c, n) in &acc.tokens {
+        let sum: &mut u64 = tokens.entry(names.string(*c)?.to_owned()).or_insert(0);
+        *sum = sum.saturating_add(*n);
+    }
+    Ok(Sums { tokens, total: acc.total, events: acc.events, cost_usd: round_usd(acc.cost) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Result<UsageParams, ParamError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        UsageParams::parse(|k| map.get(k).cloned(), 1_774_693_800_000)
+    }
+
+    #[test]
+    fn buckets_follow_the_offset() {
+        let h = 1_774_656_000_000; // 2026-03-28T00:00Z, a Saturday
+        assert_eq!(Step::Day.bucket(h + 23 * HOUR_MS, 0), h);
+        assert_eq!(Step::Day.bucket(h + 23 * HOUR_MS, 2 * HOUR_MS), h + DAY_MS - 2 * HOUR_MS, "23:00Z is the next day at +02:00");
+        assert_eq!(Step::Day.bucket(h, -5 * HOUR_MS), h - DAY_MS + 5 * HOUR_MS);
+        assert_eq!(Step::Week.bucket(h, 0), h - 5 * DAY_MS, "Monday 2026-03-23");
+        assert_eq!(Step::Week.bucket(0, 0), -3 * DAY_MS);
+        assert_eq!(Step::Hour.bucket(h + 3 * HOUR_MS, 1800 * 1000), h + 3 * HOUR_MS);
+    }
+
+    #[test]
+    fn parameters() {
+        let p = params(&[("start", "2026-03-01T00:00:00Z"), ("end", "1774656000"), ("step", "1d"), ("group_by", "model, type,model"), ("utc_offset", "+02:00")]).unwrap();
+        assert_eq!(p.group_by, vec![GroupKey::Model, GroupKey::Type]);
+        assert_eq!((p.step, p.offset_secs), (Some(Step::Day), 7200));
+        assert_eq!(p.points(Step::Day), 28, "27 whole days plus the partial local day at the start");
+        let d = params(&[]).unwrap();
+        assert_eq!(d.end_ms - d.start_ms, DEFAULT_WINDOW_MS);
+        for (pairs, needle) in [
+            (vec![("start", "nope")], "start: expected RFC 3339"),
+            (vec![("end", "x")], "end:"),
+            (vec![("start", "1774693800"), ("end", "1774693800")], "start: must be before end"),
+            (vec![("step", "5m")], "step: must be 1h, 1d or 1w"),
+            (vec![("group_by", "model,colour")], "group_by: unknown key \"colour\""),
+            (vec![("utc_offset", "+25:00")], "utc_offset:"),
+            (vec![("start", "2000-01-01T00:00:00Z"), ("step", "1h")], "step: 1h over this window gives 230003 points (at most 5000)"),
+        ] {
+            let e = params(&pairs).unwrap_err().0;
+            assert!(e.starts_with(needle.split(':').next().unwrap()) && e.contains(needle), "{pairs:?}: {e}");
+        }
+        assert!(params(&[("start", "2000-01-01T00:00:00Z"), ("step", "1w")]).is_ok());
+    }
+}
