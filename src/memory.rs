@@ -12,9 +12,9 @@ pub fn tune_allocator() {
     unsafe {
         // Blocks of 256 KiB or more are mmapped and unmapped on free (this also stops the
         // threshold from adapting upwards).
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
         // Give freed memory at the top of a heap back once 1 MiB has accumulated.
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
         // Two arenas are plenty for a few busy threads and bound fragmentation.
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }

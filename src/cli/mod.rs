@@ -90,6 +90,16 @@ fn load_config(overrides: &Overrides) -> Result<Config, ExitCode> {
     })
 }
 
+/// Commands that only print end quietly when their output pipe closes (`admin user list | head`),
+/// as Unix tools do, instead of panicking on the write. Not for `serve` and `bench`: they write
+/// to sockets, where a closed peer must be an error, not a signal.
+fn default_sigpipe() {
+    // SAFETY: restoring a signal's default disposition has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Logs go to stderr; `RUST_LOG` wins over `log.level`.
 pub fn init_logging(level: &str) {
     let filter = std::env::var("RUST_LOG")
@@ -111,6 +121,9 @@ pub fn init_logging(level: &str) {
 pub fn main() -> ExitCode {
     crate::memory::tune_allocator();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Config { .. } | Command::Admin(_)) {
+        default_sigpipe();
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Config { command: ConfigCommand::PrintDefault } => {
