@@ -3,6 +3,9 @@
 //! [`launch`] starts a whole server on listeners the caller bound (tests use `127.0.0.1:0`), and
 //! returns once it is serving.
 
+// Nested `if let`s read more clearly here than let-chains.
+#![allow(clippy::collapsible_if)]
+
 pub mod app;
 pub mod auth;
 pub mod bench;

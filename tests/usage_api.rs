@@ -151,8 +151,8 @@ async fn steps_and_utc_offsets() {
     assert_eq!(points(&r["series"][0]), vec![(d - DAY + 5 * HOUR, 1), (d + 5 * HOUR, 4)]);
 
     let r = get_ok(&c, &format!("/api/v1/usage?{w}&step=1h&group_by=model"), &alice).await;
-    assert_eq!(points(&by(&r, "model")[SONNET]), vec![(d + HOUR, 1), (d + DAY + 2 * HOUR, 1)]);
-    assert_eq!(points(&by(&r, "model")[CODEX]), vec![(d + 5 * HOUR, 1)]);
+    assert_eq!(points(by(&r, "model")[SONNET]), vec![(d + HOUR, 1), (d + DAY + 2 * HOUR, 1)]);
+    assert_eq!(points(by(&r, "model")[CODEX]), vec![(d + 5 * HOUR, 1)]);
 
     // Weeks start on Monday (day 0 of the epoch was a Thursday).
     let monday = |ms: i64| {

@@ -200,7 +200,7 @@ async fn promql_equals_native_after_resends_replacements_and_deletion() {
     assert_eq!(r.status, 200, "{}", r.text());
     drained(&s).await;
     eventually("PromQL agrees with the native API after a device deletion", 60, || agree(&c, &alice, start, end)).await;
-    let direct = vm.query(&format!("count(last_over_time({{device=\"{desktop}\"}}[30d]))"), (end / 1000) as i64);
+    let direct = vm.query(&format!("count(last_over_time({{device=\"{desktop}\"}}[30d]))"), end / 1000);
     assert_eq!(direct["data"]["result"], json!([]), "no series of the deleted device remain");
 }
 

@@ -20,7 +20,7 @@ impl Rng {
         Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -29,13 +29,13 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
 
     /// Roughly log-uniform in [lo, hi): token counts span orders of magnitude.
     pub fn log_between(&mut self, lo: u64, hi: u64) -> u64 {
         let (l, h) = ((lo.max(1) as f64).ln(), (hi.max(2) as f64).ln());
-        let x = l + (self.next() as f64 / u64::MAX as f64) * (h - l);
+        let x = l + (self.next_u64() as f64 / u64::MAX as f64) * (h - l);
         x.exp() as u64
     }
 }

@@ -292,8 +292,8 @@ pub fn run(store: &Store, prices: &PriceTable, users: &[u32], p: &UsageParams) -
                     columns.insert(*col, Column::from_name(names.string(*col)?));
                 }
             }
-            if !model_prices.contains_key(&u.model) {
-                model_prices.insert(u.model, prices.find(names.string(u.model)?));
+            if let std::collections::hash_map::Entry::Vacant(e) = model_prices.entry(u.model) {
+                e.insert(prices.find(names.string(u.model)?));
             }
             let price = model_prices[&u.model];
             let cached_input = u.tokens.iter().find(|(c, _)| columns[c] == Column::CachedInput).map_or(0, |(_, n)| *n);

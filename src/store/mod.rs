@@ -227,11 +227,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(DB_FILE_NAME);
         let store = Store::open(&path).unwrap();
-        let v = store.write(|t| schema::read_version(t)).unwrap();
+        let v = store.write(schema::read_version).unwrap();
         assert_eq!(v, schema::SCHEMA_VERSION);
         store.close().unwrap();
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.write(|t| schema::read_version(t)).unwrap(), schema::SCHEMA_VERSION);
+        assert_eq!(store.write(schema::read_version).unwrap(), schema::SCHEMA_VERSION);
     }
 
     #[test]

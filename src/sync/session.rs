@@ -48,7 +48,7 @@ struct Authed {
 }
 
 enum AuthOutcome {
-    Accepted(Authed),
+    Accepted(Box<Authed>),
     Refused { reason: String, reset_required: bool },
     Close(String),
 }
@@ -78,7 +78,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(app: Arc<App>, stream
         }
         AuthOutcome::Close(why) => return tracing::warn!(%peer, "{why}; closing"),
     };
-    let Authed { user, device, provider } = authed;
+    let Authed { user, device, provider } = *authed;
     let ok = encode_frame(MsgType::AuthOk, &AuthOkPayload { device_id: device.uuid.to_string() });
     if write_frame(&mut io, &ok).await.is_err() {
         return;
@@ -251,7 +251,7 @@ async fn authenticate(app: &Arc<App>, frame: Frame, conn: &Conn) -> AuthOutcome 
     }
     let (key, name) = (auth.device_key, auth.device_name);
     match app.blocking(move |a| a.store.auth_device(user_id, &key, &name, now_secs())).await {
-        Ok(Ok(AuthDevice::Ready(device))) => AuthOutcome::Accepted(Authed { user, device, provider: auth.provider }),
+        Ok(Ok(AuthDevice::Ready(device))) => AuthOutcome::Accepted(Box::new(Authed { user, device, provider: auth.provider })),
         Ok(Ok(AuthDevice::Removed)) => refuse(DEVICE_REMOVED),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "registering a device failed");

@@ -137,8 +137,8 @@ pub fn run(store: &Store, prices: &PriceTable, user: u32, q: &TokiQuery, start_m
                 columns.insert(*col, (shown, pass, kind));
             }
         }
-        if !model_prices.contains_key(&u.model) {
-            model_prices.insert(u.model, prices.find(labels.names.string(u.model)?));
+        if let std::collections::hash_map::Entry::Vacant(e) = model_prices.entry(u.model) {
+            e.insert(prices.find(labels.names.string(u.model)?));
         }
         let price = model_prices[&u.model];
         let cached_input = u.tokens.iter().find(|(c, _)| columns[c].2 == Column::CachedInput).map_or(0, |(_, n)| *n);

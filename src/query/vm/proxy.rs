@@ -67,7 +67,7 @@ fn instant_param(get: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Op
 fn step_param(s: &str) -> Result<i64, String> {
     let s = s.trim();
     if let Ok(v) = s.parse::<f64>() {
-        if v.is_finite() && v >= 0.001 && v <= 1e10 {
+        if v.is_finite() && (0.001..=1e10).contains(&v) {
             return Ok((v * 1000.0).round() as i64);
         }
         return Err(format!("step: must be a positive duration such as 60s, 5m or 1h, got {s:?}"));
