@@ -860,12 +860,11 @@ impl Config {
 
         cfg.apply_env(env)?;
 
-        let flags: [(&'static str, &str, &str, Option<String>); 5] = [
+        let flags: [(&'static str, &str, &str, Option<String>); 4] = [
             ("--data-dir", "storage", "data_dir", overrides.data_dir.as_ref().map(|p| p.display().to_string())),
             ("--bind", "server", "bind", overrides.bind.clone()),
             ("--http-port", "server", "http_port", overrides.http_port.clone()),
             ("--sync-port", "server", "sync_port", overrides.sync_port.clone()),
-            ("--config", "", "", None),
         ];
         for (flag, section, name, value) in flags {
             if let (Some(v), Some(key)) = (value, find_key(section, name)) {

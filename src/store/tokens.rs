@@ -120,10 +120,6 @@ impl Store {
         })
     }
 
-    pub fn revoke_user_tokens(&self, user: u32) -> Result<usize, StoreError> {
-        self.write(|txn| revoke_user_in(txn, user))
-    }
-
     /// Drops expired records and retired ones older than [`RETIRED_KEEP_SECS`].
     pub fn prune_refresh(&self, now: i64) -> Result<usize, StoreError> {
         self.write(|txn| {
@@ -137,11 +133,6 @@ impl Store {
                 .count();
             Ok(removed)
         })
-    }
-
-    pub fn count_refresh_tokens(&self) -> Result<u64, StoreError> {
-        use redb::ReadableTableMetadata;
-        Ok(self.read()?.open_table(REFRESH_TOKENS)?.len()?)
     }
 }
 
@@ -170,8 +161,8 @@ mod tests {
         assert_eq!(s.rotate_refresh(5, d, c, &rec(11, 1000), 2000).unwrap(), Rotation::Unknown, "expired");
         // Family 10 of user 5: a (retired) and b. User 6's token of the same family number stays.
         assert_eq!(s.revoke_family(5, 10).unwrap(), 2);
-        assert_eq!(s.count_refresh_tokens().unwrap(), 2);
+        assert_eq!(s.stats().unwrap().refresh_tokens, 2);
         assert_eq!(s.prune_refresh(5000).unwrap(), 2);
-        assert_eq!(s.count_refresh_tokens().unwrap(), 0);
+        assert_eq!(s.stats().unwrap().refresh_tokens, 0);
     }
 }

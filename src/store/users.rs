@@ -400,7 +400,7 @@ mod tests {
         assert!(s.device(a1).unwrap().is_none());
         assert!(!s.is_tombstoned(a.id, "k1").unwrap() && !s.is_tombstoned(a.id, "k2").unwrap());
         assert_eq!(s.team_member_ids(team.id).unwrap(), vec![b.id]);
-        assert_eq!(s.count_refresh_tokens().unwrap(), 0);
+        assert_eq!(s.stats().unwrap().refresh_tokens, 0);
         assert!(s.device(b1).unwrap().is_some(), "another user's device with the same key stays");
         assert!(matches!(s.write(|t| delete_user_in(t, a.id, 4)), Err(UserError::NotFound)));
     }

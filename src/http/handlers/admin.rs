@@ -18,7 +18,7 @@ use crate::http::request::Request;
 use crate::http::response::{json, ok, HttpResponse};
 use crate::store::{now_secs, StoreError};
 use crate::store::settings::REGISTRATION_MODE;
-use crate::store::users::{delete_user_in, user_in, NewUser, Role, User, UserError, UserStatus};
+use crate::store::users::{delete_user_in, user_in, Role, User, UserError, UserStatus};
 
 const NO_USER: &str = "user not found";
 const NO_PENDING: &str = "pending user not found";
@@ -140,16 +140,8 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
 pub async fn create_user(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     guard::admin(app, &req).await?;
     let body: CreateUserBody = req.json()?;
-    rules::check_username(&body.username).map_err(ApiError::unprocessable)?;
-    rules::check_password(&body.password).map_err(ApiError::unprocessable)?;
     let role = body.role.as_deref().map(parse_role).transpose()?.unwrap_or(Role::User);
-    let name = body.username.clone();
-    if app.blocking(move |a| a.store.user_by_name(&name)).await??.is_some() {
-        return Err(ApiError::conflict("username already exists"));
-    }
-    let hash = app.passwords.hash(body.password).await;
-    let new = NewUser { username: body.username, role, status: UserStatus::Active, password_hash: Some(hash), oidc_subject: None };
-    let user = app.blocking(move |a| a.store.create_user(new)).await??;
+    let user = super::auth::create_password_user(app, body.username, body.password, role, UserStatus::Active).await?;
     tracing::info!(user = %user.username, role = user.role.as_str(), "user created by an admin");
     Ok(json(
         StatusCode::CREATED,

@@ -14,7 +14,7 @@ use crate::config::RegistrationMode;
 use crate::http::error::ApiError;
 use crate::http::request::Request;
 use crate::http::response::{json, ok, HttpResponse};
-use crate::store::users::{NewUser, Role, UserError, UserStatus};
+use crate::store::users::{NewUser, Role, User, UserStatus};
 
 const MAX_DEVICE_ID_CHARS: usize = 128;
 
@@ -74,6 +74,26 @@ pub async fn login(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErro
     Ok(ok(&pair))
 }
 
+/// Creates an account with a password, for registration and for admins: checks the name and
+/// password rules (422), refuses a taken name (409) before spending a hash on it, then hashes off
+/// the async threads and creates the user (the store checks the name again, atomically).
+pub(super) async fn create_password_user(
+    app: &Arc<App>,
+    username: String,
+    password: String,
+    role: Role,
+    status: UserStatus,
+) -> Result<User, ApiError> {
+    rules::check_username(&username).and_then(|()| rules::check_password(&password)).map_err(ApiError::unprocessable)?;
+    let name = username.clone();
+    if app.blocking(move |a| a.store.user_by_name(&name)).await??.is_some() {
+        return Err(ApiError::conflict("username already exists"));
+    }
+    let hash = app.passwords.hash(password).await;
+    let new = NewUser { username, role, status, password_hash: Some(hash), oidc_subject: None };
+    Ok(app.blocking(move |a| a.store.create_user(new)).await??)
+}
+
 #[derive(Deserialize)]
 struct RegisterBody {
     username: String,
@@ -88,26 +108,16 @@ pub async fn register(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
         return Err(ApiError::forbidden("registration is disabled"));
     }
     let body: RegisterBody = req.json()?;
-    let invalid = rules::check_username(&body.username).and_then(|()| rules::check_password(&body.password));
-    if let Err(msg) = invalid {
-        app.lockout.fail(key);
-        return Err(ApiError::unprocessable(msg));
-    }
-    let name = body.username.clone();
-    if app.blocking(move |a| a.store.user_by_name(&name)).await??.is_some() {
-        app.lockout.fail(key);
-        return Err(ApiError::conflict("username already exists"));
-    }
-    let hash = app.passwords.hash(body.password).await;
     let status = if mode == RegistrationMode::Approval { UserStatus::Pending } else { UserStatus::Active };
-    let new = NewUser { username: body.username, role: Role::User, status, password_hash: Some(hash), oidc_subject: None };
-    let user = match app.blocking(move |a| a.store.create_user(new)).await? {
+    let user = match create_password_user(app, body.username, body.password, Role::User, status).await {
         Ok(u) => u,
-        Err(UserError::DuplicateName) => {
-            app.lockout.fail(key);
-            return Err(ApiError::conflict("username already exists"));
+        Err(e) => {
+            // Bad names and taken names count against the address (username enumeration).
+            if matches!(e.status, StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY) {
+                app.lockout.fail(key);
+            }
+            return Err(e);
         }
-        Err(e) => return Err(e.into()),
     };
     tracing::info!(user = %user.username, mode = %mode, "user registered");
     if status == UserStatus::Pending {
