@@ -46,8 +46,11 @@ cargo test --locked --all-targets
 # fuzz/artifacts/<target>/ and belongs in fuzz/regressions/<target>/ once fixed.
 FUZZ_SECONDS="${TOKI_SYNC_FUZZ_SECONDS:-30}"
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-    echo "error: the fuzz targets need a nightly toolchain (rustup toolchain install nightly)" >&2
-    exit 1
+    log "installing the nightly toolchain (cargo-fuzz needs it)"
+    if ! rustup toolchain install nightly --profile minimal; then
+        echo "error: the fuzz targets need a nightly toolchain and rustup could not install one" >&2
+        exit 1
+    fi
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     log "installing cargo-fuzz"
