@@ -2,8 +2,10 @@
 //! CLI parses (compat.md §6.2, §6.4): one instant vector whose samples carry the window's sums.
 //!
 //! The window `[start, end)` is read at millisecond precision: rollups for its whole hours and
-//! raw events for the partial hours at its edges. Queries about sessions (grouping, filtering or
-//! the `sessions` metric) read raw events for the whole window, since rollups have no session.
+//! raw events for the partial hours at its edges, as compat.md §6.4 asks. (The native usage API
+//! widens its window to whole hours instead; the two agree for whole-hour windows.) Queries about
+//! sessions (grouping, filtering or the `sessions` metric) read raw events for the whole window,
+//! since rollups have no session, up to [`MAX_SCANNED_EVENTS`].
 
 use std::collections::{BTreeMap, HashMap};
 
