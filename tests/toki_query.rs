@@ -225,6 +225,32 @@ async fn time_formats_and_exact_windows() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn columns_the_client_cannot_show_are_sent_only_when_asked_for() {
+    let w = world().await;
+    // Another provider with two columns of its own besides input and output.
+    let ev = [Ev { ts: w.d + 3 * HOUR, id: "g1", model: "gemini-2.5-pro", session: "s9", project: "", tokens: [7, 8, 9, 10] }];
+    let mut batch = batch_of("gemini", &ev);
+    batch.token_columns = ["input", "output", "thoughts", "tool_use"].map(String::from).to_vec();
+    sync_batch(&w.s, &w.token, "k-gemini", "workstation", &batch).await;
+    let all = w.all();
+    // The client would warn about `thoughts` and count it as input: left out.
+    let v = w.query("sum by (model) (usage)", &all).await;
+    let types: std::collections::BTreeSet<String> = table(&v).keys().map(|(_, t)| t.clone()).collect();
+    assert_eq!(types, ["cache_create", "cache_read", "input", "output"].map(String::from).into_iter().collect());
+    assert_eq!(table(&v)[&("gemini-2.5-pro".into(), "input".into())], "7");
+    let v = w.query("sum(usage{type!=\"input\"})", &all).await;
+    assert!(table(&v).keys().all(|(_, t)| ["output", "cache_create", "cache_read"].contains(&t.as_str())), "{v}");
+    // Asked for by name or by a regex, it is sent.
+    let v = w.query("sum by (model) (usage{type=\"thoughts\"})", &all).await;
+    assert_eq!(table(&v), [(("gemini-2.5-pro".to_owned(), "thoughts".to_owned()), "9".to_owned())].into_iter().collect());
+    let v = w.query("sum(usage{type=~\"tool_.*|input\"})", &all).await;
+    assert_eq!(
+        table(&v),
+        [(("(total)".to_owned(), "input".to_owned()), "2018".to_owned()), (("(total)".to_owned(), "tool_use".to_owned()), "10".to_owned())].into_iter().collect()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn errors_are_json_the_client_prints() {
     let w = world().await;
     let (status, msg) = w.error("/api/v1/toki/query").await;

@@ -293,6 +293,17 @@ async fn without_victoriametrics_the_proxy_is_503_and_the_outbox_keeps_history()
     assert_eq!(me["victoriametrics"]["configured"], false);
     // Every bucket waits, so configuring VictoriaMetrics later backfills all of it.
     let info = get_ok(&c, "/admin/server-info", &c.admin_token().await).await;
-    assert_eq!(info["victoriametrics"], json!({"configured": false, "outbox": {"buckets": 5, "deletions": 0}}));
-    assert_eq!(me["victoriametrics"]["outbox_pending"], 5);
+    let oldest = rfc(midnight_days_ago(10) + HOUR);
+    assert_eq!(info["victoriametrics"], json!({"configured": false, "outbox": {"buckets": 5, "deletions": 0}, "outbox_oldest_hour": oldest}));
+    assert_eq!((me["victoriametrics"]["outbox_pending"].clone(), me["victoriametrics"]["outbox_oldest_hour"].clone()), (json!(5), oldest.clone()));
+    // /me shows the caller's own backlog, not the server's.
+    let (_, bob) = signed_in(&s, "bob", Role::User).await;
+    assert_eq!(get_ok(&c, "/me", &bob).await["victoriametrics"], json!({"configured": false, "outbox_pending": 0, "outbox_oldest_hour": null}));
+    let d = midnight_days_ago(2);
+    sync(&s, &bob, "b", "b", "claude_code", &[Ev { ts: d + 5 * HOUR, id: "msg_b", model: SONNET, session: "s", project: "", tokens: [1, 1, 1, 1] }]).await;
+    assert_eq!(get_ok(&c, "/me", &bob).await["victoriametrics"], json!({"configured": false, "outbox_pending": 1, "outbox_oldest_hour": rfc(d + 5 * HOUR)}));
+    assert_eq!(get_ok(&c, "/me", &alice).await["victoriametrics"]["outbox_pending"], 5);
+    let info = get_ok(&c, "/admin/server-info", &c.admin_token().await).await;
+    assert_eq!(info["victoriametrics"]["outbox"]["buckets"], 6);
+    assert_eq!(info["victoriametrics"]["outbox_oldest_hour"], oldest, "the oldest over all users");
 }

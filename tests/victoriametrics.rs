@@ -2,7 +2,8 @@
 //! README requires): PromQL sums equal the native API's after retransmissions, replaced Claude
 //! messages (also across hours and models) and device deletion; a VictoriaMetrics outage during
 //! ingest ends with complete data; one user cannot see another's data through crafted queries;
-//! team queries see exactly the team.
+//! team queries see exactly the team; a VictoriaMetrics without hourly deduplication gets nothing
+//! until it is fixed; buckets far in the future wait.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::usage::*;
-use common::vm::{available, VictoriaMetrics};
+use common::vm::{available, VictoriaMetrics, REQUIRED_FLAGS};
 use common::*;
 use serde_json::{json, Value};
 use toki_sync::store::teams::TeamRole;
@@ -360,6 +361,18 @@ async fn users_are_isolated_and_teams_see_exactly_the_team() {
     assert!(samples(&r.json()).iter().all(|(_, v)| *v == 0.0), "Carol is outside the team");
     let r = c.get_auth(&path("up"), &carol).await;
     assert_eq!((r.status, r.error().as_str()), (403, "you are not a member of this team"));
+    // Admins read any team, as `/api/v1/usage?team=` lets them; they still see only the team.
+    let admin = c.admin_token().await;
+    let r = c.get_auth(&path("sum by (user) (sum_over_time(toki_tokens_total{type=\"input\"}[1d]))"), &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let users: std::collections::BTreeSet<String> = samples(&r.json()).iter().map(|(l, _)| l["user"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(users, [a.clone(), b.clone()].into_iter().collect());
+    // An empty team, read by an admin, sees nothing at all.
+    let empty = s.app().store.create_team("empty", 1).unwrap();
+    let r = c
+        .get_auth(&format!("/api/v1/teams/{}/query_range?query={}&start={}&end={}&step=1h", empty.uuid, enc("count(last_over_time({__name__=~\".+\"}[30d]))"), d / 1000, t / 1000), &admin)
+        .await;
+    assert_eq!((r.status, samples(&r.json()).len()), (200, 0), "{}", r.text());
     let r = c.get_auth(&format!("/api/v1/teams/{}/query_range?query=up&start=0&end=1&step=1", uuid::Uuid::new_v4()), &bob).await;
     assert_eq!((r.status, r.error().as_str()), (404, "team not found"));
 
@@ -370,4 +383,76 @@ async fn users_are_isolated_and_teams_see_exactly_the_team() {
     assert!((400..500).contains(&r.status), "{}", r.text());
     assert_eq!(r.json()["status"], "error");
     assert!(r.json()["error"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_victoriametrics_without_hourly_dedup_gets_nothing_until_fixed() {
+    if !available("a_victoriametrics_without_hourly_dedup_gets_nothing_until_fixed") {
+        return;
+    }
+    // Retention is right, deduplication is off: revisions would add up.
+    let mut vm = VictoriaMetrics::start_with_flags(&["-retentionPeriod=100y"]);
+    let s = server_for(&vm).await;
+    let c = s.client();
+    let (_, alice) = signed_in(&s, "alice", Role::User).await;
+    let (_, bob) = signed_in(&s, "bob", Role::User).await;
+    let admin = c.admin_token().await;
+    let d = midnight_days_ago(3);
+    let ev = |i: i64, id: &'static str| Ev { ts: d + i * HOUR, id, model: SONNET, session: "s", project: "p", tokens: [10 * i as u64, 1, 2, 3] };
+    sync(&s, &alice, "laptop", "laptop", "claude_code", &[ev(1, "msg_1"), ev(2, "msg_2")]).await;
+    sync(&s, &alice, "laptop", "laptop", "claude_code", &[Ev { tokens: [99, 9, 9, 9], ..ev(2, "msg_2") }]).await;
+    eventually("the problem is reported", 30, || {
+        let (c, admin) = (c, admin.clone());
+        async move {
+            let info = get_ok(&c, "/admin/server-info", &admin).await["victoriametrics"].clone();
+            let problem = info["config_problem"].as_str().unwrap_or("");
+            if problem.contains("-dedup.minScrapeInterval is not set") && problem.contains("-dedup.minScrapeInterval=1h") { Ok(()) } else { Err(info.to_string()) }
+        }
+    })
+    .await;
+    // Give the drainer time for a few more rounds: still nothing goes out, nothing is dropped.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let info = get_ok(&c, "/admin/server-info", &admin).await["victoriametrics"].clone();
+    assert_eq!((info["buckets_sent"].clone(), info["last_push_at"].clone(), info["failing_since"].clone()), (json!(0), Value::Null, Value::Null), "{info}");
+    assert_eq!(info["outbox"], json!({"buckets": 2, "deletions": 0}));
+    let first_hour = |ms: i64| time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(info["outbox_oldest_hour"], json!(first_hour(d + HOUR)));
+    let direct = vm.query("count(last_over_time({__name__=~\".+\"}[30d]))", (d + 2 * DAY) / 1000);
+    assert_eq!(direct["data"]["result"], json!([]), "VictoriaMetrics received nothing");
+    // /me counts the caller's own backlog only.
+    let me = get_ok(&c, "/me", &alice).await["victoriametrics"].clone();
+    assert_eq!((me["outbox_pending"].clone(), me["outbox_oldest_hour"].clone()), (json!(2), json!(first_hour(d + HOUR))));
+    let me = get_ok(&c, "/me", &bob).await["victoriametrics"].clone();
+    assert_eq!((me["outbox_pending"].clone(), me["outbox_oldest_hour"].clone()), (json!(0), Value::Null));
+
+    // Restarted with the right flags, everything arrives, counted once.
+    vm.stop();
+    vm.restart_with_flags(REQUIRED_FLAGS);
+    drained(&s).await;
+    eventually("PromQL agrees with the native API once fixed", 60, || agree(&c, &alice, d, d + 2 * DAY)).await;
+    let info = get_ok(&c, "/admin/server-info", &admin).await["victoriametrics"].clone();
+    assert_eq!((info["config_problem"].clone(), info["outbox_oldest_hour"].clone()), (Value::Null, Value::Null), "{info}");
+
+    // A bucket more than a day ahead waits for its time (VictoriaMetrics would drop it while
+    // answering 2xx); it holds back nothing queued after it.
+    let now_hour = toki_sync::store::now_ms() / HOUR * HOUR;
+    let sent_before = info["buckets_sent"].as_u64().unwrap();
+    let future = Ev { ts: now_hour + 3 * DAY, id: "msg_future", model: SONNET, session: "s", project: "p", tokens: [5, 5, 5, 5] };
+    sync(&s, &alice, "laptop", "laptop", "claude_code", &[future, ev(3, "msg_3")]).await;
+    sync(&s, &bob, "desk", "desk", "claude_code", &[Ev { id: "msg_b", ..ev(4, "msg_b") }]).await;
+    let app = s.app().clone();
+    eventually("everything but the future bucket is sent", 60, || {
+        let (c, admin, app) = (c, admin.clone(), app.clone());
+        async move {
+            let info = get_ok(&c, "/admin/server-info", &admin).await["victoriametrics"].clone();
+            let backlog = app.store.vm_backlog().map_err(|e| e.to_string())?;
+            let sent = info["buckets_sent"].as_u64().unwrap_or(0);
+            if backlog.buckets == 1 && sent >= sent_before + 2 { Ok(()) } else { Err(format!("{info} {backlog:?}")) }
+        }
+    })
+    .await;
+    let me = get_ok(&c, "/me", &alice).await["victoriametrics"].clone();
+    assert_eq!((me["outbox_pending"].clone(), me["outbox_oldest_hour"].clone()), (json!(1), json!(first_hour(now_hour + 3 * DAY))));
+    assert_eq!(get_ok(&c, "/me", &bob).await["victoriametrics"]["outbox_pending"], 0);
+    eventually("the sent buckets agree", 60, || agree(&c, &bob, d, d + 2 * DAY)).await;
 }

@@ -5,8 +5,11 @@
 //! A model is priced by its exact name (ignoring case), else by the longest table entry that is a
 //! prefix of it ending at a `-`, `@` or `:`: `claude-sonnet-4-5` prices
 //! `claude-sonnet-4-5-20250929`, and `claude-sonnet-4` prices `claude-sonnet-4-20250514` but not
-//! `claude-sonnet-4-5-…`, which has its own entry. Unknown models cost nothing and are reported as
-//! unpriced.
+//! `claude-sonnet-4-5-…`, which has its own entry. A `.` never ends a family: it is part of a
+//! version number, so `gpt-5.3-codex` is unpriced rather than priced as `gpt-5` (a new version
+//! often has new prices; list it in a pricing file). Variants that a family would misprice
+//! (`o3-pro` under `o3`) have entries of their own. Unknown models cost nothing and are reported
+//! as unpriced.
 //!
 //! Claude's cache writes are priced at the 5-minute cache-write price (toki does not tell the 1-hour
 //! writes apart), and long-context surcharges are not modelled. OpenAI has no cache-write price;
@@ -57,11 +60,20 @@ const BUILTIN: &[(&str, Price)] = &[
     ("gpt-5.1-codex", p(1.25, 10.0, 0.0, 0.125)),
     ("gpt-5.1-codex-max", p(1.25, 10.0, 0.0, 0.125)),
     ("gpt-5.1-codex-mini", p(0.25, 2.0, 0.0, 0.025)),
+    ("gpt-5.2", p(1.75, 14.0, 0.0, 0.175)),
+    ("gpt-5.2-codex", p(1.75, 14.0, 0.0, 0.175)),
     ("codex-mini-latest", p(1.50, 6.0, 0.0, 0.375)),
+    // The o-series variants are listed one by one: `o3` must not price `o3-pro` (ten times
+    // dearer) by family. Models without a cached-input discount bill cached input as input.
     ("o3", p(2.0, 8.0, 0.0, 0.50)),
     ("o3-mini", p(1.10, 4.40, 0.0, 0.55)),
+    ("o3-pro", p(20.0, 80.0, 0.0, 20.0)),
+    ("o3-deep-research", p(10.0, 40.0, 0.0, 2.50)),
     ("o4-mini", p(1.10, 4.40, 0.0, 0.275)),
+    ("o4-mini-deep-research", p(2.0, 8.0, 0.0, 0.50)),
     ("o1", p(15.0, 60.0, 0.0, 7.50)),
+    ("o1-mini", p(1.10, 4.40, 0.0, 0.55)),
+    ("o1-pro", p(150.0, 600.0, 0.0, 150.0)),
     ("gpt-4.1", p(2.0, 8.0, 0.0, 0.50)),
     ("gpt-4.1-mini", p(0.40, 1.60, 0.0, 0.10)),
     ("gpt-4.1-nano", p(0.10, 0.40, 0.0, 0.025)),
@@ -208,6 +220,32 @@ mod tests {
         assert_eq!(t.find("my-local-llama"), None);
         assert_eq!(t.find("claude-sonnet-45"), None, "a prefix must end at a separator");
         assert_eq!(t.find("gpt-50"), None);
+        // Variants that their family would misprice have their own entries.
+        for (model, price) in [
+            ("o1-mini", p(1.10, 4.40, 0.0, 0.55)),
+            ("o1-mini-2024-09-12", p(1.10, 4.40, 0.0, 0.55)),
+            ("o1-pro", p(150.0, 600.0, 0.0, 150.0)),
+            ("o1-pro-2025-03-19", p(150.0, 600.0, 0.0, 150.0)),
+            ("o1-2024-12-17", p(15.0, 60.0, 0.0, 7.50)),
+            ("o3-pro", p(20.0, 80.0, 0.0, 20.0)),
+            ("o3-pro-2025-06-10", p(20.0, 80.0, 0.0, 20.0)),
+            ("o3-deep-research", p(10.0, 40.0, 0.0, 2.50)),
+            ("o3-deep-research-2025-06-26", p(10.0, 40.0, 0.0, 2.50)),
+            ("o3-2025-04-16", p(2.0, 8.0, 0.0, 0.50)),
+            ("o4-mini-deep-research", p(2.0, 8.0, 0.0, 0.50)),
+            ("o4-mini-deep-research-2025-06-26", p(2.0, 8.0, 0.0, 0.50)),
+            ("gpt-5.2", p(1.75, 14.0, 0.0, 0.175)),
+            ("gpt-5.2-codex", p(1.75, 14.0, 0.0, 0.175)),
+            ("gpt-5.2-2025-12-11", p(1.75, 14.0, 0.0, 0.175)),
+            ("gpt-5.1-codex-max", p(1.25, 10.0, 0.0, 0.125)),
+        ] {
+            assert_eq!(t.find(model), Some(price), "{model}");
+        }
+        // A dot is part of a version, never the end of a family: an unlisted version is unpriced
+        // rather than priced as its major version.
+        for model in ["gpt-5.3-codex", "gpt-5.3", "gpt-5.10", "gpt-4.5-preview", "o3.5", "claude-sonnet-4.7"] {
+            assert_eq!(t.find(model), None, "{model}");
+        }
         assert_eq!(t.find(""), None);
     }
 

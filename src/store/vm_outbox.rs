@@ -8,7 +8,8 @@
 //! VictoriaMetrics is configured, so configuring one later backfills the whole history.
 //!
 //! The drainer (`query::vm::drain`) works in three steps:
-//! 1. [`claim_in`] (one write transaction): for up to N marked buckets, read the bucket's
+//! 1. [`claim_in`] (one write transaction): for up to N marked buckets (not too far in the
+//!    future, which VictoriaMetrics would drop), read the bucket's
 //!    *current* sums and assign it the next revision number, stored in [`VM_REVISIONS`] before
 //!    anything is sent, so a revision is never used twice with different values.
 //! 2. Send one sample per series of each bucket (its current value, with a timestamp derived from
@@ -128,12 +129,31 @@ pub struct Claim {
     pub revision_capped: bool,
 }
 
-/// Claims up to `max` queued buckets (in key order): assigns each its next revision (stored
-/// now) and reads its current sums and labels.
-pub fn claim_in(txn: &WriteTransaction, max: usize) -> Result<Claim, StoreError> {
+/// Up to `max` queued keys whose hour is at most `last_hour`, in key order. Keys sort by user
+/// and then hour, so a user's due keys are the start of its range and its later ones are
+/// skipped with one seek per user: buckets far in the future never hold back the rest.
+fn due_keys(outbox: &impl ReadableTable<RollupKey, ()>, last_hour: u32, max: usize) -> Result<Vec<RollupKey>, StoreError> {
+    let mut keys = Vec::new();
+    let mut from: RollupKey = (0, 0, 0, 0, 0, 0);
+    while keys.len() < max {
+        let Some(first) = outbox.range(from..)?.next() else { break };
+        let user = first?.0.value().0;
+        let due = (user, 0, 0, 0, 0, 0)..=(user, last_hour, u32::MAX, u32::MAX, u32::MAX, u32::MAX);
+        for row in outbox.range(due)?.take(max - keys.len()) {
+            keys.push(row?.0.value());
+        }
+        let Some(next) = user.checked_add(1) else { break };
+        from = (next, 0, 0, 0, 0, 0);
+    }
+    Ok(keys)
+}
+
+/// Claims up to `max` queued buckets (in key order) whose hour is at most `last_hour`: assigns
+/// each its next revision (stored now) and reads its current sums and labels. Later buckets stay
+/// queued until their time comes (VictoriaMetrics drops samples too far in the future).
+pub fn claim_in(txn: &WriteTransaction, max: usize, last_hour: u32) -> Result<Claim, StoreError> {
     let mut claim = Claim::default();
-    let keys: Vec<RollupKey> =
-        txn.open_table(VM_OUTBOX)?.iter()?.take(max).map(|row| row.map(|(k, _)| k.value())).collect::<Result<_, _>>()?;
+    let keys = due_keys(&txn.open_table(VM_OUTBOX)?, last_hour, max)?;
     let rollups = txn.open_table(ROLLUPS)?;
     let mut revisions = txn.open_table(VM_REVISIONS)?;
     let mut names = Names::new(txn)?;
@@ -252,6 +272,51 @@ impl Store {
         let txn = self.read()?;
         Ok(Backlog { buckets: txn.open_table(VM_OUTBOX)?.len()?, deletions: txn.open_table(VM_DELETIONS)?.len()? })
     }
+
+    /// Whether some queued bucket has an hour of at most `last_hour` (a read transaction, so
+    /// the drainer does not take the ingest writer's time when only future buckets wait).
+    pub fn vm_due(&self, last_hour: u32) -> Result<bool, StoreError> {
+        let txn = self.read()?;
+        Ok(!due_keys(&txn.open_table(VM_OUTBOX)?, last_hour, 1)?.is_empty())
+    }
+
+    /// The hour of the oldest usage still waiting in the outbox (one seek per user with queued
+    /// buckets, since keys sort by user and then hour).
+    pub fn vm_oldest_hour(&self) -> Result<Option<u32>, StoreError> {
+        let txn = self.read()?;
+        let outbox = txn.open_table(VM_OUTBOX)?;
+        let mut oldest: Option<u32> = None;
+        let mut from: RollupKey = (0, 0, 0, 0, 0, 0);
+        while let Some(first) = outbox.range(from..)?.next() {
+            let (user, hour, ..) = first?.0.value();
+            oldest = Some(oldest.map_or(hour, |o| o.min(hour)));
+            let Some(next) = user.checked_add(1) else { break };
+            from = (next, 0, 0, 0, 0, 0);
+        }
+        Ok(oldest)
+    }
+
+    /// One user's queued buckets: how many, and the hour of the oldest. Counting walks the
+    /// user's keys (there are at most as many as the user has rollup buckets).
+    pub fn vm_user_backlog(&self, user: u32) -> Result<UserBacklog, StoreError> {
+        let txn = self.read()?;
+        let outbox = txn.open_table(VM_OUTBOX)?;
+        let mut backlog = UserBacklog::default();
+        for row in outbox.range((user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX))? {
+            let hour = row?.0.value().1;
+            backlog.oldest_hour.get_or_insert(hour);
+            backlog.buckets += 1;
+        }
+        Ok(backlog)
+    }
+}
+
+/// What waits in the outbox for one user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserBacklog {
+    pub buckets: u64,
+    /// The hour (hours since the epoch) of the oldest queued bucket.
+    pub oldest_hour: Option<u32>,
 }
 
 /// Id-to-label lookups with a cache, inside one transaction.
@@ -347,7 +412,7 @@ mod tests {
         let (_d, s, user, dev) = setup();
         let key = (user, 10, dev.id, 0, 0, 0);
         put_rollup(&s, key, &[("input", 5), ("output", 7)]);
-        let c = s.write(|t| claim_in(t, 10)).unwrap();
+        let c = s.write(|t| claim_in(t, 10, u32::MAX)).unwrap();
         assert_eq!(c.buckets.len(), 1);
         let b = &c.buckets[0];
         assert_eq!((b.revision, b.events, b.labels.device), (1, 1, dev.uuid));
@@ -357,7 +422,7 @@ mod tests {
         let sent = vec![(b.key, b.record.clone())];
         assert_eq!(s.write(|t| ack_in(t, &sent, &[])).unwrap(), 1);
         assert_eq!(s.vm_backlog().unwrap().buckets, 1);
-        let c = s.write(|t| claim_in(t, 10)).unwrap();
+        let c = s.write(|t| claim_in(t, 10, u32::MAX)).unwrap();
         let b = &c.buckets[0];
         assert_eq!(b.revision, 2);
         assert_eq!(b.tokens, vec![("input".into(), 5), ("output".into(), 0)], "a column that went to zero is sent as 0");
@@ -370,17 +435,53 @@ mod tests {
     fn device_deletion_replaces_marks_by_a_series_deletion() {
         let (_d, s, user, dev) = setup();
         put_rollup(&s, (user, 10, dev.id, 0, 0, 0), &[("input", 5)]);
-        s.write(|t| claim_in(t, 10)).unwrap();
+        s.write(|t| claim_in(t, 10, u32::MAX)).unwrap();
         put_rollup(&s, (user, 11, dev.id, 0, 0, 0), &[("input", 5)]);
         s.write(|t| crate::store::devices::delete_in(t, dev.id, 2)).unwrap();
         assert_eq!(s.vm_backlog().unwrap(), Backlog { buckets: 0, deletions: 1 });
-        let c = s.write(|t| claim_in(t, 10)).unwrap();
+        let c = s.write(|t| claim_in(t, 10, u32::MAX)).unwrap();
         assert!(c.buckets.is_empty());
         let deletions = s.vm_pending_deletions(10).unwrap();
         assert_eq!(deletions, vec![dev.uuid]);
         assert_eq!(s.read().unwrap().open_table(VM_REVISIONS).unwrap().len().unwrap(), 0);
         s.write(|t| ack_in(t, &[], &deletions)).unwrap();
         assert!(s.vm_backlog().unwrap().is_empty());
+    }
+
+    #[test]
+    fn future_buckets_wait_without_holding_back_the_rest() {
+        let (_d, s, user, dev) = setup();
+        let other = s
+            .create_user(NewUser { username: "v".into(), role: Role::User, status: UserStatus::Active, password_hash: None, oidc_subject: None })
+            .unwrap();
+        let AuthDevice::Ready(dev2) = s.auth_device(other.id, "k2", "desktop", 1).unwrap() else { panic!() };
+        // The first user's future hours sort before everything of the second user.
+        for hour in [500, 900, 901] {
+            put_rollup(&s, (user, hour, dev.id, 0, 0, 0), &[("input", 1)]);
+        }
+        put_rollup(&s, (user, 10, dev.id, 0, 0, 0), &[("input", 1)]);
+        put_rollup(&s, (other.id, 20, dev2.id, 0, 0, 0), &[("input", 1)]);
+        put_rollup(&s, (other.id, 950, dev2.id, 0, 0, 0), &[("input", 1)]);
+        assert_eq!(s.vm_oldest_hour().unwrap(), Some(10));
+        assert_eq!(s.vm_user_backlog(user).unwrap(), UserBacklog { buckets: 4, oldest_hour: Some(10) });
+        assert_eq!(s.vm_user_backlog(other.id).unwrap(), UserBacklog { buckets: 2, oldest_hour: Some(20) });
+        assert_eq!(s.vm_user_backlog(other.id + 1).unwrap(), UserBacklog::default());
+        assert!(s.vm_due(10).unwrap() && !s.vm_due(9).unwrap());
+
+        let hours = |c: &Claim| c.buckets.iter().map(|b| (b.key.0, b.hour)).collect::<Vec<_>>();
+        let c = s.write(|t| claim_in(t, 10, 500)).unwrap();
+        assert_eq!(hours(&c), vec![(user, 10), (user, 500), (other.id, 20)]);
+        // `max` counts across users.
+        assert_eq!(hours(&s.write(|t| claim_in(t, 2, 500)).unwrap()), vec![(user, 10), (user, 500)]);
+        let sent: Vec<_> = c.buckets.iter().map(|b| (b.key, b.record.clone())).collect();
+        s.write(|t| ack_in(t, &sent, &[])).unwrap();
+        // Only future buckets wait: nothing is due, nothing is claimed, nothing is lost.
+        assert!(!s.vm_due(500).unwrap());
+        assert!(s.write(|t| claim_in(t, 10, 500)).unwrap().buckets.is_empty());
+        assert_eq!(s.vm_backlog().unwrap().buckets, 3);
+        assert_eq!(s.vm_oldest_hour().unwrap(), Some(900));
+        // Their time comes.
+        assert_eq!(hours(&s.write(|t| claim_in(t, 10, 950)).unwrap()), vec![(user, 900), (user, 901), (other.id, 950)]);
     }
 
     #[test]
@@ -391,7 +492,7 @@ mod tests {
         let (_d, s, user, dev) = setup();
         put_rollup(&s, (user, 1, dev.id, 0, 0, 0), &[("input", 1)]);
         put_rollup(&s, (user, 2, dev.id, 0, 0, 0), &[("input", 1)]);
-        let c = s.write(|t| claim_in(t, 10)).unwrap();
+        let c = s.write(|t| claim_in(t, 10, u32::MAX)).unwrap();
         let sent: Vec<_> = c.buckets.iter().map(|b| (b.key, b.record.clone())).collect();
         s.write(|t| ack_in(t, &sent, &[])).unwrap();
         assert_eq!(s.write(requeue_all_in).unwrap(), 2);

@@ -77,11 +77,16 @@ pub fn batch_of(provider: &str, events: &[Ev<'_>]) -> SyncBatchPayload {
 /// Syncs `events` as `token` from the device `device_key` (named `device_name`); returns the
 /// device id from AUTH_OK.
 pub async fn sync(s: &TestServer, token: &str, device_key: &str, device_name: &str, provider: &str, events: &[Ev<'_>]) -> String {
+    sync_batch(s, token, device_key, device_name, &batch_of(provider, events)).await
+}
+
+/// Syncs one prepared batch (e.g. with other token columns); returns the device id.
+pub async fn sync_batch(s: &TestServer, token: &str, device_key: &str, device_name: &str, batch: &SyncBatchPayload) -> String {
     let mut c = SyncClient::plain(s.sync).await;
-    let mut auth = auth_payload(token, device_key, provider);
+    let mut auth = auth_payload(token, device_key, &batch.provider);
     auth.device_name = device_name.into();
     let id = c.auth(&auth).await.device_id().to_owned();
-    c.batch(&batch_of(provider, events)).await.expect("batch acknowledged");
+    c.batch(batch).await.expect("batch acknowledged");
     id
 }
 

@@ -33,6 +33,8 @@ pub struct VictoriaMetrics {
     pub port: u16,
     data: tempfile::TempDir,
     log: PathBuf,
+    /// The flags besides the address and data directory.
+    flags: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -48,11 +50,17 @@ fn agent() -> ureq::Agent {
 }
 
 impl VictoriaMetrics {
-    /// Starts VictoriaMetrics and waits until it answers /health.
+    /// Starts VictoriaMetrics with [`REQUIRED_FLAGS`] and waits until it answers /health.
     pub fn start() -> VictoriaMetrics {
+        VictoriaMetrics::start_with_flags(REQUIRED_FLAGS)
+    }
+
+    /// Starts VictoriaMetrics with these flags (e.g. wrong ones) and waits until it answers.
+    pub fn start_with_flags(flags: &[&str]) -> VictoriaMetrics {
         let data = tempfile::tempdir().unwrap();
         let log = data.path().join("vm.log");
-        let mut vm = VictoriaMetrics { child: None, port: 0, data, log };
+        let flags = flags.iter().map(|f| f.to_string()).collect();
+        let mut vm = VictoriaMetrics { child: None, port: 0, data, log, flags };
         for _ in 0..5 {
             vm.port = free_port();
             if vm.spawn() {
@@ -67,7 +75,7 @@ impl VictoriaMetrics {
         let child = Command::new(VM_BIN)
             .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
             .arg(format!("-storageDataPath={}", self.data.path().join("storage").display()))
-            .args(REQUIRED_FLAGS)
+            .args(&self.flags)
             .arg("-loggerLevel=WARN")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -102,6 +110,12 @@ impl VictoriaMetrics {
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let _ = child.wait();
         }
+    }
+
+    /// Starts it again on the same port with the same data and other flags.
+    pub fn restart_with_flags(&mut self, flags: &[&str]) {
+        self.flags = flags.iter().map(|f| f.to_string()).collect();
+        self.restart();
     }
 
     /// Starts it again on the same port with the same data.

@@ -16,6 +16,7 @@ use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
 use crate::http::response::{json, ok, HttpResponse};
+use crate::query::vm::drain::hour_rfc3339;
 use crate::store::{now_secs, StoreError};
 use crate::store::settings::REGISTRATION_MODE;
 use crate::store::users::{delete_user_in, user_in, Role, User, UserError, UserStatus};
@@ -258,11 +259,12 @@ pub async fn delete_device(app: &Arc<App>, req: Request, raw_id: &str) -> Result
 
 pub async fn server_info(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     guard::admin(app, &req).await?;
-    let (stats, mode, backlog) =
-        app.blocking(|a| Ok::<_, StoreError>((a.store.stats()?, a.registration_mode()?, a.store.vm_backlog()?))).await??;
+    let (stats, mode, backlog, oldest) = app
+        .blocking(|a| Ok::<_, StoreError>((a.store.stats()?, a.registration_mode()?, a.store.vm_backlog()?, a.store.vm_oldest_hour()?)))
+        .await??;
     let victoriametrics = match &app.query.vm {
-        Some(vm) => json!(vm.status.view(backlog)),
-        None => json!({ "configured": false, "outbox": backlog }),
+        Some(vm) => json!(vm.status.view(backlog, oldest)),
+        None => json!({ "configured": false, "outbox": backlog, "outbox_oldest_hour": oldest.and_then(hour_rfc3339) }),
     };
     Ok(ok(&json!({
         "version": env!("CARGO_PKG_VERSION"),

@@ -14,6 +14,7 @@ use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
 use crate::http::response::{ok, HttpResponse};
+use crate::query::vm::drain::hour_rfc3339;
 use crate::store::devices::{delete_in, Device, MAX_NAME_CHARS};
 use crate::store::now_secs;
 use crate::store::users::User;
@@ -21,13 +22,19 @@ use crate::store::users::User;
 const NO_DEVICE: &str = "device not found";
 
 /// The account, plus whether the PromQL endpoints are available (VictoriaMetrics configured)
-/// and how much usage still waits to reach VictoriaMetrics.
+/// and how much of the caller's own usage still waits to reach VictoriaMetrics: the number of
+/// queued hourly buckets and the hour of the oldest (other users' backlog is not theirs to see).
 pub async fn me(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     let user = guard::user(app, &req).await?;
     let mut body = views::user(&user);
     let configured = app.query.vm.is_some();
-    let backlog = app.blocking(|a| a.store.vm_backlog()).await??;
-    body["victoriametrics"] = json!({ "configured": configured, "outbox_pending": backlog.buckets + backlog.deletions });
+    let id = user.id;
+    let backlog = app.blocking(move |a| a.store.vm_user_backlog(id)).await??;
+    body["victoriametrics"] = json!({
+        "configured": configured,
+        "outbox_pending": backlog.buckets,
+        "outbox_oldest_hour": backlog.oldest_hour.and_then(hour_rfc3339),
+    });
     Ok(ok(&body))
 }
 

@@ -15,6 +15,7 @@ use crate::query::time::parse_toki_time;
 use crate::query::toki::{eval, parse};
 use crate::query::vm::proxy::{self, Proxied, Scope};
 use crate::query::vm::Vm;
+use crate::store::users::Role;
 use crate::store::{now_ms, StoreError};
 
 const NOT_CONFIGURED: &str = "PromQL proxy not available: VictoriaMetrics not configured";
@@ -36,6 +37,9 @@ pub async fn toki(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError
         eval::TokiError::TooManyRows => {
             ApiError::bad_request(format!("query: the answer would have more than {} rows; use a shorter window or a filter", eval::MAX_ROWS))
         }
+        eval::TokiError::TooManyEvents(max) => ApiError::bad_request(format!(
+            "query: it would read more than {max} raw events (queries about sessions read every event of the window); use a shorter window"
+        )),
         eval::TokiError::Store(e) => e.into(),
     })?;
     Ok(ok(&result))
@@ -59,7 +63,8 @@ pub async fn promql(app: &Arc<App>, req: Request, kind: PromKind) -> Result<Http
     forward(vm, proxied).await
 }
 
-/// `GET /api/v1/teams/:team_id/query_range`: over the series of the team's members; for members.
+/// `GET /api/v1/teams/:team_id/query_range`: over the series of the team's members; for members
+/// and admins.
 pub async fn team_range(app: &Arc<App>, req: Request, raw_team: &str) -> Result<HttpResponse, ApiError> {
     let caller = guard::user(app, &req).await?;
     let vm = configured(app)?;
@@ -77,7 +82,8 @@ pub async fn team_range(app: &Arc<App>, req: Request, raw_team: &str) -> Result<
         })
         .await??
         .ok_or_else(|| ApiError::not_found("team not found"))?;
-    if !members.iter().any(|(id, _)| *id == caller.id) {
+    // Admins may read any team, as they may read all usage (`/api/v1/usage?team=` agrees).
+    if caller.role != Role::Admin && !members.iter().any(|(id, _)| *id == caller.id) {
         return Err(ApiError::forbidden("you are not a member of this team"));
     }
     let scope = Scope::Users(members.into_iter().map(|(_, uuid)| uuid).collect());

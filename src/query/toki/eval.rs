@@ -2,8 +2,10 @@
 //! CLI parses (compat.md §6.2, §6.4): one instant vector whose samples carry the window's sums.
 //!
 //! The window `[start, end)` is read at millisecond precision: rollups for its whole hours and
-//! raw events for the partial hours at its edges. Queries about sessions (grouping, filtering or
-//! the `sessions` metric) read raw events for the whole window, since rollups have no session.
+//! raw events for the partial hours at its edges, as compat.md §6.4 asks. (The native usage API
+//! widens its window to whole hours instead; the two agree for whole-hour windows.) Queries about
+//! sessions (grouping, filtering or the `sessions` metric) read raw events for the whole window,
+//! since rollups have no session, up to [`MAX_SCANNED_EVENTS`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -79,12 +81,18 @@ fn matches_any(m: &Matcher, values: &[String]) -> bool {
 
 /// Most rows one answer may have (each row is up to four samples and more).
 pub const MAX_ROWS: usize = 50_000;
+/// Most raw events one query may read. Queries about sessions read every event of the window
+/// (rollups have no session), which over a long window of a busy user would take a long time;
+/// beyond this the query is refused with a hint to shorten the window.
+pub const MAX_SCANNED_EVENTS: u64 = 5_000_000;
 
 /// Why a query has no answer.
 #[derive(Debug)]
 pub enum TokiError {
     /// More than [`MAX_ROWS`] rows.
     TooManyRows,
+    /// It would read more raw events than its limit (the limit is given).
+    TooManyEvents(u64),
     Store(StoreError),
 }
 
@@ -96,6 +104,19 @@ impl From<StoreError> for TokiError {
 
 /// Runs `q` over `user`'s usage in `[start_ms, end_ms)` (before `offset`).
 pub fn run(store: &Store, prices: &PriceTable, user: u32, q: &TokiQuery, start_ms: i64, end_ms: i64) -> Result<Value, TokiError> {
+    run_capped(store, prices, user, q, start_ms, end_ms, MAX_SCANNED_EVENTS)
+}
+
+/// [`run`], reading at most `max_events` raw events.
+pub fn run_capped(
+    store: &Store,
+    prices: &PriceTable,
+    user: u32,
+    q: &TokiQuery,
+    start_ms: i64,
+    end_ms: i64,
+    max_events: u64,
+) -> Result<Value, TokiError> {
     let (start_ms, end_ms) = ((start_ms - q.offset_ms).max(0), (end_ms - q.offset_ms).max(0));
     let group = match q.metric {
         Metric::Sessions => Some(Label::Session),
@@ -112,8 +133,16 @@ pub fn run(store: &Store, prices: &PriceTable, user: u32, q: &TokiQuery, start_m
     let mut columns: HashMap<u32, (String, bool, Column)> = HashMap::new();
     let mut model_prices: HashMap<u32, Option<Price>> = HashMap::new();
     let mut groups: BTreeMap<String, GroupSums> = BTreeMap::new();
+    let mut scanned: u64 = 0;
 
     let mut add = |u: &Usage<'_>| -> Result<(), TokiError> {
+        // Only raw events carry a session; every one read counts, filtered out or not.
+        if u.session.is_some() {
+            scanned += 1;
+            if scanned > max_events {
+                return Err(TokiError::TooManyEvents(max_events));
+            }
+        }
         let session = u.session.unwrap_or(0);
         let ids = [(Label::Model, u.model), (Label::Project, u.project), (Label::Provider, u.provider), (Label::Device, u.device), (Label::Session, session)];
         for (label, id) in ids {
@@ -188,7 +217,9 @@ pub fn run(store: &Store, prices: &PriceTable, user: u32, q: &TokiQuery, start_m
                 for t in standard {
                     sample(&[("type", t)], sums.types.get(*t).copied().unwrap_or(0).to_string());
                 }
-                for (t, n) in sums.types.iter().filter(|(t, _)| !STANDARD.contains(&t.as_str())) {
+                // Columns the client has no place for (other providers' own) would be warned
+                // about and counted as input (compat.md §6.2): only sent when asked for by name.
+                for (t, n) in sums.types.iter().filter(|(t, _)| !STANDARD.contains(&t.as_str()) && asked_for(&type_filters, t)) {
                     sample(&[("type", t)], n.to_string());
                 }
             }
@@ -198,6 +229,12 @@ pub fn run(store: &Store, prices: &PriceTable, user: u32, q: &TokiQuery, start_m
         }
     }
     Ok(json!({ "status": "success", "data": { "resultType": "vector", "result": result } }))
+}
+
+/// Whether the query asks for the type `t` explicitly: a `type="…"` or `type=~"…"` filter
+/// matches it (every filter passing it is checked when summing).
+fn asked_for(type_filters: &[&Filter], t: &str) -> bool {
+    type_filters.iter().any(|f| matches!(f.matcher, Matcher::Eq(_) | Matcher::Re(_)) && f.matcher.matches(t))
 }
 
 /// The labels of a group's samples: its value in `model` (the client builds rows from it; "no
@@ -216,4 +253,64 @@ fn group_labels(group: Option<Label>, key: &str) -> Map<String, Value> {
         m.insert(label.as_str().into(), json!(key));
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap as Map;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ingest::{BatchJob, Ingest};
+    use crate::query::time::HOUR_MS;
+    use crate::query::toki::parse::parse;
+    use crate::store::devices::AuthDevice;
+    use crate::sync::wire::{StoredEvent, SyncBatchPayload, SyncItem};
+
+    /// Ten Claude events in one hour (two sessions) and a store to query them in.
+    async fn ten_events() -> (tempfile::TempDir, Arc<Store>, u32, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("t.redb")).unwrap());
+        let (ingest, thread) = Ingest::start(Arc::clone(&store)).unwrap();
+        let user = 1;
+        let AuthDevice::Ready(device) = store.auth_device(user, "k", "laptop", 1).unwrap() else { panic!() };
+        let hour = 490_000 * HOUR_MS;
+        let items = (0..10)
+            .map(|i| SyncItem {
+                ts_ms: hour + i * 1000,
+                message_id: format!("msg_{i}"),
+                event: StoredEvent { model_id: 0, session_id: 1 + (i % 2) as u32, source_file_id: 0, project_name_id: 0, tokens: vec![1, 2, 3, 4] },
+                usage_total: 10,
+                is_correction: false,
+            })
+            .collect();
+        let batch = SyncBatchPayload {
+            items,
+            dict: Map::from([(0, "claude-sonnet-4-5".into()), (1, "s1".into()), (2, "s2".into())]),
+            provider: "claude_code".into(),
+            token_columns: ["input", "output", "cache_create", "cache_read"].map(String::from).to_vec(),
+        };
+        ingest.submit(BatchJob { device: device.id, user, batch }).await.unwrap();
+        drop(ingest);
+        thread.join().unwrap();
+        (dir, store, user, hour)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn raw_event_scans_are_capped() {
+        let (_dir, store, user, hour) = ten_events().await;
+        let prices = PriceTable::builtin();
+        let run = |q: &str, start: i64, end: i64, cap: u64| run_capped(&store, &prices, user, &parse(q).unwrap(), start, end, cap);
+        let sessions = "sum by (session) (usage)";
+        assert!(matches!(run(sessions, hour, hour + HOUR_MS, 9), Err(TokiError::TooManyEvents(9))));
+        assert!(matches!(run("sessions", 0, hour + HOUR_MS, 5), Err(TokiError::TooManyEvents(5))));
+        assert!(matches!(run("usage{session=\"s1\"}", 0, hour + HOUR_MS, 5), Err(TokiError::TooManyEvents(5))), "filtered-out events count");
+        let v = run(sessions, hour, hour + HOUR_MS, 10).unwrap();
+        assert_eq!(v["data"]["result"].as_array().unwrap().len(), 8, "two sessions, four types");
+        // A shorter window reads fewer events.
+        assert!(run(sessions, hour, hour + 5000, 5).is_ok());
+        // Whole hours come from the rollups and read no raw events.
+        assert!(run("sum by (model) (usage)", hour, hour + HOUR_MS, 0).is_ok());
+        assert!(matches!(run("sum by (model) (usage)", hour + 1, hour + HOUR_MS, 5), Err(TokiError::TooManyEvents(5))), "a partial hour reads events");
+    }
 }

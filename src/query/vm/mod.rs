@@ -4,6 +4,7 @@
 //! The series and why they never double count are described in [`samples`].
 
 pub mod drain;
+pub mod flags;
 pub mod proxy;
 pub mod samples;
 
@@ -69,6 +70,16 @@ impl VmClient {
         }
         let text = String::from_utf8_lossy(&reply.body[..reply.body.len().min(300)]).into_owned();
         Err(format!("{what}: VictoriaMetrics answered {}: {}", reply.status, text.trim()))
+    }
+
+    /// The flags VictoriaMetrics was started with (`/flags`, text), for [`flags::problems`].
+    pub fn flags(&self) -> Result<String, String> {
+        let url = format!("{}/flags", self.base);
+        let resp = self.agent.get(&url).call().map_err(|e| format!("reading /flags: {e}"))?;
+        let reply = Self::read(resp)?;
+        let body = String::from_utf8_lossy(&reply.body).into_owned();
+        Self::expect_success("reading /flags", reply)?;
+        Ok(body)
     }
 
     /// Sends samples in VictoriaMetrics' JSON line format (`/api/v1/import`).

@@ -23,7 +23,7 @@ pub const MAX_POINTS: f64 = 11_000.0;
 /// Whose data a query may see.
 pub enum Scope {
     User(Uuid),
-    /// A team's members (at least one: the caller).
+    /// A team's members (none at all for an empty team read by an admin).
     Users(Vec<Uuid>),
 }
 
@@ -39,6 +39,9 @@ pub struct Proxied {
 fn isolation(scope: &Scope) -> (String, String) {
     match scope {
         Scope::User(u) => ("extra_label".into(), format!("user={u}")),
+        // No user id is this, so an empty team sees nothing (an empty regex would match
+        // series without a `user` label).
+        Scope::Users(users) if users.is_empty() => ("extra_filters[]".into(), "{user=\"(no members)\"}".into()),
         Scope::Users(users) => {
             let alternatives: Vec<String> = users.iter().map(Uuid::to_string).collect();
             ("extra_filters[]".into(), format!("{{user=~\"{}\"}}", alternatives.join("|")))
@@ -137,6 +140,8 @@ mod tests {
         let p = range(get(&[("query", "up"), ("start", "0"), ("end", "3600"), ("step", "1m")]), &Scope::Users(vec![u, v])).unwrap();
         assert_eq!(p.params.last().unwrap(), &("extra_filters[]".to_owned(), format!("{{user=~\"{u}|{v}\"}}")));
         assert_eq!(p.params[3], ("step".to_owned(), "60000ms".to_owned()));
+        let p = range(get(&[("query", "up"), ("start", "0"), ("end", "3600"), ("step", "1m")]), &Scope::Users(vec![])).unwrap();
+        assert_eq!(p.params.last().unwrap(), &("extra_filters[]".to_owned(), "{user=\"(no members)\"}".to_owned()));
     }
 
     #[test]

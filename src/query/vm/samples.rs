@@ -17,7 +17,7 @@
 //! later version (its tokens, model and even its hour may change: two buckets change), or when a
 //! device is deleted. Every send of a bucket gets a new **revision** r (1, 2, …, stored before the
 //! send), and its samples are stamped `hour start + r` milliseconds. VictoriaMetrics runs with
-//! `-dedup.minScrapeInterval=1h`, which keeps only the sample with the largest timestamp in each
+//! `-dedup.minScrapeInterval=1h` (the drainer checks, see `flags`), which keeps only the sample with the largest timestamp in each
 //! hour `(k·1h, (k+1)·1h]` of a series; since `1 <= r <= 3,600,000`, all revisions of a bucket
 //! share one such interval and the newest revision wins. Re-sending a revision (a retried
 //! request) repeats the same value at the same timestamp, which deduplication also collapses.
