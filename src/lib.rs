@@ -176,6 +176,14 @@ pub async fn launch(
         fingerprint = %tls.fingerprint,
         "sync listening (TLS and plaintext); TLS certificate SHA-256 fingerprint shown"
     );
+    // Also on stdout, like the generated admin password: the log line above is filtered out at
+    // log level warn, and users need the fingerprint to check the certificate a client sees.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "toki-sync: sync TLS certificate {} SHA-256 fingerprint {}", tls.cert_path.display(), tls.fingerprint);
+        let _ = out.flush();
+    }
     Ok(Server {
         http_addr,
         sync_addr,

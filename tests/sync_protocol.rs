@@ -7,6 +7,7 @@ mod common;
 
 use common::sync_client::*;
 use common::*;
+use toki_sync::sync::wire::AuthPayload;
 use toki_sync::auth::jwt::{Jwt, TokenType};
 use toki_sync::config::PlaintextPolicy;
 use toki_sync::store::users::UserStatus;
@@ -300,10 +301,10 @@ async fn malformed_frames_close_only_their_connection() {
     let mut c = SyncClient::plain(s.sync).await;
     c.send(SYNC_BATCH, &raw).await;
     assert!(c.closed_by_server().await, "batch before AUTH");
-    // An oversized AUTH.
+    // An AUTH announcing more than the 16 MiB frame limit: closed at once, nothing read.
     let mut c = SyncClient::plain(s.sync).await;
-    c.send_raw(&[1, 0, 0, 0, 0, 0, 0, 1]).await;
-    assert!(c.closed_by_server().await, "16 MiB AUTH");
+    c.send_raw(&[1, 0, 0, 0, 1, 0, 0, 1]).await;
+    assert!(c.closed_by_server().await, "AUTH over 16 MiB");
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("unknown type", frame(0x99, b"")),
@@ -344,13 +345,6 @@ async fn malformed_frames_close_only_their_connection() {
     }
     healthy.ping().await;
     assert_eq!(event_count(&s.app().store), 1);
-}
-
-fn frame(kind: u32, payload: &[u8]) -> Vec<u8> {
-    let mut f = kind.to_le_bytes().to_vec();
-    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    f.extend_from_slice(payload);
-    f
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -427,9 +421,256 @@ fn acked_batches_survive_kill_9() {
         c.auth(&auth_payload(&token, "k9", "claude_code")).await.device_id();
         assert_eq!(c.last_ts("claude_code").await, 1_499, "the ACKed batch and its cursor survived");
     });
-    assert!(server.stop().0);
+    let (clean, stdout) = server.stop();
+    assert!(clean);
+    assert!(stdout.contains("SHA-256 fingerprint"), "the TLS fingerprint is printed at start-up: {stdout}");
     let (code, out, err) = admin(dir.path(), &["stats", "--json"], None);
     assert_eq!(code, 0, "{err}");
     let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(stats["events"], 500);
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
+}
+
+/// protocol.md §13, byte for byte: the test client's encoder against the hex written in the
+/// protocol (not against the server's encoder), and its decoder on the server's replies.
+#[test]
+fn test_client_matches_the_protocol_vectors() {
+    use toki_sync::sync::wire::{AuthErrPayload, AuthOkPayload, GetLastTsPayload, LastTsPayload, SyncAckPayload, SyncErrPayload};
+    let auth = AuthPayload {
+        jwt: "J".into(),
+        device_name: "mb".into(),
+        schema_version: 3,
+        provider: "codex".into(),
+        device_key: "K".into(),
+        protocol_version: 1,
+    };
+    assert_eq!(
+        frame(AUTH, &encode(&auth)),
+        hex("01 00 00 00 2f 00 00 00
+             01 00 00 00 00 00 00 00 4a
+             02 00 00 00 00 00 00 00 6d 62
+             03 00 00 00
+             05 00 00 00 00 00 00 00 63 6f 64 65 78
+             01 00 00 00 00 00 00 00 4b
+             01 00")
+    );
+    assert_eq!(
+        frame(GET_LAST_TS, &encode(&GetLastTsPayload { provider: "codex".into() })),
+        hex("10 00 00 00 0d 00 00 00 05 00 00 00 00 00 00 00 63 6f 64 65 78")
+    );
+    assert_eq!(frame(PING, &[]), hex("30 00 00 00 00 00 00 00"));
+
+    // Server replies: split the header, decode the payload with the client's decoder.
+    let reply = |bytes: Vec<u8>| -> (u32, Vec<u8>) {
+        let len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        assert_eq!(len, bytes.len() - 8);
+        (u32::from_le_bytes(bytes[..4].try_into().unwrap()), bytes[8..].to_vec())
+    };
+    let (k, p) = reply(hex("02 00 00 00 09 00 00 00 01 00 00 00 00 00 00 00 4b"));
+    assert_eq!((k, decode::<AuthOkPayload>(&p).unwrap().device_id), (AUTH_OK, "K".to_owned()));
+    let (k, p) = reply(hex("03 00 00 00 0a 00 00 00 01 00 00 00 00 00 00 00 78 01"));
+    let e = decode::<AuthErrPayload>(&p).unwrap();
+    assert_eq!((k, e.reason.as_str(), e.reset_required), (AUTH_ERR, "x", true));
+    let (k, p) = reply(hex("11 00 00 00 08 00 00 00 00 68 e5 cf 8b 01 00 00"));
+    assert_eq!((k, decode::<LastTsPayload>(&p).unwrap().ts_ms), (LAST_TS, 1_700_000_000_000));
+    let (k, p) = reply(hex("21 00 00 00 08 00 00 00 ff ff ff ff ff ff ff ff"));
+    assert_eq!((k, decode::<SyncAckPayload>(&p).unwrap().last_ts_ms), (SYNC_ACK, -1));
+    let (k, p) = reply(hex("22 00 00 00 09 00 00 00 01 00 00 00 00 00 00 00 65"));
+    assert_eq!((k, decode::<SyncErrPayload>(&p).unwrap().reason), (SYNC_ERR, "e".to_owned()));
+    assert_eq!(reply(hex("31 00 00 00 00 00 00 00")), (PONG, vec![]));
+
+    // The SYNC_BATCH vector (137 bytes), field by field as the protocol's table lists them.
+    let b = toki_sync::sync::wire::SyncBatchPayload {
+        items: vec![toki_sync::sync::wire::SyncItem {
+            ts_ms: 1,
+            message_id: "a".into(),
+            event: toki_sync::sync::wire::StoredEvent {
+                model_id: 0,
+                session_id: 0,
+                source_file_id: 0,
+                project_name_id: 0,
+                tokens: vec![1, 2, 3, 4],
+            },
+            usage_total: 10,
+            is_correction: false,
+        }],
+        dict: [(0, "m".to_owned())].into_iter().collect(),
+        provider: "x".into(),
+        token_columns: vec!["i".into()],
+    };
+    let payload = hex("01 00 00 00 00 00 00 00
+                       01 00 00 00 00 00 00 00
+                       01 00 00 00 00 00 00 00 61
+                       00 00 00 00  00 00 00 00  00 00 00 00  00 00 00 00
+                       04 00 00 00 00 00 00 00
+                       01 00 00 00 00 00 00 00  02 00 00 00 00 00 00 00  03 00 00 00 00 00 00 00  04 00 00 00 00 00 00 00
+                       0a 00 00 00 00 00 00 00
+                       00
+                       01 00 00 00 00 00 00 00
+                       00 00 00 00  01 00 00 00 00 00 00 00 6d
+                       01 00 00 00 00 00 00 00 78
+                       01 00 00 00 00 00 00 00  01 00 00 00 00 00 00 00 69");
+    assert_eq!(payload.len(), 137);
+    let batch_frame = frame(SYNC_BATCH, &encode(&b));
+    assert_eq!(&batch_frame[..8], &hex("20 00 00 00 89 00 00 00")[..]);
+    assert_eq!(&batch_frame[8..], &payload[..]);
+    let z = compress(&payload);
+    assert_eq!(&z[..4], &hex("28 b5 2f fd")[..]);
+    assert_eq!(zstd::decode_all(&z[..]).unwrap(), payload);
+
+    // Decoding checks: a trailing byte is ignored; a SyncItem without its last byte and a bool
+    // byte 02 fail.
+    assert_eq!(decode::<LastTsPayload>(&hex("00 68 e5 cf 8b 01 00 00 aa")).unwrap().ts_ms, 1_700_000_000_000);
+    let err = decode::<toki_sync::sync::wire::SyncItem>(&payload[8..89]).unwrap_err();
+    assert!(err.contains("unexpected end of file") || err.contains("UnexpectedEof"), "{err}");
+    let mut bad_bool = payload.clone();
+    bad_bool[89] = 2;
+    assert!(decode::<toki_sync::sync::wire::SyncBatchPayload>(&bad_bool).is_err());
+}
+
+/// Token counts near u64::MAX in one rollup bucket: the server neither panics (debug build: the
+/// writer thread would die) nor wraps; sums are clamped and later batches are still ACKed.
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_token_values_saturate_and_the_server_keeps_acking() {
+    let s = TestServer::start().await;
+    let token = access_token(&s.client()).await;
+    let mut c = session(&s, &token, "huge", "codex").await;
+    let max = u64::MAX;
+    let huge = |ts: i64, tokens: [u64; 4]| {
+        let mut it = item(ts, "codex", 0, [0; 4]);
+        it.event.tokens = tokens.to_vec();
+        it.usage_total = max;
+        it
+    };
+    let items: Vec<_> = (0..3).map(|i| huge(1_000 + i, [max, 1 << 62, max - 1, 1])).collect();
+    assert_eq!(c.batch(&batch("codex", items.clone())).await, Ok(1_002));
+    // The same bucket again, a retransmission (subtracting saturated sums) and new events.
+    assert_eq!(c.batch(&batch("codex", items)).await, Ok(1_002));
+    let more: Vec<_> = (0..3).map(|i| huge(2_000 + i, [max, 1 << 62, 0, 0])).collect();
+    assert_eq!(c.batch(&batch("codex", more)).await, Ok(2_002));
+    c.ping().await;
+    // Another device is served as usual.
+    let mut other = session(&s, &token, "normal", "codex").await;
+    assert_eq!(other.batch(&batch("codex", vec![item(5, "codex", 0, [1, 2, 3, 4])])).await, Ok(5));
+
+    let user = admin_id(&s);
+    let store = &s.app().store;
+    let names = store.strings().unwrap();
+    let txn = store.read().unwrap();
+    let table = txn.open_table(toki_sync::store::schema::ROLLUPS).unwrap();
+    let mut huge_bucket = None;
+    for row in table.range((user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX)).unwrap() {
+        let (_, v) = row.unwrap();
+        let r = <toki_sync::store::events::RollupRecord as toki_sync::store::codec::Record>::decode(v.value()).unwrap();
+        if r.events == 6 {
+            huge_bucket = Some(r);
+        }
+    }
+    let r = huge_bucket.expect("the six huge events share one bucket");
+    let col = |name: &str| r.tokens.iter().find(|(c, _)| names[c] == name).map(|t| t.1);
+    assert_eq!(r.usage_total, max, "clamped, not wrapped");
+    assert_eq!(col("input"), Some(max));
+    assert_eq!(col("output"), Some(max), "6 x 2^62 > u64::MAX: clamped");
+    assert_eq!(col("reasoning_output"), Some(max));
+    assert_eq!(col("cached_input"), Some(3));
+}
+
+/// A batch with 100,000 token columns and as many token values per item: only the first 64
+/// columns are read, the batch is ACKed promptly, and the server keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_with_huge_column_lists_is_capped_and_acked() {
+    let s = TestServer::start().await;
+    let token = access_token(&s.client()).await;
+    let mut c = session(&s, &token, "cols", "claude_code").await;
+    let mut b = batch("claude_code", (0..100).map(|i| item(100 + i, &format!("msg-{i}"), 0, [1, 1, 1, 1])).collect());
+    // Repeated names count once (first position wins); then distinct names up to the cap.
+    b.token_columns = ["input", "input", "output"].iter().map(|c| c.to_string()).chain((0..100_000).map(|i| format!("col-{i}"))).collect();
+    // The first five items carry 100,003 token values (the decompressed batch must stay under
+    // the 64 MiB cap); every item has 1..=64 in the positions that are read.
+    for (i, it) in b.items.iter_mut().enumerate() {
+        let len = if i < 5 { 100_003 } else { 70 };
+        it.event.tokens = (1..=64u64).chain(std::iter::repeat_n(1, len - 64)).collect();
+    }
+    let started = std::time::Instant::now();
+    let healthy_task = {
+        let (addr, token) = (s.sync, token.clone());
+        tokio::spawn(async move {
+            let mut h = SyncClient::plain(addr).await;
+            h.auth(&auth_payload(&token, "bystander", "codex")).await.device_id();
+            h.batch(&batch("codex", vec![item(9, "codex", 0, [1, 0, 0, 0])])).await
+        })
+    };
+    assert_eq!(c.batch(&b).await, Ok(199), "zstd batch of 100 items ACKed");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "sanity bound only");
+    assert_eq!(healthy_task.await.unwrap(), Ok(9));
+    // Raw too, still answered.
+    b.items.truncate(10);
+    for it in &mut b.items {
+        it.ts_ms += 1_000;
+        it.message_id = format!("raw-{}", it.ts_ms);
+    }
+    assert_eq!(c.batch_as(&b, false).await, Ok(1_109));
+    c.ping().await;
+
+    let (events, _, cols) = usage_totals(&s.app().store, admin_id(&s));
+    assert_eq!(events, 110 + 1);
+    assert_eq!(cols["input"], 110 + 1, "the first 'input' position");
+    assert_eq!(cols["output"], 110 * 3);
+    assert_eq!(cols["col-60"], 110 * 64, "position 63 is the last one read");
+    assert!(!cols.contains_key("col-61"), "columns past the 64th are ignored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_auth_within_the_frame_limit_is_answered() {
+    let s = TestServer::start().await;
+    let token = access_token(&s.client()).await;
+    let mut p = auth_payload(&token, "k", "claude_code");
+    p.device_name = "n".repeat(64 * 1024);
+    let mut c = SyncClient::plain(s.sync).await;
+    c.send(AUTH, &encode(&p)).await;
+    let (kind, payload) = c.recv().await.expect("AUTH_ERR, not a silent close");
+    assert_eq!(kind, AUTH_ERR);
+    assert_eq!(decode::<toki_sync::sync::wire::AuthErrPayload>(&payload).unwrap().reason, "malformed AUTH payload");
+    assert!(c.closed_by_server().await);
+    // 8 MiB of garbage announced as AUTH: read to the end and answered too.
+    let mut c = SyncClient::plain(s.sync).await;
+    c.send(AUTH, &vec![0xab; 8 << 20]).await;
+    assert_eq!(c.recv().await.map(|f| f.0), Some(AUTH_ERR));
+    // The normal one still works.
+    p.device_name = "fine".into();
+    SyncClient::plain(s.sync).await.auth(&p).await.device_id();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_active_shows_the_cursor_and_the_last_batch_time() {
+    let s = TestServer::start().await;
+    let http = s.client();
+    let token = access_token(&http).await;
+    let mut c = session(&s, &token, "act", "claude_code").await;
+    let before = http.get_auth("/admin/active", &token).await.json();
+    assert_eq!(before["active"][0]["last_batch_at"], serde_json::Value::Null);
+    assert_eq!(before["active"][0]["last_ts_ms"], 0);
+    c.batch(&batch("claude_code", vec![item(4_242, "m", 0, [1, 0, 0, 0])])).await.unwrap();
+    let after = http.get_auth("/admin/active", &token).await.json();
+    let a = &after["active"][0];
+    let at = a["last_batch_at"].as_i64().expect("unix seconds after a batch");
+    assert!(at >= a["connected_at"].as_i64().unwrap());
+    assert_eq!(a["last_ts_ms"], 4_242);
+    drop(c);
+    // A new session shows the stored cursor from the start.
+    let _c = session(&s, &token, "act", "claude_code").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let list = http.get_auth("/admin/active", &token).await.json()["active"].as_array().unwrap().clone();
+        if list.len() == 1 {
+            assert_eq!(list[0]["last_ts_ms"], 4_242);
+            assert_eq!(list[0]["last_batch_at"], serde_json::Value::Null);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the old session did not end: {list:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -11,11 +11,12 @@ use super::intern::Interner;
 use super::recent::RecentIds;
 use super::{BatchJob, IngestError};
 use crate::store::codec::Record;
-use crate::store::events::{hour_of, id_hash, EventKey, EventRecord, RollupDelta, RollupKey, RollupRecord};
+use crate::store::events::{hour_of, id_hash, EventKey, EventRecord, RollupDelta, RollupKey, RollupRecord, RECENT_SPILL};
 use crate::store::schema::{CURSORS, DEVICES, EVENTS, ROLLUPS};
 use crate::store::streams::stream_in;
 use crate::store::vm_outbox;
 use crate::store::StoreError;
+use crate::sync::wire::MAX_TOKEN_COLUMNS;
 
 /// The provider whose message ids identify a message across its streaming versions.
 pub const CLAUDE_CODE: &str = "claude_code";
@@ -62,7 +63,7 @@ pub struct Pending {
 }
 
 impl Pending {
-    fn account(&mut self, user: u32, device: u32, provider: u32, ts: i64, rec: &EventRecord, sign: i64) {
+    fn account(&mut self, user: u32, device: u32, provider: u32, ts: i64, rec: &EventRecord, sign: i8) {
         let key = (user, hour_of(ts), device, provider, rec.model, rec.project);
         self.rollups.entry(key).or_default().apply(rec, sign);
     }
@@ -122,7 +123,14 @@ pub fn apply_batch(
     let batch = &job.batch;
     let provider = st.interner.id(txn, &batch.provider)?;
     let stream = stream_in(txn, job.device, provider)?;
-    let columns = batch.token_columns.iter().map(|c| st.interner.id(txn, c)).collect::<Result<Vec<u32>, _>>()?;
+    // At most MAX_TOKEN_COLUMNS names (the decoder drops the rest). A name repeated in the list
+    // counts once: its first position wins and later positions are ignored, so an event never
+    // holds two sums for one column.
+    let mut columns: Vec<Option<u32>> = Vec::with_capacity(batch.token_columns.len());
+    for name in batch.token_columns.iter().take(MAX_TOKEN_COLUMNS) {
+        let id = st.interner.id(txn, name)?;
+        columns.push((!columns.contains(&Some(id))).then_some(id));
+    }
     // Dict ids mean something only inside this batch; a missing id reads as "".
     let mut dict_ids: FxHashMap<u32, u32> = FxHashMap::default();
     let mut resolve = |interner: &mut Interner, id: u32| -> Result<u32, StoreError> {
@@ -151,7 +159,7 @@ pub fn apply_batch(
             // Project id 0 means "no project", even though 0 is also a real dict entry.
             project: if ev.project_name_id == 0 { 0 } else { resolve(&mut st.interner, ev.project_name_id)? },
             // Tokens are read by column name; values beyond the shorter list are dropped.
-            tokens: columns.iter().zip(&ev.tokens).filter(|(_, n)| **n > 0).map(|(c, n)| (*c, *n)).collect(),
+            tokens: columns.iter().zip(&ev.tokens).filter_map(|(c, n)| c.filter(|_| *n > 0).map(|c| (c, *n))).collect(),
             usage_total: item.usage_total,
         };
         let message_id = match item.message_id.find(':') {
@@ -163,7 +171,14 @@ pub fn apply_batch(
         if is_claude && !message_id.is_empty() {
             // Identity is the message id: a later version replaces the current one; an older
             // one is ignored.
-            match st.recent.get(stream, hash) {
+            // The in-memory index first; a stream that overflowed it keeps the rest in the
+            // spill table.
+            let known = match st.recent.get(stream, hash) {
+                Some(ts) => Some(ts),
+                None if st.recent.spilled(stream) => txn.open_table(RECENT_SPILL)?.get((stream, hash))?.map(|v| v.value()),
+                None => None,
+            };
+            match known {
                 Some(current) if ts < current => {
                     applied.stale += 1;
                     continue;

@@ -5,11 +5,19 @@
 //! for the last [`WINDOW_MS`] of that stream's event time (protocol.md §9 allows a window of at
 //! least 24 h; exact retransmissions are caught forever by the event key itself). Changes are
 //! applied at once and logged; a rolled-back transaction undoes them from the log.
+//!
+//! A stream holds at most [`MAX_PER_STREAM`] ids in memory (a real device logs a few thousand
+//! Claude messages a day; a hostile one could send millions of distinct ids in one millisecond,
+//! which the time window never prunes). Beyond that the oldest ids are evicted *into the data
+//! file* (`RECENT_SPILL`, written in the same transaction) and the stream is marked spilled; a miss
+//! in a spilled stream is looked up there, so dedup never depends on what the cache holds.
 
 use super::fasthash::FxHashMap;
 
 /// 24 h plus an hour of slack.
 pub const WINDOW_MS: i64 = 25 * 3_600_000;
+/// Ids held in memory per stream; eviction brings a stream back down to 3/4 of this.
+pub const MAX_PER_STREAM: usize = 100_000;
 
 #[derive(Default)]
 struct Recent {
@@ -17,6 +25,8 @@ struct Recent {
     ids: FxHashMap<u64, i64>,
     /// Size after the last prune; the next prune happens when the map has doubled.
     pruned_len: usize,
+    /// Some ids of this stream were evicted to the spill table: a miss must look there.
+    spilled: bool,
 }
 
 #[derive(Default)]
@@ -27,9 +37,49 @@ pub struct RecentIds {
 }
 
 impl RecentIds {
-    /// The ts of the stored version of this message, if it is recent.
+    /// The ts of the stored version of this message, if it is recent and in memory.
     pub fn get(&self, stream: u32, hash: u64) -> Option<i64> {
         self.streams.get(&stream)?.ids.get(&hash).copied()
+    }
+
+    /// True if ids of this stream were evicted to the spill table (a miss is not an answer).
+    pub fn spilled(&self, stream: u32) -> bool {
+        self.streams.get(&stream).is_some_and(|s| s.spilled)
+    }
+
+    /// Marks a stream whose ids are partly in the spill table (start-up).
+    pub fn mark_spilled(&mut self, device: u32, stream: u32) {
+        let s = self.streams.entry(stream).or_default();
+        s.device = device;
+        s.spilled = true;
+    }
+
+    /// Evicts the oldest ids of every stream changed since the last commit that holds more than
+    /// [`MAX_PER_STREAM`], down to 3/4 of it, and returns them as (stream, hash, ts) for the
+    /// caller to write to the spill table in the same transaction. Evictions are logged like
+    /// changes, so a rollback brings them back. Linear in the stream's size, and amortised: the
+    /// next eviction of that stream is at least a quarter of the cap away.
+    pub fn evict_over_cap(&mut self) -> Vec<(u32, u64, i64)> {
+        let mut touched: Vec<u32> = self.undo.iter().map(|(s, _, _)| *s).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let mut out = Vec::new();
+        for stream in touched {
+            let Some(s) = self.streams.get_mut(&stream) else { continue };
+            if s.ids.len() <= MAX_PER_STREAM {
+                continue;
+            }
+            let mut by_age: Vec<(i64, u64)> = s.ids.iter().map(|(h, ts)| (*ts, *h)).collect();
+            let evict = by_age.len() - MAX_PER_STREAM * 3 / 4;
+            by_age.select_nth_unstable(evict - 1);
+            for (ts, hash) in &by_age[..evict] {
+                s.ids.remove(hash);
+                self.undo.push((stream, *hash, Some(*ts)));
+                out.push((stream, *hash, *ts));
+            }
+            s.spilled = true;
+        }
+        out
     }
 
     /// Records the stored version's ts.
@@ -75,6 +125,11 @@ impl RecentIds {
         self.streams.retain(|_, s| s.device != device);
     }
 
+    /// Ids held in memory for one stream.
+    pub fn stream_len(&self, stream: u32) -> usize {
+        self.streams.get(&stream).map_or(0, |s| s.ids.len())
+    }
+
     pub fn len(&self) -> usize {
         self.streams.values().map(|s| s.ids.len()).sum()
     }
@@ -110,5 +165,32 @@ mod tests {
         assert!(r.len() >= 5000);
         r.forget_device(1);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn eviction_takes_the_oldest_and_rolls_back() {
+        let mut r = RecentIds::default();
+        for i in 0..MAX_PER_STREAM as u64 {
+            r.set(1, 7, i, 5_000 + i as i64);
+        }
+        r.set(1, 8, 1, 1);
+        assert!(r.evict_over_cap().is_empty(), "at the cap nothing is evicted");
+        r.commit();
+        // Past the cap, with equal timestamps too (a hostile client's constant ts).
+        for i in 0..10u64 {
+            r.set(1, 7, 1_000_000 + i, 5_000);
+        }
+        let evicted = r.evict_over_cap();
+        assert_eq!(evicted.len(), MAX_PER_STREAM + 10 - MAX_PER_STREAM * 3 / 4);
+        assert_eq!(r.stream_len(7), MAX_PER_STREAM * 3 / 4);
+        let newest_evicted = evicted.iter().map(|e| e.2).max().unwrap();
+        assert!(r.streams[&7].ids.values().all(|ts| *ts >= newest_evicted), "the oldest go first");
+        assert!(r.spilled(7) && !r.spilled(8));
+        assert_eq!(r.get(7, MAX_PER_STREAM as u64 - 1), Some(5_000 + MAX_PER_STREAM as i64 - 1));
+        // A failed commit brings every evicted id back (the spill rows were rolled back too).
+        r.rollback();
+        assert_eq!(r.stream_len(7), MAX_PER_STREAM);
+        assert_eq!(r.get(7, 0), Some(5_000));
+        assert_eq!(r.get(7, 1_000_000), None);
     }
 }

@@ -254,3 +254,45 @@ async fn concurrent_batches_share_commits() {
     assert_eq!((batches, items), (200, 20_000));
     assert!(commits <= batches);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dedup_holds_after_the_recent_index_overflows_and_after_a_restart() {
+    use super::recent::MAX_PER_STREAM;
+    let f = fixture();
+    let (user, device) = (1, f.device(1, "flood"));
+    // The message whose earlier version must still be found after the flood evicted it.
+    send(&f, device, user, batch(CLAUDE_CODE, vec![item(10, "msg_target", 0, &[100, 0, 0, 0])])).await;
+    // A flood of distinct ids at one constant ts (the time window never prunes them).
+    let flood = MAX_PER_STREAM + 5_000;
+    for chunk in 0..flood.div_ceil(20_000) {
+        let items = (chunk * 20_000..((chunk + 1) * 20_000).min(flood)).map(|i| item(20, &format!("flood-{i}"), 0, &[1, 0, 0, 0])).collect();
+        send(&f, device, user, batch(CLAUDE_CODE, items)).await;
+    }
+    let spilled = f.store.read().unwrap().open_table(crate::store::events::RECENT_SPILL).unwrap().len().unwrap();
+    assert!(spilled > 0, "the flood overflowed the in-memory index");
+    let events = 1 + flood as u64;
+    assert_eq!(f.event_count(), events);
+
+    // A later version replaces the evicted one, an older one is ignored, and a flood id sent
+    // again (evicted or not) is a retransmission.
+    let out = send(&f, device, user, batch(CLAUDE_CODE, vec![item(30, "msg_target", 0, &[7, 0, 0, 0]), item(5, "flood-0", 0, &[9, 9, 9, 9])])).await;
+    assert_eq!((out.applied.replaced, out.applied.stale), (1, 1));
+    assert_eq!(f.event_count(), events);
+    assert_eq!(f.totals(user).2["input"], 7 + flood as u64);
+
+    // After a restart the index is rebuilt within its cap and the spill table still answers.
+    let f = f.restart();
+    let out = send(&f, device, user, batch(CLAUDE_CODE, vec![item(40, "msg_target", 0, &[8, 0, 0, 0]), item(6, "flood-1", 0, &[5, 0, 0, 0])])).await;
+    assert_eq!((out.applied.replaced, out.applied.stale), (1, 1));
+    assert_eq!(f.event_count(), events);
+    assert_eq!(f.totals(user).2["input"], 8 + flood as u64);
+
+    // Deleting the device removes its spill rows.
+    f.ingest.exec(move |ctx| {
+        ctx.forget_device(device);
+        delete_in(ctx.txn, device, 1)
+    })
+    .await
+    .unwrap();
+    assert_eq!(f.store.read().unwrap().open_table(crate::store::events::RECENT_SPILL).unwrap().len().unwrap(), 0);
+}

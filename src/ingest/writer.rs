@@ -9,8 +9,9 @@ use redb::ReadableTable;
 use tokio::sync::{mpsc, oneshot};
 
 use super::apply::{apply_batch, cursor_in, Pending, WriterState, CLAUDE_CODE};
-use super::recent::WINDOW_MS;
+use super::recent::{MAX_PER_STREAM, WINDOW_MS};
 use super::{BatchJob, BatchOutcome, BatchReply, ExecCtx, ExecFn, ExecResult, IngestError, Job, WriterStats};
+use crate::store::events::RECENT_SPILL;
 use crate::store::schema::{CURSORS, EVENTS, STREAM_KEYS};
 use crate::store::{Store, StoreError};
 
@@ -20,33 +21,69 @@ const MAX_GROUP_ITEMS: usize = 64 * 1024;
 
 type Reply = oneshot::Sender<BatchReply>;
 
-/// Rebuilds the recent Claude message index from the tail of each Claude stream.
+/// Rebuilds the recent Claude message index from the tail of each Claude stream: the newest
+/// [`MAX_PER_STREAM`] ids of its window in memory, any older ones in the window written to the
+/// spill table (so a restart never loses what the running writer had evicted, and never loads
+/// more than the cap).
 pub fn load_state(store: &Store) -> Result<WriterState, StoreError> {
     let mut state = WriterState::default();
     let Some(claude) = store.string_id(CLAUDE_CODE)? else { return Ok(state) };
     let empty_id = crate::store::events::id_hash("");
-    let txn = store.read()?;
-    let cursors = txn.open_table(CURSORS)?;
-    let streams = txn.open_table(STREAM_KEYS)?;
-    let events = txn.open_table(EVENTS)?;
-    for row in cursors.iter()? {
-        let (key, cursor) = row?;
-        let stream = key.value();
-        let Some((device, provider)) = streams.get(stream)?.map(|v| v.value()) else { continue };
-        if provider != claude {
-            continue;
-        }
-        let from = cursor.value().saturating_sub(WINDOW_MS);
-        for ev in events.range((stream, from, 0)..=(stream, i64::MAX, u64::MAX))? {
-            let (k, _) = ev?;
-            let (_, ts, hash) = k.value();
-            if hash != empty_id {
-                state.recent.set(device, stream, hash, ts);
+    let mut spill: Vec<(u32, u64, i64)> = Vec::new();
+    {
+        let txn = store.read()?;
+        let cursors = txn.open_table(CURSORS)?;
+        let streams = txn.open_table(STREAM_KEYS)?;
+        let events = txn.open_table(EVENTS)?;
+        let spilled = match txn.open_table(RECENT_SPILL) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        for row in cursors.iter()? {
+            let (key, cursor) = row?;
+            let stream = key.value();
+            let Some((device, provider)) = streams.get(stream)?.map(|v| v.value()) else { continue };
+            if provider != claude {
+                continue;
+            }
+            if let Some(t) = &spilled {
+                if t.range((stream, 0)..=(stream, u64::MAX))?.next().is_some() {
+                    state.recent.mark_spilled(device, stream);
+                }
+            }
+            // Newest first: the first ts seen for an id is its stored version.
+            let from = cursor.value().saturating_sub(WINDOW_MS);
+            for ev in events.range((stream, from, 0)..=(stream, i64::MAX, u64::MAX))?.rev() {
+                let (k, _) = ev?;
+                let (_, ts, hash) = k.value();
+                if hash == empty_id || state.recent.get(stream, hash).is_some() {
+                    continue;
+                }
+                if state.recent.stream_len(stream) < MAX_PER_STREAM {
+                    state.recent.set(device, stream, hash, ts);
+                } else {
+                    state.recent.mark_spilled(device, stream);
+                    spill.push((stream, hash, ts));
+                }
             }
         }
     }
     state.recent.commit();
-    tracing::debug!(recent_ids = state.recent.len(), "ingest writer state loaded");
+    if !spill.is_empty() {
+        // An id may already be spilled with a newer ts (its later version); keep the newest.
+        store.write(|txn| {
+            let mut t = txn.open_table(RECENT_SPILL)?;
+            for (stream, hash, ts) in &spill {
+                let old = t.get((*stream, *hash))?.map(|v| v.value());
+                if old.is_none_or(|o| o < *ts) {
+                    t.insert((*stream, *hash), *ts)?;
+                }
+            }
+            Ok::<_, StoreError>(())
+        })?;
+    }
+    tracing::debug!(recent_ids = state.recent.len(), spilled = spill.len(), "ingest writer state loaded");
     Ok(state)
 }
 
@@ -142,6 +179,14 @@ fn try_group(
     let mut applied = Vec::with_capacity(group.len());
     for (job, _) in group {
         applied.push(apply_batch(&txn, state, &mut pending, job)?);
+    }
+    let evicted = state.recent.evict_over_cap();
+    if !evicted.is_empty() {
+        tracing::debug!(ids = evicted.len(), "recent message index over its cap; oldest ids moved to the data file");
+        let mut spill = txn.open_table(RECENT_SPILL)?;
+        for (stream, hash, ts) in evicted {
+            spill.insert((stream, hash), ts)?;
+        }
     }
     let cursors = pending.flush(&txn)?;
     let mut outcomes = Vec::with_capacity(group.len());

@@ -125,6 +125,9 @@ pub fn delete_in(txn: &WriteTransaction, id: u32, now: i64) -> Result<Option<Dev
         let hi: EventKey = (stream, i64::MAX, u64::MAX);
         txn.open_table(EVENTS)?.extract_from_if::<EventKey, _>(lo..=hi, |_, _| true)?.for_each(drop);
         txn.open_table(CURSORS)?.remove(stream)?;
+        txn.open_table(super::events::RECENT_SPILL)?
+            .extract_from_if::<(u32, u64), _>((stream, 0)..=(stream, u64::MAX), |_, _| true)?
+            .for_each(drop);
         txn.open_table(STREAMS)?.remove((id, provider))?;
         txn.open_table(STREAM_KEYS)?.remove(stream)?;
     }
@@ -161,8 +164,10 @@ impl Store {
                 return Ok(AuthDevice::Removed);
             }
             let (mut device, _) = find_or_create_in(txn, user, key, reported_name, now)?;
+            // An empty report (no name configured and no host name) keeps the stored name, as
+            // register_in does.
             let reported = clean_name(reported_name);
-            if reported != device.reported_name {
+            if !reported.is_empty() && reported != device.reported_name {
                 device.name = reported.clone();
                 device.reported_name = reported;
             }
@@ -232,6 +237,12 @@ mod tests {
         assert_eq!((a2.id, a2.name.as_str(), a2.last_seen_at), (a.id, "work", Some(200)), "unchanged report keeps the rename");
         let AuthDevice::Ready(a3) = s.auth_device(1, "key-1", &"x".repeat(100), 300).unwrap() else { panic!() };
         assert_eq!(a3.name.chars().count(), MAX_NAME_CHARS, "a new report wins and is truncated");
+        for empty in ["", "  ", "\u{7}"] {
+            let AuthDevice::Ready(a4) = s.auth_device(1, "key-1", empty, 350).unwrap() else { panic!() };
+            assert_eq!((a4.name.clone(), a4.last_seen_at), (a3.name.clone(), Some(350)), "an empty report {empty:?} keeps the name");
+        }
+        let AuthDevice::Ready(fresh) = s.auth_device(1, "key-2", "", 360).unwrap() else { panic!() };
+        assert_eq!(fresh.name, "", "a new device without a reported name has none");
 
         s.write(|t| delete_in(t, a.id, 400)).unwrap();
         assert!(matches!(s.auth_device(1, "key-1", "laptop", 500).unwrap(), AuthDevice::Removed));

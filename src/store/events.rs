@@ -7,6 +7,12 @@ use super::codec::{CodecError, Dec, Enc, Record};
 
 /// (stream id, ts_ms, message-id hash)
 pub type EventKey = (u32, i64, u64);
+
+/// Claude message ids the ingest writer evicted from its in-memory recent index (a stream with
+/// more than `ingest::recent::MAX_PER_STREAM` ids in its window): (stream id, message-id hash) ->
+/// ts of the stored version. Written only for such streams, read on a miss in them, deleted with
+/// the device. Created on first use, so older data files need no migration.
+pub const RECENT_SPILL: redb::TableDefinition<(u32, u64), i64> = redb::TableDefinition::new("recent_spill");
 /// (user id, hour since the epoch, device id, provider id, model id, project id)
 pub type RollupKey = (u32, u32, u32, u32, u32, u32);
 
@@ -99,22 +105,51 @@ pub struct RollupRecord {
     pub tokens: Vec<(u32, u64)>,
 }
 
+/// A stored sum plus a signed change, clamped to what a u64 can hold: the counts come from
+/// clients, so a sum may exceed u64 (or a subtraction go below zero after an earlier clamp), and
+/// neither may panic or wrap.
+fn clamped(stored: u64, delta: i128) -> u64 {
+    i128::from(stored).saturating_add(delta).clamp(0, i128::from(u64::MAX)) as u64
+}
+
 impl RollupRecord {
-    /// Applies a delta accumulated over one commit.
+    /// Applies a delta accumulated over one commit. Both token lists are sorted by column, so
+    /// this is one merge pass, linear in the number of columns.
     pub fn merge(&mut self, other: &RollupDelta) {
-        self.events = (self.events as i128 + other.events as i128).clamp(0, u64::MAX as i128) as u64;
-        self.usage_total =
-            (self.usage_total as i128 + other.usage_total as i128).clamp(0, u64::MAX as i128) as u64;
-        for (col, d) in &other.tokens {
-            match self.tokens.binary_search_by_key(col, |(c, _)| *c) {
-                Ok(i) => {
-                    self.tokens[i].1 = (self.tokens[i].1 as i128 + *d as i128).clamp(0, u64::MAX as i128) as u64
+        self.events = clamped(self.events, other.events);
+        self.usage_total = clamped(self.usage_total, other.usage_total);
+        if other.tokens.is_empty() {
+            return;
+        }
+        let mut merged = Vec::with_capacity(self.tokens.len().max(other.tokens.len()));
+        let mut stored = std::mem::take(&mut self.tokens).into_iter().peekable();
+        let mut delta = other.tokens.iter().peekable();
+        loop {
+            let next = match (stored.peek(), delta.peek()) {
+                (None, None) => break,
+                (Some(_), None) => stored.next().expect("peeked"),
+                (None, Some(_)) => {
+                    let (col, d) = delta.next().expect("peeked");
+                    (*col, clamped(0, *d))
                 }
-                Err(i) if *d > 0 => self.tokens.insert(i, (*col, *d as u64)),
-                Err(_) => {}
+                (Some((sc, _)), Some((dc, _))) => match sc.cmp(dc) {
+                    std::cmp::Ordering::Less => stored.next().expect("peeked"),
+                    std::cmp::Ordering::Greater => {
+                        let (col, d) = delta.next().expect("peeked");
+                        (*col, clamped(0, *d))
+                    }
+                    std::cmp::Ordering::Equal => {
+                        let (col, n) = stored.next().expect("peeked");
+                        let (_, d) = delta.next().expect("peeked");
+                        (col, clamped(n, *d))
+                    }
+                },
+            };
+            if next.1 > 0 {
+                merged.push(next);
             }
         }
-        self.tokens.retain(|(_, n)| *n > 0);
+        self.tokens = merged;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -123,28 +158,31 @@ impl RollupRecord {
 }
 
 /// A signed change to a rollup, accumulated in memory over one commit and applied once per key.
+/// Sums are i128 with saturating adds: client values up to u64::MAX each cannot overflow them in
+/// any realistic number of events, and saturation guarantees no panic or wrap regardless.
 #[derive(Clone, Debug, Default)]
 pub struct RollupDelta {
-    pub events: i64,
-    pub usage_total: i64,
-    pub tokens: Vec<(u32, i64)>,
+    pub events: i128,
+    pub usage_total: i128,
+    /// Per column id, kept sorted so applying an event and merging into the stored record are
+    /// logarithmic and linear, however many columns hostile batches spread over one bucket.
+    pub tokens: std::collections::BTreeMap<u32, i128>,
 }
 
 impl RollupDelta {
     /// True when applying this delta changes nothing (e.g. an exact retransmission).
     pub fn is_zero(&self) -> bool {
-        self.events == 0 && self.usage_total == 0 && self.tokens.iter().all(|(_, n)| *n == 0)
+        self.events == 0 && self.usage_total == 0 && self.tokens.values().all(|n| *n == 0)
     }
 
-    pub fn apply(&mut self, event: &EventRecord, sign: i64) {
-        self.events += sign;
-        self.usage_total += sign * event.usage_total.min(i64::MAX as u64) as i64;
+    /// Adds (`sign` = 1) or subtracts (`sign` = -1) one event.
+    pub fn apply(&mut self, event: &EventRecord, sign: i8) {
+        let sign = i128::from(sign.signum());
+        self.events = self.events.saturating_add(sign);
+        self.usage_total = self.usage_total.saturating_add(sign * i128::from(event.usage_total));
         for (col, n) in &event.tokens {
-            let n = sign * (*n).min(i64::MAX as u64) as i64;
-            match self.tokens.iter_mut().find(|(c, _)| c == col) {
-                Some(slot) => slot.1 += n,
-                None => self.tokens.push((*col, n)),
-            }
+            let slot = self.tokens.entry(*col).or_default();
+            *slot = slot.saturating_add(sign * i128::from(*n));
         }
     }
 }
@@ -211,5 +249,46 @@ mod tests {
         neg.apply(&b, -1);
         stored.merge(&neg);
         assert!(stored.is_empty());
+    }
+
+    #[test]
+    fn rollup_sums_saturate_instead_of_overflowing() {
+        // Client-chosen values near u64::MAX: two of them in one bucket exceed every integer
+        // type the old code used. Nothing may panic (debug) or wrap (release).
+        let huge = EventRecord { tokens: vec![(1, u64::MAX), (2, 1 << 61)], usage_total: u64::MAX, ..Default::default() };
+        let mut d = RollupDelta::default();
+        for _ in 0..4 {
+            d.apply(&huge, 1);
+        }
+        let mut stored = RollupRecord { events: u64::MAX - 1, usage_total: u64::MAX - 5, tokens: vec![(1, 7), (2, 1)] };
+        stored.merge(&d);
+        assert_eq!(stored.events, u64::MAX);
+        assert_eq!(stored.usage_total, u64::MAX);
+        assert_eq!(stored.tokens, vec![(1, u64::MAX), (2, (1 << 61) * 4 + 1)]);
+        // Subtracting more than is stored (after a clamp) floors at zero.
+        let mut neg = RollupDelta::default();
+        for _ in 0..8 {
+            neg.apply(&huge, -1);
+        }
+        stored.merge(&neg);
+        assert_eq!((stored.usage_total, stored.tokens.clone()), (0, vec![]));
+        // The i128 accumulators themselves saturate.
+        let mut d = RollupDelta { usage_total: i128::MAX - 1, ..Default::default() };
+        d.apply(&huge, 1);
+        assert_eq!(d.usage_total, i128::MAX);
+    }
+
+    #[test]
+    fn merging_many_columns_is_linear_and_sorted() {
+        let mut d = RollupDelta::default();
+        for col in (0..50_000u32).rev() {
+            d.apply(&EventRecord { tokens: vec![(col, 1)], ..Default::default() }, 1);
+        }
+        let mut stored = RollupRecord { tokens: (0..50_000u32).step_by(2).map(|c| (c, 1)).collect(), ..Default::default() };
+        stored.merge(&d);
+        assert_eq!(stored.tokens.len(), 50_000);
+        assert!(stored.tokens.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(stored.tokens[0], (0, 2));
+        assert_eq!(stored.tokens[1], (1, 1));
     }
 }

@@ -389,9 +389,10 @@ mod tests {
 
     fn put_rollup(s: &Store, key: RollupKey, tokens: &[(&str, i64)]) {
         s.write(|txn| {
-            let mut delta = RollupDelta { events: 1, usage_total: tokens.iter().map(|t| t.1).sum(), tokens: Vec::new() };
+            let usage_total = tokens.iter().map(|t| i128::from(t.1)).sum();
+            let mut delta = RollupDelta { events: 1, usage_total, tokens: Default::default() };
             for (name, n) in tokens {
-                delta.tokens.push((intern_in(txn, name)?, *n));
+                delta.tokens.insert(intern_in(txn, name)?, i128::from(*n));
             }
             let mut rollups = txn.open_table(ROLLUPS)?;
             let mut rec = rollups.get(key)?.map(|v| RollupRecord::decode(v.value())).transpose()?.unwrap_or_default();

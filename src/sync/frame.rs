@@ -60,6 +60,16 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<F
     Ok(Frame { kind, payload })
 }
 
+/// Reads and drops `len` payload bytes (an oversized frame that is answered rather than closed),
+/// through a small buffer: nothing the size of the payload is allocated.
+pub async fn discard<R: AsyncRead + Unpin>(r: &mut R, len: u64) -> Result<(), FrameError> {
+    let got = tokio::io::copy(&mut r.take(len), &mut tokio::io::sink()).await.map_err(FrameError::Io)?;
+    if got != len {
+        return Err(FrameError::Truncated { expected: len as u32, got: got as usize });
+    }
+    Ok(())
+}
+
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> std::io::Result<()> {
     w.write_all(frame).await?;
     w.flush().await

@@ -4,12 +4,13 @@
 //! malformed (closed with a log line), or its device is deleted.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::sync::Semaphore;
 
-use super::frame::{read_frame, write_frame, Frame, FrameError};
+use super::frame::{discard, read_frame, write_frame, Frame, FrameError};
 use super::registry::SessionInfo;
 use super::wire::{
     self, decode, decode_zstd_batch, empty_frame, encode_frame, AuthErrPayload, AuthOkPayload, AuthPayload,
@@ -23,11 +24,23 @@ use crate::store::devices::{AuthDevice, Device, MAX_KEY_BYTES};
 use crate::store::now_secs;
 use crate::store::users::{User, UserStatus};
 
-/// An AUTH payload is a token and a few short strings.
+/// An AUTH payload is a token and a few short strings. A larger one (within the frame limit) is
+/// read, discarded and answered `malformed AUTH payload`.
 const MAX_AUTH_PAYLOAD: usize = 64 * 1024;
-/// Payloads up to this size are decoded on the connection's task; larger ones on the blocking
-/// pool, so one big batch cannot stall other connections.
+/// Raw (0x20) payloads up to this size are decoded on the connection's task; larger ones, and
+/// every zstd (0x23) payload whatever its compressed size (it may expand to the decompression
+/// cap), on the blocking pool, so one big batch cannot stall other connections.
 const INLINE_DECODE_BYTES: usize = 256 * 1024;
+/// Time a peer has to take one reply off the wire (the client's own write timeout is 30 s). A peer
+/// that stops reading would otherwise hold its session, and its memory, forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Blocking-pool decodes running at once, across all connections: each may hold a 16 MiB frame
+/// and a 64 MiB decompressed buffer, so a thousand connections must not all decode together.
+fn decode_permits() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()) * 2))
+}
 
 pub const PLAINTEXT_REFUSED: &str = "plaintext sync not allowed from this address; use TLS";
 pub const SERVER_BUSY: &str = "server busy";
@@ -60,29 +73,51 @@ fn refuse(reason: impl Into<String>) -> AuthOutcome {
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(app: Arc<App>, stream: S, conn: Conn, mut shutdown: ShutdownSignal) {
     let mut io = BufReader::new(stream);
     let peer = conn.peer;
-    let handshake = Duration::from_secs(app.config.sync.handshake_timeout_secs);
+    // One deadline for the whole AUTH frame, including an oversized one that is read to discard.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(app.config.sync.handshake_timeout_secs);
+    let max_frame = app.config.sync.max_frame_bytes;
 
-    let first = match tokio::time::timeout(handshake, read_frame(&mut io, MAX_AUTH_PAYLOAD)).await {
+    let outcome = match tokio::time::timeout_at(deadline, read_frame(&mut io, MAX_AUTH_PAYLOAD)).await {
         Err(_) => return tracing::info!(%peer, "sync connection sent no AUTH in time; closing"),
         Ok(Err(FrameError::Closed)) => return tracing::debug!(%peer, "sync connection closed before AUTH"),
+        // Too big to be a real AUTH but within the frame limit: still answered (a silent close
+        // costs the client a refresh-token rotation), after reading past it without storing it.
+        Ok(Err(FrameError::TooLarge { kind: MsgType::Auth, len, .. })) if len as usize <= max_frame => {
+            match tokio::time::timeout_at(deadline, discard(&mut io, u64::from(len))).await {
+                Ok(Ok(())) => {
+                    tracing::warn!(%peer, len, "oversized AUTH payload");
+                    refuse("malformed AUTH payload")
+                }
+                Ok(Err(e)) => return tracing::info!(%peer, error = %e, "oversized AUTH cut short; closing"),
+                Err(_) => return tracing::info!(%peer, len, "oversized AUTH not received in time; closing"),
+            }
+        }
         Ok(Err(e)) => return tracing::warn!(%peer, error = %e, "bad frame before AUTH; closing"),
-        Ok(Ok(f)) => f,
+        Ok(Ok(f)) => authenticate(&app, f, &conn).await,
     };
-    let authed = match authenticate(&app, first, &conn).await {
+    let authed = match outcome {
         AuthOutcome::Accepted(a) => a,
         AuthOutcome::Refused { reason, reset_required } => {
             tracing::info!(%peer, tls = conn.tls, %reason, "sync AUTH refused");
             let frame = encode_frame(MsgType::AuthErr, &AuthErrPayload { reason, reset_required });
-            let _ = write_frame(&mut io, &frame).await;
+            tokio::select! {
+                r = send(&mut io, &frame, WRITE_TIMEOUT) => if let Err(e) = r {
+                    tracing::info!(%peer, "AUTH_ERR not delivered: {e}");
+                },
+                () = shutdown.wait() => {}
+            }
             return;
         }
         AuthOutcome::Close(why) => return tracing::warn!(%peer, "{why}; closing"),
     };
     let Authed { user, device, provider } = *authed;
-    let ok = encode_frame(MsgType::AuthOk, &AuthOkPayload { device_id: device.uuid.to_string() });
-    if write_frame(&mut io, &ok).await.is_err() {
-        return;
-    }
+    // Listed before the client sees AUTH_OK, with the stream's committed cursor (not 0 until the
+    // first batch).
+    let (device_id, cursor_provider) = (device.id, provider.clone());
+    let cursor = match app.blocking(move |a| a.store.cursor(device_id, &cursor_provider)).await {
+        Ok(Ok(ts)) => ts,
+        _ => 0,
+    };
 
     let now = now_secs();
     let guard = app.sessions.register(SessionInfo {
@@ -98,9 +133,17 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(app: Arc<App>, stream
         connected_at: now,
         last_activity_at: now,
         last_batch_at: None,
-        last_ts_ms: 0,
+        last_ts_ms: cursor,
         events_accepted: 0,
     });
+    let ok = encode_frame(MsgType::AuthOk, &AuthOkPayload { device_id: device.uuid.to_string() });
+    let sent = tokio::select! {
+        r = send(&mut io, &ok, WRITE_TIMEOUT) => r,
+        () = shutdown.wait() => Err("server shutting down".to_owned()),
+    };
+    if let Err(e) = sent {
+        return tracing::info!(%peer, device = %device.uuid, "AUTH_OK not delivered: {e}");
+    }
     tracing::info!(%peer, tls = conn.tls, user = %user.username, device = %device.uuid, %provider, "sync session started");
 
     let cfg = &app.config.sync;
@@ -172,25 +215,41 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(app: Arc<App>, stream
                 break format!("unexpected {other:?}");
             }
         };
-        if let Err(e) = write_frame(&mut io, &reply).await {
-            break format!("write failed: {e}");
+        let sent = tokio::select! {
+            r = send(&mut io, &reply, WRITE_TIMEOUT) => r,
+            () = guard.killed() => Err("device deleted".to_owned()),
+            () = shutdown.wait() => Err("server shutting down".to_owned()),
+        };
+        if let Err(e) = sent {
+            break e;
         }
     };
     tracing::info!(%peer, user = %user.username, device = %device.uuid, %provider, events = accepted, reason = %end, "sync session ended");
 }
 
-async fn decode_batch(app: &Arc<App>, frame: Frame) -> Result<SyncBatchPayload, wire::DecodeError> {
-    let max = app.config.sync.max_decompressed_bytes;
-    let zstd = frame.kind == MsgType::SyncBatchZstd;
-    let decode_now = move |payload: Vec<u8>| if zstd { decode_zstd_batch(&payload, max) } else { decode(&payload) };
-    if frame.payload.len() <= INLINE_DECODE_BYTES {
-        decode_now(frame.payload)
-    } else {
-        let payload = frame.payload;
-        tokio::task::spawn_blocking(move || decode_now(payload))
-            .await
-            .map_err(|e| wire::DecodeError(format!("decoder failed: {e}")))?
+/// Writes one frame, giving up after `limit`.
+async fn send<W: AsyncWrite + Unpin>(io: &mut W, frame: &[u8], limit: Duration) -> Result<(), String> {
+    match tokio::time::timeout(limit, write_frame(io, frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err(format!("the peer did not take a reply within {}s", limit.as_secs())),
     }
+}
+
+async fn decode_batch(app: &Arc<App>, frame: Frame) -> Result<SyncBatchPayload, wire::DecodeError> {
+    let zstd = frame.kind == MsgType::SyncBatchZstd;
+    if !zstd && frame.payload.len() <= INLINE_DECODE_BYTES {
+        return decode(&frame.payload);
+    }
+    let max = app.config.sync.max_decompressed_bytes;
+    let permit = decode_permits().acquire().await.map_err(|_| wire::DecodeError("decoder unavailable".into()))?;
+    let payload = frame.payload;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        if zstd { decode_zstd_batch(&payload, max) } else { decode(&payload) }
+    })
+    .await
+    .map_err(|e| wire::DecodeError(format!("decoder failed: {e}")))?
 }
 
 async fn authenticate(app: &Arc<App>, frame: Frame, conn: &Conn) -> AuthOutcome {
@@ -241,7 +300,11 @@ async fn authenticate(app: &Arc<App>, frame: Frame, conn: &Conn) -> AuthOutcome 
     match app.blocking(move |a| a.store.is_tombstoned(user_id, &key)).await {
         Ok(Ok(true)) => return refuse(DEVICE_REMOVED),
         Ok(Ok(false)) => {}
-        _ => return AuthOutcome::Close("storage error during AUTH".into()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reading device tombstones failed");
+            return refuse("server storage error; retry later");
+        }
+        Err(_) => return refuse("server storage error; retry later"),
     }
     if auth.schema_version != wire::SCHEMA_VERSION {
         return AuthOutcome::Refused {
@@ -268,6 +331,28 @@ async fn lookup_user(app: &Arc<App>, sub: &str) -> Result<User, AuthOutcome> {
     match app.blocking(move |a| a.store.user_by_uuid(uuid)).await {
         Ok(Ok(Some(u))) => Ok(u),
         Ok(Ok(None)) => Err(refuse("account not found")),
-        _ => Err(AuthOutcome::Close("storage error during AUTH".into())),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reading the account failed");
+            Err(refuse("server storage error; retry later"))
+        }
+        Err(_) => Err(refuse("server storage error; retry later")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_peer_that_never_reads_times_out_the_write() {
+        // A 16-byte pipe nobody reads from: a 64-byte frame can never be written.
+        let (mut ours, _theirs) = tokio::io::duplex(16);
+        let err = send(&mut ours, &[0u8; 64], Duration::from_millis(200)).await.unwrap_err();
+        assert!(err.contains("did not take a reply"), "{err}");
+        let (mut ours, mut theirs) = tokio::io::duplex(1024);
+        send(&mut ours, &[7u8; 64], Duration::from_millis(200)).await.unwrap();
+        let mut got = [0u8; 64];
+        tokio::io::AsyncReadExt::read_exact(&mut theirs, &mut got).await.unwrap();
+        assert_eq!(got, [7u8; 64]);
     }
 }

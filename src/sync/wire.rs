@@ -10,7 +10,7 @@ use std::fmt;
 use std::io::Read;
 
 use bincode::Options;
-use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -21,7 +21,19 @@ pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 pub const MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
 /// Items accepted in one batch (the client sends at most 1000).
 pub const MAX_BATCH_ITEMS: usize = 100_000;
+/// Dict entries accepted in one batch: the dict holds only the ids the batch uses, at most four
+/// per item. A larger dict is refused like an oversized batch.
+pub const MAX_DICT_ENTRIES: usize = 4 * MAX_BATCH_ITEMS;
+/// Token columns read from a batch (the client sends 4). Columns beyond this position, and the
+/// token values paired with them, are skipped while decoding: protocol.md §8 says unknown columns
+/// may be ignored but must never fail a batch, and skipping keeps a hostile column list from
+/// costing memory on the session or time on the ingest writer.
+pub const MAX_TOKEN_COLUMNS: usize = 64;
 pub const HEADER_LEN: usize = 8;
+/// Largest zstd window a SYNC_BATCH_ZSTD frame may ask for (log2, 16 MiB). The decoder allocates
+/// the window the frame header asks for, up to 128 MiB by default; the client compresses at level
+/// 3, whose window is at most 2^21, and even level 19 stays at 2^23.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 24;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -94,8 +106,11 @@ pub struct LastTsPayload {
 pub struct SyncBatchPayload {
     #[serde(deserialize_with = "bounded_items")]
     pub items: Vec<SyncItem>,
+    #[serde(deserialize_with = "bounded_dict")]
     pub dict: HashMap<u32, String>,
     pub provider: String,
+    /// At most [`MAX_TOKEN_COLUMNS`] after decoding.
+    #[serde(deserialize_with = "capped_columns")]
     pub token_columns: Vec<String>,
 }
 
@@ -114,6 +129,8 @@ pub struct StoredEvent {
     pub session_id: u32,
     pub source_file_id: u32,
     pub project_name_id: u32,
+    /// At most [`MAX_TOKEN_COLUMNS`] after decoding (later values have no column to pair with).
+    #[serde(deserialize_with = "capped_tokens")]
     pub tokens: Vec<u64>,
 }
 
@@ -152,6 +169,86 @@ fn bounded_items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SyncItem>, D::Er
     d.deserialize_seq(Items)
 }
 
+/// Refuses a dict with more than [`MAX_DICT_ENTRIES`] entries before allocating for them. A
+/// repeated key keeps its last value (protocol.md §4).
+fn bounded_dict<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<u32, String>, D::Error> {
+    struct Dict;
+    impl<'de> Visitor<'de> for Dict {
+        type Value = HashMap<u32, String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "at most {MAX_DICT_ENTRIES} dict entries")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let n = map.size_hint().unwrap_or(0);
+            if n > MAX_DICT_ENTRIES {
+                return Err(serde::de::Error::custom(format!("dict has {n} entries; the limit is {MAX_DICT_ENTRIES}")));
+            }
+            let mut dict = HashMap::with_capacity(n.min(1024));
+            while let Some((k, v)) = map.next_entry()? {
+                dict.insert(k, v);
+            }
+            Ok(dict)
+        }
+    }
+    d.deserialize_map(Dict)
+}
+
+/// A string that is checked (length, UTF-8) and then dropped without being copied.
+struct SkippedStr;
+
+impl<'de> Deserialize<'de> for SkippedStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SkippedStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SkippedStr, E> {
+                Ok(SkippedStr)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Keeps the first [`MAX_TOKEN_COLUMNS`] elements of a sequence and reads past the rest as `Skip`,
+/// so the input is still checked to the end but nothing is stored for it.
+fn capped_seq<'de, D, T, Skip>(d: D, what: &'static str) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+    Skip: Deserialize<'de>,
+{
+    struct Capped<T, Skip>(&'static str, std::marker::PhantomData<(T, Skip)>);
+    impl<'de, T: Deserialize<'de>, Skip: Deserialize<'de>> Visitor<'de> for Capped<T, Skip> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a list of {}", self.0)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut kept = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_TOKEN_COLUMNS));
+            while kept.len() < MAX_TOKEN_COLUMNS {
+                match seq.next_element()? {
+                    Some(v) => kept.push(v),
+                    None => return Ok(kept),
+                }
+            }
+            while seq.next_element::<Skip>()?.is_some() {}
+            Ok(kept)
+        }
+    }
+    d.deserialize_seq(Capped::<T, Skip>(what, std::marker::PhantomData))
+}
+
+fn capped_columns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    capped_seq::<D, String, SkippedStr>(d, "token column names")
+}
+
+fn capped_tokens<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    capped_seq::<D, u64, u64>(d, "token counts")
+}
+
 fn options(limit: u64) -> impl Options {
     bincode::DefaultOptions::new()
         .with_fixint_encoding()
@@ -180,7 +277,8 @@ pub fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeErro
 /// Decompressing in large reads rather than letting bincode pull bytes one field at a time
 /// through the decoder is several times faster.
 pub fn decode_zstd_batch(payload: &[u8], max_decompressed: usize) -> Result<SyncBatchPayload, DecodeError> {
-    let decoder = zstd::stream::read::Decoder::with_buffer(payload).map_err(|e| DecodeError(format!("zstd: {e}")))?;
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(payload).map_err(|e| DecodeError(format!("zstd: {e}")))?;
+    decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(|e| DecodeError(format!("zstd: {e}")))?;
     let mut out = Vec::with_capacity((payload.len() * 6).min(max_decompressed));
     decoder
         .take(max_decompressed as u64 + 1)
@@ -357,5 +455,65 @@ mod tests {
         let payload = sample_batch_payload();
         let z = zstd::encode_all(&payload[..], 3).unwrap();
         assert!(decode_zstd_batch(&z[..z.len() - 3], MAX_DECOMPRESSED).is_err(), "truncated stream");
+    }
+
+    /// A batch whose payload is `len` bytes of varied, compressible data after a valid batch.
+    fn padded_batch(len: usize) -> Vec<u8> {
+        let mut p = sample_batch_payload();
+        let mut x: u32 = 1;
+        while p.len() < len {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            p.push(b'a' + (x >> 28) as u8);
+        }
+        p
+    }
+
+    #[test]
+    fn zstd_window_is_limited_but_real_client_frames_decode() {
+        // Level 3 (the client's) over 24 MiB, and level 19 (window 2^23 for a stream of unknown
+        // size, as encode_all writes it) decode.
+        let payload = padded_batch(24 << 20);
+        for (level, len) in [(3, payload.len()), (19, 1 << 20)] {
+            let z = zstd::encode_all(&payload[..len], level).unwrap();
+            assert_eq!(decode_zstd_batch(&z, MAX_DECOMPRESSED).unwrap().items.len(), 1, "level {level}");
+        }
+        // A frame asking for a 32 MiB window is refused before the decoder allocates it.
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        enc.window_log(25).unwrap();
+        std::io::Write::write_all(&mut enc, &payload[..1 << 20]).unwrap();
+        let z = enc.finish().unwrap();
+        assert_eq!(zstd::decode_all(&z[..]).unwrap().len(), 1 << 20, "a valid frame, only its window is too big");
+        let err = decode_zstd_batch(&z, MAX_DECOMPRESSED).unwrap_err().0;
+        assert!(err.contains("zstd"), "{err}");
+    }
+
+    #[test]
+    fn hostile_columns_tokens_and_dict_are_capped() {
+        // 100k column names and 100k tokens in the item: decoded, keeping the first 64 of each.
+        let mut b: SyncBatchPayload = decode(&sample_batch_payload()).unwrap();
+        b.token_columns = (0..100_000).map(|i| format!("c{i}")).collect();
+        b.items[0].event.tokens = (0..100_000).collect();
+        let bytes = options(1 << 30).serialize(&b).unwrap();
+        let d: SyncBatchPayload = decode(&bytes).unwrap();
+        assert_eq!(d.token_columns.len(), MAX_TOKEN_COLUMNS);
+        assert_eq!(d.token_columns[63], "c63");
+        assert_eq!(d.items[0].event.tokens, (0..MAX_TOKEN_COLUMNS as u64).collect::<Vec<_>>());
+        // The skipped part is still checked: truncated or bad UTF-8 fails.
+        assert!(decode::<SyncBatchPayload>(&bytes[..bytes.len() - 1]).is_err());
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] = 0xff;
+        assert!(decode::<SyncBatchPayload>(&bad).is_err());
+        // Skipped tokens inside an item keep the following fields aligned.
+        let mut two = b.clone();
+        two.token_columns.truncate(4);
+        two.items.push(two.items[0].clone());
+        two.items[1].usage_total = 77;
+        let d: SyncBatchPayload = decode(&options(1 << 30).serialize(&two).unwrap()).unwrap();
+        assert_eq!((d.items.len(), d.items[1].usage_total, d.provider.as_str()), (2, 77, "x"));
+        // A dict over the limit is refused before anything is allocated for it.
+        let mut dict = sample_batch_payload();
+        dict[90..98].copy_from_slice(&(MAX_DICT_ENTRIES as u64 + 1).to_le_bytes());
+        assert!(decode::<SyncBatchPayload>(&dict).unwrap_err().0.contains("limit"));
     }
 }

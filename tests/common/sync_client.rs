@@ -29,6 +29,30 @@ pub const SYNC_BATCH_ZSTD: u32 = 0x23;
 pub const PING: u32 = 0x30;
 pub const PONG: u32 = 0x31;
 
+/// A whole frame as the client writes it: type and length (u32 LE), then the payload.
+pub fn frame(kind: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(8 + payload.len());
+    f.extend_from_slice(&kind.to_le_bytes());
+    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A payload as the client encodes it: bincode 1.3's free function (fixint, u64 lengths).
+pub fn encode<T: serde::Serialize>(payload: &T) -> Vec<u8> {
+    bincode::serialize(payload).unwrap()
+}
+
+/// A reply payload as the client decodes it (trailing bytes ignored, like bincode::deserialize).
+pub fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+    bincode::deserialize(payload).map_err(|e| e.to_string())
+}
+
+/// zstd as the client compresses batches of 100 items or more.
+pub fn compress(payload: &[u8]) -> Vec<u8> {
+    zstd::encode_all(payload, 3).unwrap()
+}
+
 pub struct SyncClient {
     io: Box<dyn Io>,
 }
@@ -105,11 +129,7 @@ impl SyncClient {
     }
 
     pub async fn try_send(&mut self, kind: u32, payload: &[u8]) -> bool {
-        let mut frame = Vec::with_capacity(8 + payload.len());
-        frame.extend_from_slice(&kind.to_le_bytes());
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(payload);
-        self.try_send_raw(&frame).await
+        self.try_send_raw(&frame(kind, payload)).await
     }
 
     /// The next frame, or `None` if the server closed the connection.
@@ -129,13 +149,13 @@ impl SyncClient {
 
     /// AUTH, or `None` if the connection failed (server killed).
     pub async fn try_auth(&mut self, p: &AuthPayload) -> Option<AuthReply> {
-        if !self.try_send(AUTH, &bincode::serialize(p).unwrap()).await {
+        if !self.try_send(AUTH, &encode(p)).await {
             return None;
         }
         match self.recv().await? {
-            (AUTH_OK, b) => Some(AuthReply::Ok(bincode::deserialize::<AuthOkPayload>(&b).unwrap().device_id)),
+            (AUTH_OK, b) => Some(AuthReply::Ok(decode::<AuthOkPayload>(&b).unwrap().device_id)),
             (AUTH_ERR, b) => {
-                let e: AuthErrPayload = bincode::deserialize(&b).unwrap();
+                let e: AuthErrPayload = decode(&b).unwrap();
                 Some(AuthReply::Err { reason: e.reason, reset_required: e.reset_required })
             }
             other => panic!("unexpected reply to AUTH: {other:?}"),
@@ -143,20 +163,20 @@ impl SyncClient {
     }
 
     pub async fn try_last_ts(&mut self, provider: &str) -> Option<i64> {
-        if !self.try_send(GET_LAST_TS, &bincode::serialize(&GetLastTsPayload { provider: provider.into() }).unwrap()).await {
+        if !self.try_send(GET_LAST_TS, &encode(&GetLastTsPayload { provider: provider.into() })).await {
             return None;
         }
         match self.recv().await? {
-            (LAST_TS, b) => Some(bincode::deserialize::<LastTsPayload>(&b).unwrap().ts_ms),
+            (LAST_TS, b) => Some(decode::<LastTsPayload>(&b).unwrap().ts_ms),
             other => panic!("unexpected reply to GET_LAST_TS: {other:?}"),
         }
     }
 
     /// A batch; `None` if the connection failed before the reply.
     pub async fn try_batch(&mut self, b: &SyncBatchPayload) -> Option<Result<i64, String>> {
-        let raw = bincode::serialize(b).unwrap();
+        let raw = encode(b);
         let sent = if b.items.len() >= 100 {
-            self.try_send(SYNC_BATCH_ZSTD, &zstd::encode_all(&raw[..], 3).unwrap()).await
+            self.try_send(SYNC_BATCH_ZSTD, &compress(&raw)).await
         } else {
             self.try_send(SYNC_BATCH, &raw).await
         };
@@ -164,8 +184,8 @@ impl SyncClient {
             return None;
         }
         match self.recv().await? {
-            (SYNC_ACK, p) => Some(Ok(bincode::deserialize::<SyncAckPayload>(&p).unwrap().last_ts_ms)),
-            (SYNC_ERR, p) => Some(Err(bincode::deserialize::<SyncErrPayload>(&p).unwrap().reason)),
+            (SYNC_ACK, p) => Some(Ok(decode::<SyncAckPayload>(&p).unwrap().last_ts_ms)),
+            (SYNC_ERR, p) => Some(Err(decode::<SyncErrPayload>(&p).unwrap().reason)),
             other => panic!("unexpected reply to a batch: {other:?}"),
         }
     }
@@ -177,11 +197,11 @@ impl SyncClient {
     }
 
     pub async fn auth(&mut self, p: &AuthPayload) -> AuthReply {
-        self.send(AUTH, &bincode::serialize(p).unwrap()).await;
+        self.send(AUTH, &encode(p)).await;
         match self.recv().await {
-            Some((AUTH_OK, b)) => AuthReply::Ok(bincode::deserialize::<AuthOkPayload>(&b).unwrap().device_id),
+            Some((AUTH_OK, b)) => AuthReply::Ok(decode::<AuthOkPayload>(&b).unwrap().device_id),
             Some((AUTH_ERR, b)) => {
-                let e: AuthErrPayload = bincode::deserialize(&b).unwrap();
+                let e: AuthErrPayload = decode(&b).unwrap();
                 AuthReply::Err { reason: e.reason, reset_required: e.reset_required }
             }
             other => panic!("unexpected reply to AUTH: {other:?}"),
@@ -189,9 +209,9 @@ impl SyncClient {
     }
 
     pub async fn last_ts(&mut self, provider: &str) -> i64 {
-        self.send(GET_LAST_TS, &bincode::serialize(&GetLastTsPayload { provider: provider.into() }).unwrap()).await;
+        self.send(GET_LAST_TS, &encode(&GetLastTsPayload { provider: provider.into() })).await;
         match self.recv().await {
-            Some((LAST_TS, b)) => bincode::deserialize::<LastTsPayload>(&b).unwrap().ts_ms,
+            Some((LAST_TS, b)) => decode::<LastTsPayload>(&b).unwrap().ts_ms,
             other => panic!("unexpected reply to GET_LAST_TS: {other:?}"),
         }
     }
@@ -199,15 +219,15 @@ impl SyncClient {
     /// Sends a batch the way the client does (zstd at >= 100 items unless forced); returns the
     /// ACKed cursor or the SYNC_ERR reason.
     pub async fn batch_as(&mut self, b: &SyncBatchPayload, zstd: bool) -> Result<i64, String> {
-        let raw = bincode::serialize(b).unwrap();
+        let raw = encode(b);
         if zstd {
-            self.send(SYNC_BATCH_ZSTD, &zstd::encode_all(&raw[..], 3).unwrap()).await;
+            self.send(SYNC_BATCH_ZSTD, &compress(&raw)).await;
         } else {
             self.send(SYNC_BATCH, &raw).await;
         }
         match self.recv().await {
-            Some((SYNC_ACK, p)) => Ok(bincode::deserialize::<SyncAckPayload>(&p).unwrap().last_ts_ms),
-            Some((SYNC_ERR, p)) => Err(bincode::deserialize::<SyncErrPayload>(&p).unwrap().reason),
+            Some((SYNC_ACK, p)) => Ok(decode::<SyncAckPayload>(&p).unwrap().last_ts_ms),
+            Some((SYNC_ERR, p)) => Err(decode::<SyncErrPayload>(&p).unwrap().reason),
             other => panic!("unexpected reply to a batch: {other:?}"),
         }
     }

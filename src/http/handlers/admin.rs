@@ -304,6 +304,8 @@ pub async fn active(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErr
                 "tls": s.tls,
                 "connected_at": s.connected_at,
                 "last_activity_at": s.last_activity_at,
+                // Unix seconds like the two fields above; null until the session's first batch.
+                "last_batch_at": s.last_batch_at,
                 "last_ts_ms": s.last_ts_ms,
                 "events_accepted": s.events_accepted,
             })
