@@ -348,3 +348,36 @@ pub fn event_count(store: &toki_sync::store::Store) -> u64 {
     use redb::ReadableTableMetadata;
     store.read().unwrap().open_table(toki_sync::store::schema::EVENTS).unwrap().len().unwrap()
 }
+
+/// Sends the requests on one connection each, all at (nearly) the same moment: every request
+/// is written but its last byte first, then the last bytes go out back to back, so the server
+/// handles them concurrently. Returns the answers in order.
+pub async fn simultaneously(addr: std::net::SocketAddr, requests: Vec<Vec<u8>>) -> Vec<Resp> {
+    let mut streams = Vec::new();
+    for req in &requests {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(&req[..req.len() - 1]).await.unwrap();
+        streams.push(s);
+    }
+    for (s, req) in streams.iter_mut().zip(&requests) {
+        s.write_all(&req[req.len() - 1..]).await.unwrap();
+    }
+    let mut out = Vec::new();
+    for mut s in streams {
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+        out.push(parse_response(&buf));
+    }
+    out
+}
+
+/// The bytes of a JSON POST on a `Connection: close` request, optionally with a Bearer token.
+pub fn post_bytes(path: &str, token: Option<&str>, body: &Value) -> Vec<u8> {
+    let body = body.to_string();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
