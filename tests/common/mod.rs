@@ -381,3 +381,25 @@ pub fn post_bytes(path: &str, token: Option<&str>, body: &Value) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// Stores `n` usage events (15 tokens each: 10 input, 5 output) for a device through the real
+/// ingest writer.
+pub async fn ingest_events(s: &TestServer, user: u32, device: u32, n: i64) {
+    use toki_sync::sync::wire::{StoredEvent, SyncBatchPayload, SyncItem};
+    let items = (0..n)
+        .map(|i| SyncItem {
+            ts_ms: 1_700_000_000_000 + i * 60_000,
+            message_id: format!("msg-{device}-{i}"),
+            event: StoredEvent { model_id: 0, session_id: 1, source_file_id: 2, project_name_id: 3, tokens: vec![10, 5, 0, 0] },
+            usage_total: 15,
+            is_correction: false,
+        })
+        .collect();
+    let batch = SyncBatchPayload {
+        items,
+        dict: std::collections::HashMap::from([(0, "model-a".into()), (1, "session-1".into()), (3, "proj".into())]),
+        provider: "claude_code".into(),
+        token_columns: ["input", "output", "cache_create", "cache_read"].map(String::from).to_vec(),
+    };
+    s.app().ingest.submit(toki_sync::ingest::BatchJob { device, user, batch }).await.expect("batch accepted");
+}
