@@ -11,7 +11,41 @@ function normalize(input) {
   return CODE_CHARS.test(raw) ? raw.slice(0, 4) + '-' + raw.slice(4) : null;
 }
 
+// The toki CLI requests its code without a body and sends the machine's name with its first
+// poll, `interval` seconds later; the page is usually open before that. While the name is
+// unknown, the page looks the code up again every NAME_RECHECK_MS and shows the name once known.
+const NAME_RECHECK_MS = 3000;
+
 let code = null;
+let nameTimer = null;
+
+function stopNameCheck() {
+  clearTimeout(nameTimer);
+  nameTimer = null;
+}
+
+function showName(name) {
+  byId('device-name').textContent = name || 'unnamed device';
+}
+
+function scheduleNameCheck() {
+  stopNameCheck();
+  const checking = code;
+  nameTimer = setTimeout(async () => {
+    nameTimer = null;
+    // Only while this code's confirm view is still on screen.
+    if (byId('confirm').hidden || code !== checking) return;
+    try {
+      const info = await api('POST', '/device/lookup', { user_code: checking });
+      if (byId('confirm').hidden || code !== checking) return;
+      showName(info.device_name);
+      if (!info.device_name) scheduleNameCheck();
+    } catch (e) {
+      // Expired, decided elsewhere, or signed out meanwhile: say so (unless the user has moved on).
+      if (!byId('confirm').hidden && code === checking) explain(e);
+    }
+  }, NAME_RECHECK_MS);
+}
 
 function setError(message) {
   byId('error').textContent = message || '';
@@ -71,14 +105,20 @@ async function showRequest() {
   try {
     const info = await api('POST', '/device/lookup', { user_code: code });
     byId('code-text').textContent = info.user_code;
-    byId('device-name').textContent = info.device_name || 'unnamed device';
+    showName(info.device_name);
     showOnly(SECTIONS, 'confirm');
+    if (info.device_name) {
+      stopNameCheck();
+    } else {
+      scheduleNameCheck();
+    }
   } catch (e) {
     explain(e);
   }
 }
 
 async function decide(approve) {
+  stopNameCheck();
   setError('');
   for (const id of ['approve', 'deny']) byId(id).disabled = true;
   try {

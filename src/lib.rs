@@ -144,17 +144,27 @@ pub async fn launch(
 ) -> Result<Server, String> {
     sync::tls::install_crypto_provider();
     let shutdown = Shutdown::new();
+    // Everything that can fail runs before App::start: on a first start it creates `admin` with
+    // a generated password that is shown only once, after launch returns. Failing later (a bad
+    // `tls.cert_file`, say) would leave an account whose password nobody ever saw.
+    let (http, http_addr) = into_tokio(listeners.http, "http")?;
+    let (sync_listener, sync_addr) = into_tokio(listeners.sync, "sync")?;
     let cfg = config.clone();
-    let tls = tokio::task::spawn_blocking(move || sync::tls::load(&cfg));
+    let tls = tokio::task::spawn_blocking(move || {
+        // A generated certificate lives in the data directory: create it (private) first.
+        let dir = &cfg.storage.data_dir;
+        if !dir.exists() {
+            bootstrap::create_private_dir(dir).map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+        }
+        sync::tls::load(&cfg)
+    })
+    .await
+    .map_err(|e| format!("start-up task failed: {e}"))??;
     let hook = shutdown.clone();
     let started = tokio::task::spawn_blocking(move || App::start(config, move |msg| hook.fail(&format!("storage failure: {msg}"))))
         .await
         .map_err(|e| format!("start-up task failed: {e}"))??;
-    let tls = tls.await.map_err(|e| format!("start-up task failed: {e}"))??;
     let app = started.app;
-
-    let (http, http_addr) = into_tokio(listeners.http, "http")?;
-    let (sync_listener, sync_addr) = into_tokio(listeners.sync, "sync")?;
 
     let http_task = tokio::spawn(http::server::serve(http, Arc::clone(&app), shutdown.signal()));
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));

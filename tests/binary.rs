@@ -38,6 +38,42 @@ fn first_start_prints_a_generated_password_once() {
     assert!(!stdout.contains("password:"), "the password is shown only on the first start: {stdout}");
 }
 
+#[test]
+fn a_bad_tls_certificate_stops_start_up_before_the_admin_is_created() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    std::fs::write(&key, "not a key\n").unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--bind", "127.0.0.1", "--http-port", "0", "--sync-port", "0", "--data-dir"])
+        .arg(&data)
+        .env_remove("TOKI_ADMIN_PASSWORD")
+        .env("TOKI_SYNC_TLS__CERT_FILE", &cert)
+        .env("TOKI_SYNC_TLS__KEY_FILE", &key)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot start") && stderr.contains(&*cert.to_string_lossy()), "{stderr}");
+    assert!(!stdout.contains("password:"), "no password was generated: {stdout}");
+    let (code, _, err) = admin(&data, &["user", "list"], None);
+    assert_eq!(code, 1, "no data file, so no admin whose password nobody saw");
+    assert!(err.contains("no data file"), "{err}");
+
+    // Fixed configuration (here: the generated certificate): the first real start shows the password.
+    let server = BinServer::start(&data, &[]);
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the data directory is private even though the certificate was made first");
+    let (clean, stdout) = server.stop();
+    assert!(clean);
+    let password = stdout.lines().find_map(|l| l.trim().strip_prefix("password: ")).unwrap_or_else(|| panic!("{stdout}"));
+    let server = BinServer::start(&data, &[]);
+    runtime().block_on(async { Client::at(server.http).login("admin", password).await });
+    assert!(server.stop().0);
+}
+
 /// Runs `f` against the server, then stops it with SIGTERM; returns (exit ok, stdout).
 fn stop_after(server: BinServer, f: impl FnOnce(std::net::SocketAddr)) -> (bool, String) {
     f(server.http);
@@ -158,10 +194,16 @@ fn admin_cli_on_a_stopped_server() {
     let (code, out, _) = admin(d, &["settings", "get"], None);
     assert_eq!(code, 0);
     assert!(out.contains("registration_mode = closed (configuration default)"), "{out}");
+    // `registration_mode` is the name (as in the file and the HTTP API); `registration-mode` is an alias.
+    assert_eq!(admin(d, &["settings", "set", "registration_mode", "open"], None).0, 0);
+    let (_, out, _) = admin(d, &["settings", "get", "registration_mode"], None);
+    assert!(out.contains("registration_mode = open (stored setting)"), "{out}");
     assert_eq!(admin(d, &["settings", "set", "registration-mode", "approval"], None).0, 0);
     let (_, out, _) = admin(d, &["settings", "get", "registration-mode"], None);
     assert!(out.contains("registration_mode = approval (stored setting)"), "{out}");
-    let (code, _, _) = admin(d, &["settings", "set", "registration-mode", "sometimes"], None);
+    let (code, _, _) = admin(d, &["settings", "set", "registration_mode", "sometimes"], None);
+    assert_eq!(code, 2);
+    let (code, _, _) = admin(d, &["settings", "get", "registration_modes"], None);
     assert_eq!(code, 2);
 
     let (code, out, _) = admin(d, &["stats", "--json"], None);

@@ -1,6 +1,8 @@
 //! The device page in real headless Chromium (Debian's `chromium`, driven by npm
 //! `playwright-core` from `tests/browser/`): the test plays the toki CLI over HTTP (code, poll)
 //! while the browser signs in and approves; then the dashboard renames and deletes the device.
+//! As with the real CLI, the device's name reaches the server only with the first poll, after the
+//! page is already open: the page must pick it up while it waits.
 //!
 //! Without Chromium, Node or `npm ci` in tests/browser, plain `cargo test` skips this test;
 //! with `TOKI_SYNC_FULL_TESTS=1` (tests/run.sh) it fails instead.
@@ -8,7 +10,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use common::*;
 use serde_json::json;
@@ -48,21 +50,50 @@ fn components_present() -> bool {
 
 /// Runs one step of tests/browser/device_flow.mjs and fails the test with its output if it fails.
 async fn run_step(step: &'static str, envs: Vec<(&'static str, String)>) {
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("device_flow.mjs")
-            .arg(step)
-            .current_dir(browser_dir())
-            .envs(envs)
-            .output()
-            .expect("start node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "browser step `{step}` failed ({}):\n{stdout}\n{stderr}", out.status);
-    eprint!("{stdout}");
+    run_step_with(step, envs, |_| async {}).await;
+}
+
+/// Like `run_step`, and calls `on_line` with every line the script prints while it runs (the
+/// script announces points where the test must act, e.g. the CLI's first poll).
+async fn run_step_with<F, Fut>(step: &'static str, envs: Vec<(&'static str, String)>, mut on_line: F)
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new("node")
+        .arg("device_flow.mjs")
+        .arg(step)
+        .current_dir(browser_dir())
+        .envs(envs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut stdout_text = String::new();
+    while let Some(line) = rx.recv().await {
+        stdout_text.push_str(&line);
+        stdout_text.push('\n');
+        on_line(line).await;
+    }
+    reader.join().unwrap();
+    let stderr_text = stderr_reader.join().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().expect("wait for node")).await.unwrap();
+    assert!(status.success(), "browser step `{step}` failed ({status}):\n{stdout_text}\n{stderr_text}");
+    eprint!("{stdout_text}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -76,16 +107,16 @@ async fn device_login_approved_in_a_real_browser() {
     // A name that would be markup if the page parsed it as HTML.
     let device_name = "<b>work</b> & <img src=x>";
 
-    // The CLI: `toki settings sync enable` asks for a code (no body) and starts polling.
+    // The CLI: `toki settings sync enable` asks for a code (no body, so no name) and opens the
+    // browser; its first poll, carrying the machine's name, comes `interval` seconds later.
     let code = c.raw("POST", "/device/code", &[], None).await;
     assert_eq!(code.status, 200);
     let code = code.json();
     let user_code = code["user_code"].as_str().unwrap().to_owned();
     let poll_body = json!({"device_code": code["device_code"], "device_key": "browser-device-key", "device_name": device_name});
-    let pending = c.post("/device/token", &poll_body).await;
-    assert_eq!((pending.status, pending.error().as_str()), (400, "authorization_pending"));
 
-    // The browser: opens <verification_url>?device=CODE, signs in, approves.
+    // The browser: opens <verification_url>?device=CODE before that poll and signs in; the page
+    // shows the name once the poll has brought it, then the user approves.
     let base = format!("http://{}", s.addr);
     let common_env = vec![
         ("BASE_URL", base.clone()),
@@ -95,7 +126,20 @@ async fn device_login_approved_in_a_real_browser() {
     ];
     let mut env = common_env.clone();
     env.push(("USER_CODE", user_code));
-    run_step("approve", env).await;
+    let mut polled = false;
+    run_step_with("approve", env, |line| {
+        let first_poll = line.trim() == "waiting for the device name" && !polled;
+        polled |= first_poll;
+        let poll_body = poll_body.clone();
+        async move {
+            if first_poll {
+                let pending = c.post("/device/token", &poll_body).await;
+                assert_eq!((pending.status, pending.error().as_str()), (400, "authorization_pending"));
+            }
+        }
+    })
+    .await;
+    assert!(polled, "the page was open, without a name, before the CLI's first poll");
 
     // The CLI's next poll succeeds with the user's tokens, and the device is registered.
     let done = c.post("/device/token", &poll_body).await;

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use toki_sync::store::device_codes::{ip_bytes, CodeStatus, DeviceCode};
 use toki_sync::store::devices::AuthDevice;
 use toki_sync::store::now_secs;
+use toki_sync::auth::device_flow::USER_CODE_ALPHABET as ALPHABET;
 use toki_sync::store::users::Role;
 
 /// `POST /device/code` exactly as the toki client sends it: no body, no Content-Type, no length.
@@ -65,6 +66,8 @@ async fn client_path_full_flow_registers_the_device() {
     assert_eq!((ok.status, ok.json()), (200, json!({"verified": true, "status": "approved"})));
     let again = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": user_code}))).await;
     assert_eq!((again.status, again.error().as_str()), (409, "code already approved"));
+    let looked = c.send_auth("POST", "/device/lookup", &token, Some(&json!({"user_code": user_code}))).await;
+    assert_eq!((looked.status, looked.error().as_str()), (409, "code already approved"));
 
     // The CLI's next poll gets alice's tokens; the device is registered under alice.
     let done = poll(&c, "/device/token", &body).await;
@@ -133,6 +136,8 @@ async fn deny_unknown_and_expired_codes() {
     }
     let late = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": code["user_code"]}))).await;
     assert_eq!((late.status, late.error().as_str()), (409, "code already denied"));
+    let looked = c.send_auth("POST", "/device/lookup", &token, Some(&json!({"user_code": code["user_code"]}))).await;
+    assert_eq!((looked.status, looked.error().as_str()), (409, "code already denied"));
     let carol = s.app().store.user_by_name("carol").unwrap().unwrap();
     assert!(s.app().store.devices(Some(carol.id)).unwrap().is_empty(), "a denied request registers nothing");
 
@@ -200,6 +205,48 @@ async fn approval_needs_a_signed_in_user_and_wrong_codes_lock_the_approver_out()
     assert_eq!(r.status, 200, "{}", r.text());
     let done = poll(&c, "/device/token", &json!({"device_code": code["device_code"]})).await;
     assert_eq!(c.get_auth("/me", done.json()["access_token"].as_str().unwrap()).await.json()["username"], "trent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn looking_up_ones_own_code_does_not_reset_the_count() {
+    let s = TestServer::start_with(|c| c.auth.brute_force_max_attempts = 5).await;
+    let c = s.client();
+    let mallory = signed_in(&s, "mallory").await;
+    let own = request_code(&c).await;
+    let lookup = |code: &str| {
+        let (c, token, body) = (c, mallory.clone(), json!({"user_code": code}));
+        async move { c.send_auth("POST", "/device/lookup", &token, Some(&body)).await }
+    };
+    for wrong in ["AAAA-AAAA", "BBBB-BBBB", "CCCC-CCCC", "DDDD-DDDD"] {
+        assert_eq!(lookup(wrong).await.status, 404);
+    }
+    // The own code exists: answered, but the four failures stay counted (the page polls it).
+    for _ in 0..3 {
+        assert_eq!(lookup(own["user_code"].as_str().unwrap()).await.status, 200);
+    }
+    assert_eq!(lookup("EEEE-EEEE").await.status, 404, "the fifth failure is answered and locks");
+    let r = lookup(own["user_code"].as_str().unwrap()).await;
+    assert_eq!(r.status, 429, "locked after five failures, own-code lookups in between or not");
+    let r = c.send_auth("POST", "/device/approve", &mallory, Some(&json!({"user_code": own["user_code"]}))).await;
+    assert_eq!(r.status, 429);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_wrong_codes_cannot_outrun_the_lockout() {
+    let s = TestServer::start_with(|c| c.auth.brute_force_max_attempts = 5).await;
+    let token = signed_in(&s, "mallory").await;
+    let requests = (0..40)
+        .map(|i| {
+            let path = if i % 2 == 0 { "/device/lookup" } else { "/device/approve" };
+            // Well-formed codes, so each one reaches the store (the part parallel tries overlap).
+            let code = format!("WXYZ-AA{}{}", ALPHABET[i / ALPHABET.len()] as char, ALPHABET[i % ALPHABET.len()] as char);
+            post_bytes(path, Some(&token), &json!({"user_code": code}))
+        })
+        .collect();
+    let statuses: Vec<u16> = simultaneously(s.addr, requests).await.iter().map(|r| r.status).collect();
+    let answered = statuses.iter().filter(|s| **s != 429).count();
+    assert!(answered <= 5, "at most max_attempts wrong codes get an answer: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 404 || *s == 429), "{statuses:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

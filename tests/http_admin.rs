@@ -181,6 +181,10 @@ async fn users_create_role_password_and_delete() {
     c.login("frank", "frank-password-2").await;
     let r = c.send_auth("PATCH", &format!("/admin/users/{fid}/password"), &t, Some(&json!({"password": "x"}))).await;
     assert_eq!(r.status, 422);
+    for id in [SOME_UUID, "not-an-id"] {
+        let r = c.send_auth("PATCH", &format!("/admin/users/{id}/password"), &t, Some(&json!({"password": "long-enough-1"}))).await;
+        assert_eq!((r.status, r.error().as_str()), (404, "user not found"), "{id}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,6 +201,9 @@ async fn deleting_a_user_removes_devices_tokens_and_memberships() {
     s.app().store.add_team_member(team.id, hank.id, toki_sync::store::teams::TeamRole::Member, 1).unwrap();
     s.app().store.add_team_member(team.id, ivy.id, toki_sync::store::teams::TeamRole::Member, 1).unwrap();
     let live = s.app().sessions.register(session_for(&hank, &d));
+    ingest_events(&s, hank.id, d.id, 25).await;
+    ingest_events(&s, ivy.id, keep.id, 5).await;
+    assert_eq!(event_count(&s.app().store), 30);
 
     let r = c.send_auth("DELETE", &format!("/admin/users/{}", hank.uuid), &t, None).await;
     assert_eq!((r.status, r.json()), (200, json!({"deleted": true})));
@@ -206,6 +213,9 @@ async fn deleting_a_user_removes_devices_tokens_and_memberships() {
     assert!(s.app().store.device(d.id).unwrap().is_none());
     assert!(s.app().store.device(keep.id).unwrap().is_some());
     assert_eq!(s.app().store.team_member_ids(team.id).unwrap(), vec![ivy.id]);
+    assert_eq!(event_count(&s.app().store), 5, "hank's events are gone, ivy's stay");
+    assert_eq!(usage_totals(&s.app().store, hank.id).0, 0, "and so are hank's rollups");
+    assert_eq!(usage_totals(&s.app().store, ivy.id).0, 5);
     assert_eq!(c.send_auth("DELETE", &format!("/admin/users/{}", hank.uuid), &t, None).await.status, 404);
     assert_eq!(c.send_auth("DELETE", "/admin/users/not-an-id", &t, None).await.status, 404);
 }
@@ -336,4 +346,8 @@ async fn teams_and_members() {
     assert_eq!(c.get_auth("/me/teams", &lee_token).await.json(), json!([]));
     assert_eq!(c.send_auth("DELETE", &format!("/admin/teams/{tid}"), &t, None).await.status, 404);
     assert_eq!(c.get_auth(&members, &t).await.status, 404);
+    let r = c.send_auth("DELETE", &format!("/admin/teams/{tid}/members/{}", lee.uuid), &t, None).await;
+    assert_eq!((r.status, r.error().as_str()), (404, "team not found"), "a deleted team");
+    let r = c.send_auth("DELETE", &format!("/admin/teams/{SOME_UUID}/members/{}", lee.uuid), &t, None).await;
+    assert_eq!((r.status, r.error().as_str()), (404, "team not found"), "a team that never existed");
 }

@@ -104,6 +104,10 @@ async fn registration_modes() {
     let too_long = "p".repeat(129);
     let r = c.post("/register", &json!({"username": "gooduser", "password": too_long})).await;
     assert_eq!(r.status, 429, "the fifth failure from one IP within the window locks registration");
+    // On a fresh server (no earlier failures from this address) the same request gets its 422.
+    let fresh = TestServer::start_with(|c| c.auth.registration_mode = toki_sync::config::RegistrationMode::Open).await;
+    let r = fresh.client().post("/register", &json!({"username": "gooduser", "password": too_long})).await;
+    assert_eq!((r.status, r.error().as_str()), (422, "password must be 8-128 characters"));
 
     let s2 = TestServer::start_with(|c| c.auth.registration_mode = toki_sync::config::RegistrationMode::Approval).await;
     let c2 = s2.client();
@@ -187,6 +191,125 @@ async fn refresh_fails_after_password_change_disable_and_delete() {
     let p = c.login("carol", "carol-password-2").await;
     store.write(|t| toki_sync::store::users::delete_user_in(t, carol.id, toki_sync::store::now_secs())).unwrap();
     assert_eq!(c.post("/token/refresh", &json!({"refresh_token": p["refresh_token"]})).await.status, 401, "deleted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retired_token_inside_the_grace_time_earns_nothing_after_a_password_change() {
+    let s = TestServer::start().await;
+    let c = s.client();
+    create_user(s.app(), "erin", "erin-password-1", toki_sync::store::users::Role::User);
+    let first = c.login("erin", "erin-password-1").await;
+    let rotated = c.post("/token/refresh", &json!({"refresh_token": first["refresh_token"]})).await;
+    assert_eq!(rotated.status, 200);
+    let access = rotated.json()["access_token"].as_str().unwrap().to_owned();
+    // Inside the 30 s grace time a reuse gets the cached pair...
+    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": first["refresh_token"]})).await.json(), rotated.json());
+
+    // ...but not once a password change has revoked every refresh token of the account.
+    let body = json!({"current_password": "erin-password-1", "new_password": "erin-password-2"});
+    let r = c.send_auth("PATCH", "/me/password", &access, Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let reuse = c.post("/token/refresh", &json!({"refresh_token": first["refresh_token"]})).await;
+    assert_eq!((reuse.status, reuse.error().as_str()), (401, "invalid or expired refresh token"));
+    let new = c.post("/token/refresh", &json!({"refresh_token": rotated.json()["refresh_token"]})).await;
+    assert_eq!(new.status, 401, "the rotated token is revoked too");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oidc_only_account_cannot_use_a_password() {
+    let s = TestServer::start().await;
+    s.app()
+        .store
+        .create_user(toki_sync::store::users::NewUser {
+            username: "sso-user".into(),
+            role: toki_sync::store::users::Role::User,
+            status: UserStatus::Active,
+            password_hash: None,
+            oidc_subject: Some("https://idp.example.com|1234".into()),
+        })
+        .unwrap();
+    let r = s.client().post("/login", &json!({"username": "sso-user", "password": "any-password"})).await;
+    assert_eq!((r.status, r.error().as_str()), (401, "this account uses OIDC login"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_wrong_logins_cannot_outrun_the_lockout() {
+    let s = TestServer::start_with(|c| c.auth.brute_force_max_attempts = 3).await;
+    let guess = post_bytes("/login", None, &json!({"username": "admin", "password": "guess-password"}));
+    let statuses: Vec<u16> = simultaneously(s.addr, vec![guess; 12]).await.iter().map(|r| r.status).collect();
+    let answered = statuses.iter().filter(|s| **s != 429).count();
+    assert!(answered <= 3, "at most max_attempts guesses get an answer: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn register_lockout_expires_and_a_success_clears_it() {
+    let s = TestServer::start_with(|c| {
+        c.auth.registration_mode = toki_sync::config::RegistrationMode::Open;
+        c.auth.brute_force_max_attempts = 3;
+        c.auth.brute_force_window_secs = 60;
+        c.auth.brute_force_lockout_secs = 1;
+    })
+    .await;
+    let c = s.client();
+    let bad = json!({"username": "x", "password": "strong-password"});
+    // Two failures, a success (clears the address), two more failures: still not locked.
+    for _ in 0..2 {
+        assert_eq!(c.post("/register", &bad).await.status, 422);
+    }
+    assert_eq!(c.post("/register", &json!({"username": "first", "password": "strong-password"})).await.status, 201);
+    for _ in 0..2 {
+        assert_eq!(c.post("/register", &bad).await.status, 422);
+    }
+    assert_eq!(c.post("/register", &json!({"username": "second", "password": "strong-password"})).await.status, 201);
+    // Now three in a row lock the address.
+    for _ in 0..3 {
+        assert_eq!(c.post("/register", &bad).await.status, 422);
+    }
+    let locked = c.post("/register", &json!({"username": "third", "password": "strong-password"})).await;
+    assert_eq!(locked.status, 429);
+    assert_eq!(locked.header("retry-after"), Some("1"));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(c.post("/register", &json!({"username": "third", "password": "strong-password"})).await.status, 201, "the lock expired");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_lockout_expires() {
+    let s = TestServer::start_with(|c| {
+        c.auth.brute_force_max_attempts = 2;
+        c.auth.brute_force_lockout_secs = 1;
+    })
+    .await;
+    let c = s.client();
+    let good = c.login("admin", ADMIN_PASSWORD).await;
+    for _ in 0..2 {
+        assert_eq!(c.post("/token/refresh", &json!({"refresh_token": "nope"})).await.status, 401);
+    }
+    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": good["refresh_token"]})).await.status, 429);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": good["refresh_token"]})).await.status, 200, "the lock expired");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_older_than_the_window_are_forgotten() {
+    let s = TestServer::start_with(|c| {
+        c.auth.brute_force_max_attempts = 2;
+        c.auth.brute_force_window_secs = 1;
+        c.auth.brute_force_lockout_secs = 60;
+    })
+    .await;
+    let c = s.client();
+    let bad = json!({"username": "admin", "password": "wrong-password"});
+    assert_eq!(c.post("/login", &bad).await.status, 401);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The first failure left the window: this one is the only one counted.
+    assert_eq!(c.post("/login", &bad).await.status, 401);
+    c.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": "nope"})).await.status, 401);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": "nope"})).await.status, 401);
+    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": "nope"})).await.status, 401, "two within the window lock the next");
+    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": "nope"})).await.status, 429);
 }
 
 #[tokio::test(flavor = "multi_thread")]

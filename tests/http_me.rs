@@ -4,18 +4,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use toki_sync::ingest::BatchJob;
 use toki_sync::store::devices::AuthDevice;
 use toki_sync::store::now_secs;
 use toki_sync::store::teams::TeamRole;
 use toki_sync::store::users::{NewUser, Role, UserStatus};
 use toki_sync::sync::registry::SessionInfo;
-use toki_sync::sync::wire::{StoredEvent, SyncBatchPayload, SyncItem};
 
 const PW: &str = "user-password-1";
 
@@ -27,26 +24,6 @@ async fn two_users(s: &TestServer) -> (toki_sync::store::users::User, String, to
     let ta = c.login("alice", PW).await["access_token"].as_str().unwrap().to_owned();
     let tb = c.login("bob", PW).await["access_token"].as_str().unwrap().to_owned();
     (alice, ta, bob, tb)
-}
-
-/// Stores `n` usage events for a device through the real ingest writer.
-async fn ingest(s: &TestServer, user: u32, device: u32, n: i64) {
-    let items = (0..n)
-        .map(|i| SyncItem {
-            ts_ms: 1_700_000_000_000 + i * 60_000,
-            message_id: format!("msg-{device}-{i}"),
-            event: StoredEvent { model_id: 0, session_id: 1, source_file_id: 2, project_name_id: 3, tokens: vec![10, 5, 0, 0] },
-            usage_total: 15,
-            is_correction: false,
-        })
-        .collect();
-    let batch = SyncBatchPayload {
-        items,
-        dict: HashMap::from([(0, "model-a".into()), (1, "session-1".into()), (3, "proj".into())]),
-        provider: "claude_code".into(),
-        token_columns: ["input", "output", "cache_create", "cache_read"].map(String::from).to_vec(),
-    };
-    s.app().ingest.submit(BatchJob { device, user, batch }).await.expect("batch accepted");
 }
 
 fn session(user: &toki_sync::store::users::User, device: &toki_sync::store::devices::Device) -> SessionInfo {
@@ -160,10 +137,11 @@ async fn delete_removes_usage_tombstones_and_closes_connections() {
     let a1 = sync_device(s.app(), alice.id, "key-a1", "laptop", 1);
     let a2 = sync_device(s.app(), alice.id, "key-a2", "desktop", 1);
     let b1 = sync_device(s.app(), bob.id, "key-b1", "bobs-box", 1);
-    ingest(&s, alice.id, a1.id, 30).await;
-    ingest(&s, alice.id, a2.id, 20).await;
-    ingest(&s, bob.id, b1.id, 10).await;
+    ingest_events(&s, alice.id, a1.id, 30).await;
+    ingest_events(&s, alice.id, a2.id, 20).await;
+    ingest_events(&s, bob.id, b1.id, 10).await;
     assert_eq!(s.app().store.stats().unwrap().events, 60);
+    assert_eq!(usage_totals(&s.app().store, alice.id).0, 50, "alice's rollups count both devices");
 
     // Another user's device: 404, nothing deleted.
     let r = c.send_auth("DELETE", &format!("/me/devices/{}", b1.uuid), &ta, None).await;
@@ -179,6 +157,11 @@ async fn delete_removes_usage_tombstones_and_closes_connections() {
     assert!(tokio::time::timeout(Duration::from_millis(200), other.killed()).await.is_err(), "other devices stay connected");
 
     assert_eq!(s.app().store.stats().unwrap().events, 30, "a1's 30 events are gone, the rest stay");
+    assert_eq!(event_count(&s.app().store), 30);
+    // The rollups (what the usage API and dashboard read) lose a1's share too.
+    let (events, total, _) = usage_totals(&s.app().store, alice.id);
+    assert_eq!((events, total), (20, 20 * 15), "only a2's usage is left in alice's rollups");
+    assert_eq!(usage_totals(&s.app().store, bob.id).0, 10, "bob's rollups are untouched");
     assert!(s.app().store.device(a1.id).unwrap().is_none());
     assert!(matches!(s.app().store.auth_device(alice.id, "key-a1", "laptop", 2).unwrap(), AuthDevice::Removed));
     assert!(matches!(s.app().store.auth_device(bob.id, "key-b1", "bobs-box", 2).unwrap(), AuthDevice::Ready(_)));

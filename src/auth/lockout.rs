@@ -2,6 +2,13 @@
 //! `lockout`. A success clears the key. Memory is bounded: at most `capacity` keys are tracked,
 //! and when the table is full the stalest entries are dropped in bulk (so a spray of new keys
 //! costs amortised constant time per request).
+//!
+//! Handlers use [`Lockout::begin`]: it counts the attempt as a failure *before* the slow part
+//! (a password hash, a store lookup) runs, so parallel requests cannot all pass a check before
+//! the first failure is recorded; at most `max_attempts` attempts per key are ever in flight or
+//! failed within a window. The returned [`Attempt`] is then settled: a failure stays counted, a
+//! success clears the key, and an attempt that was neither (a malformed request, a code that
+//! exists but cannot be approved any more) is taken back when it is dropped.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -99,12 +106,56 @@ impl Lockout {
             entry.failures.pop_front();
         }
         entry.failures.push_back(now);
+        // The failures are kept while locked: `refund` compares against them. They are dropped
+        // when the lock runs out.
         if entry.failures.len() >= self.max_attempts {
-            entry.failures.clear();
             entry.locked_until = Some(now + self.lockout);
             return Some(self.lockout);
         }
         None
+    }
+
+    /// Counts an attempt for `key` up front (see the module comment). `Err(retry_after)` while
+    /// the key is locked; nothing is counted then. The attempt that reaches `max_attempts` still
+    /// runs (its own answer is the real one) and locks the key for the ones after it.
+    pub fn begin(&self, key: LockKey) -> Result<Attempt<'_>, Duration> {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        if !entries.contains_key(&key) && entries.len() >= self.capacity {
+            self.evict(&mut entries, now);
+        }
+        let entry = entries.entry(key.clone()).or_insert_with(|| Entry { failures: VecDeque::new(), locked_until: None, last: now });
+        if let Some(until) = entry.locked_until {
+            if until > now {
+                return Err(until - now);
+            }
+            entry.locked_until = None;
+            entry.failures.clear();
+        }
+        entry.last = now;
+        while entry.failures.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            entry.failures.pop_front();
+        }
+        entry.failures.push_back(now);
+        if entry.failures.len() >= self.max_attempts {
+            entry.locked_until = Some(now + self.lockout);
+        }
+        Ok(Attempt { lockout: self, key: Some(key), at: now })
+    }
+
+    /// Takes back an attempt counted by `begin` that turned out to be no failure. A lock it
+    /// caused is lifted again if the remaining failures are below the limit.
+    fn refund(&self, key: &LockKey, at: Instant) {
+        let mut entries = self.entries();
+        let Some(entry) = entries.get_mut(key) else { return };
+        let Some(i) = entry.failures.iter().rposition(|t| *t == at) else { return };
+        entry.failures.remove(i);
+        if entry.failures.len() < self.max_attempts {
+            entry.locked_until = None;
+        }
+        if entry.failures.is_empty() && entry.locked_until.is_none() {
+            entries.remove(key);
+        }
     }
 
     pub fn succeed(&self, key: &LockKey) {
@@ -131,6 +182,38 @@ impl Lockout {
             for (_, _, k) in by_age.into_iter().take(entries.len() - target) {
                 entries.remove(&k);
             }
+        }
+    }
+}
+
+/// One attempt counted by [`Lockout::begin`]. Settle it with [`Attempt::fail`] or
+/// [`Attempt::succeed`]; dropped unsettled, it is taken back (not a failure, not a success).
+#[must_use = "an unsettled attempt is taken back when dropped"]
+pub struct Attempt<'a> {
+    lockout: &'a Lockout,
+    /// `None` once settled.
+    key: Option<LockKey>,
+    at: Instant,
+}
+
+impl Attempt<'_> {
+    /// The attempt failed: it stays counted.
+    pub fn fail(mut self) {
+        self.key = None;
+    }
+
+    /// The attempt succeeded: the key is cleared.
+    pub fn succeed(mut self) {
+        if let Some(key) = self.key.take() {
+            self.lockout.succeed(&key);
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.lockout.refund(&key, self.at);
         }
     }
 }
@@ -195,5 +278,74 @@ mod tests {
             l.fail(LockKey::Refresh(IpAddr::from((i + 1_000_000).to_be_bytes())));
         }
         assert!(l.check(&locked).is_err());
+
+        // Attempts counted up front are bounded the same way.
+        let l = Lockout::with_capacity(&cfg(5, 300, 900), 100);
+        for i in 0..10_000u32 {
+            l.begin(LockKey::Register(IpAddr::from(i.to_be_bytes()))).unwrap().fail();
+        }
+        assert!(l.tracked() <= 100, "{}", l.tracked());
+    }
+
+    #[test]
+    fn begin_counts_up_front_so_parallel_attempts_are_bounded() {
+        let l = Lockout::new(&cfg(3, 60, 60));
+        let k = LockKey::DeviceApprove(7);
+        // Three attempts in flight at once: all allowed, none settled yet; the fourth is refused.
+        let a: Vec<Attempt<'_>> = (0..3).map(|_| l.begin(k.clone()).expect("below the limit")).collect();
+        assert!(l.begin(k.clone()).is_err(), "the limit counts attempts still in flight");
+        for attempt in a {
+            attempt.fail();
+        }
+        assert!(l.check(&k).is_err());
+        assert!(l.begin(k.clone()).is_err());
+    }
+
+    #[test]
+    fn unsettled_attempts_are_taken_back_and_success_clears() {
+        let l = Lockout::new(&cfg(3, 60, 60));
+        let k = LockKey::DeviceApprove(8);
+        l.begin(k.clone()).unwrap().fail();
+        l.begin(k.clone()).unwrap().fail();
+        // Neither failure nor success (e.g. looking up one's own code): not counted, not cleared.
+        for _ in 0..10 {
+            drop(l.begin(k.clone()).expect("taken-back attempts do not accumulate"));
+        }
+        assert!(l.check(&k).is_ok());
+        // The third attempt reaches the limit; taken back, it lifts the lock it set.
+        let third = l.begin(k.clone()).unwrap();
+        assert!(l.check(&k).is_err(), "locked while the attempt that reached the limit runs");
+        drop(third);
+        assert!(l.check(&k).is_ok());
+        l.begin(k.clone()).unwrap().fail();
+        assert!(l.begin(k.clone()).is_err(), "two kept failures plus one: locked");
+
+        let k2 = LockKey::DeviceApprove(9);
+        l.begin(k2.clone()).unwrap().fail();
+        l.begin(k2.clone()).unwrap().fail();
+        l.begin(k2.clone()).unwrap().succeed();
+        assert_eq!(l.tracked(), 1, "a success removes the key");
+        // A refund lifts a lock only if the failures that stay counted are below the limit.
+        let k3 = LockKey::DeviceApprove(10);
+        let late = l.begin(k3.clone()).unwrap();
+        for _ in 0..2 {
+            l.begin(k3.clone()).unwrap().fail();
+        }
+        assert!(l.check(&k3).is_err());
+        drop(late);
+        assert!(l.check(&k3).is_ok(), "only two failures remain");
+        assert!(l.fail(k3.clone()).is_some());
+        assert!(l.check(&k3).is_err());
+    }
+
+    #[test]
+    fn old_failures_leave_the_window() {
+        let l = Lockout::new(&cfg(2, 1, 60));
+        let k = LockKey::Refresh("::1".parse().unwrap());
+        l.begin(k.clone()).unwrap().fail();
+        std::thread::sleep(Duration::from_millis(1100));
+        l.begin(k.clone()).unwrap().fail();
+        assert!(l.check(&k).is_ok(), "the first failure is outside the window");
+        assert!(l.fail(k.clone()).is_some());
     }
 }

@@ -166,8 +166,11 @@ enum DeviceCommand {
     Delete { id: String },
 }
 
+// The setting is named `registration_mode` everywhere (configuration file, HTTP API, issue text);
+// the kebab-case spelling clap would derive is kept as an alias.
 #[derive(Clone, Copy, ValueEnum)]
 enum SettingKey {
+    #[value(name = "registration_mode", alias = "registration-mode")]
     RegistrationMode,
 }
 
@@ -195,6 +198,7 @@ enum SettingsCommand {
 #[derive(Subcommand)]
 enum SetCommand {
     /// Who may self-register: open, approval or closed.
+    #[command(name = "registration_mode", alias = "registration-mode")]
     RegistrationMode {
         #[arg(value_enum)]
         mode: ModeArg,

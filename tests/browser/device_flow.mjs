@@ -1,7 +1,10 @@
 // Drives Debian's Chromium through the device page and the dashboard, for tests/browser.rs.
 //
-//   node device_flow.mjs approve    open /device?device=CODE, sign in, check, approve
-//   node device_flow.mjs dashboard  sign in at /login, rename the device, then delete it
+//   node device_flow.mjs approve    open /device?device=CODE, sign in, wait for the device name
+//                                   (prints `waiting for the device name` when the test must
+//                                   send the CLI's first poll), check, approve
+//   node device_flow.mjs dashboard  sign in at /login, rename the device, then delete it; then
+//                                   submit the sign-in form with scripts disabled
 //
 // Input comes from the environment (BASE_URL, USER_CODE, USERNAME, PASSWORD, DEVICE_NAME,
 // NEW_NAME). Exit status 0 means every check passed; otherwise the reason is on stderr.
@@ -48,6 +51,15 @@ async function approve(page) {
   await signIn(page);
   await page.locator('#confirm').waitFor({ state: 'visible' });
   check((await page.textContent('#code-text')) === code, 'the page shows the code');
+  // The CLI has not polled yet, so the server does not know the name. Tell the test to send the
+  // first poll (with the name), then wait for the page to pick it up on its own.
+  check((await page.textContent('#device-name')) === 'unnamed device', 'no name before the first poll');
+  console.log('waiting for the device name');
+  await page.waitForFunction(
+    (name) => document.getElementById('device-name').textContent === name,
+    env('DEVICE_NAME'),
+    { timeout: STEP_TIMEOUT_MS },
+  );
   const shown = await page.textContent('#device-name');
   check(shown === env('DEVICE_NAME'), `the page shows the device name as text (got ${JSON.stringify(shown)})`);
   check((await page.locator('#device-name *').count()) === 0, 'the device name is not parsed as HTML');
@@ -88,6 +100,34 @@ async function dashboard(page) {
   await page.click('#sign-out');
   await page.waitForURL('**/login');
   check(await page.evaluate(() => localStorage.getItem('toki_access_token') === null), 'signing out forgets the tokens');
+
+  await withoutScript(page.context().browser());
+}
+
+// Should the script not run, submitting a sign-in form must not send the password anywhere (and
+// never put it in a URL, where history and server logs would keep it).
+async function withoutScript(browser) {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  try {
+    const bare = await context.newPage();
+    bare.setDefaultTimeout(STEP_TIMEOUT_MS);
+    const sent = [];
+    bare.on('request', (r) => sent.push({ url: r.url(), body: r.postData() || '' }));
+    await bare.goto(`${BASE}/login`);
+    await bare.fill('#username', env('USERNAME'));
+    await bare.fill('#password', env('PASSWORD'));
+    await Promise.all([bare.waitForNavigation(), bare.click('#signin-form button[type=submit]')]);
+    const leaked = sent.filter((r) => r.url.includes(env('PASSWORD')) || r.body.includes(env('PASSWORD')));
+    check(leaked.length === 0, `the password was sent by a script-less submit: ${JSON.stringify(leaked)}`);
+    check(!bare.url().includes('?'), `a script-less submit puts nothing in the URL (${bare.url()})`);
+    await bare.goto(`${BASE}/device?device=ABCD-EFGH`);
+    check((await bare.getAttribute('#signin-form', 'method')) === 'post', 'the device page signs in with POST');
+    for (const id of ['#username', '#password']) {
+      check((await bare.getAttribute(id, 'name')) === null, `${id} has no name, so a plain submit carries no value`);
+    }
+  } finally {
+    await context.close();
+  }
 }
 
 const steps = { approve, dashboard };

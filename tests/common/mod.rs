@@ -348,3 +348,58 @@ pub fn event_count(store: &toki_sync::store::Store) -> u64 {
     use redb::ReadableTableMetadata;
     store.read().unwrap().open_table(toki_sync::store::schema::EVENTS).unwrap().len().unwrap()
 }
+
+/// Sends the requests on one connection each, all at (nearly) the same moment: every request
+/// is written but its last byte first, then the last bytes go out back to back, so the server
+/// handles them concurrently. Returns the answers in order.
+pub async fn simultaneously(addr: std::net::SocketAddr, requests: Vec<Vec<u8>>) -> Vec<Resp> {
+    let mut streams = Vec::new();
+    for req in &requests {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(&req[..req.len() - 1]).await.unwrap();
+        streams.push(s);
+    }
+    for (s, req) in streams.iter_mut().zip(&requests) {
+        s.write_all(&req[req.len() - 1..]).await.unwrap();
+    }
+    let mut out = Vec::new();
+    for mut s in streams {
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+        out.push(parse_response(&buf));
+    }
+    out
+}
+
+/// The bytes of a JSON POST on a `Connection: close` request, optionally with a Bearer token.
+pub fn post_bytes(path: &str, token: Option<&str>, body: &Value) -> Vec<u8> {
+    let body = body.to_string();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Stores `n` usage events (15 tokens each: 10 input, 5 output) for a device through the real
+/// ingest writer.
+pub async fn ingest_events(s: &TestServer, user: u32, device: u32, n: i64) {
+    use toki_sync::sync::wire::{StoredEvent, SyncBatchPayload, SyncItem};
+    let items = (0..n)
+        .map(|i| SyncItem {
+            ts_ms: 1_700_000_000_000 + i * 60_000,
+            message_id: format!("msg-{device}-{i}"),
+            event: StoredEvent { model_id: 0, session_id: 1, source_file_id: 2, project_name_id: 3, tokens: vec![10, 5, 0, 0] },
+            usage_total: 15,
+            is_correction: false,
+        })
+        .collect();
+    let batch = SyncBatchPayload {
+        items,
+        dict: std::collections::HashMap::from([(0, "model-a".into()), (1, "session-1".into()), (3, "proj".into())]),
+        provider: "claude_code".into(),
+        token_columns: ["input", "output", "cache_create", "cache_read"].map(String::from).to_vec(),
+    };
+    s.app().ingest.submit(toki_sync::ingest::BatchJob { device, user, batch }).await.expect("batch accepted");
+}

@@ -42,8 +42,8 @@ struct LoginBody {
 pub async fn login(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     let body: LoginBody = req.json()?;
     check_device_id(&body.device_id)?;
-    let key = LockKey::login(req.client_ip, &body.username);
-    app.lockout.check(&key).map_err(ApiError::locked)?;
+    // Counted before the password is checked (see auth::lockout); settled below.
+    let attempt = app.lockout.begin(LockKey::login(req.client_ip, &body.username)).map_err(ApiError::locked)?;
 
     let name = body.username.clone();
     let user = app.blocking(move |a| a.store.user_by_name(&name)).await??;
@@ -56,14 +56,14 @@ pub async fn login(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErro
     let user = match user {
         Some(u) if verified => u,
         other => {
-            app.lockout.fail(key);
+            attempt.fail();
             if other.is_some_and(|u| u.password_hash.is_none() && u.oidc_subject.is_some()) {
                 return Err(ApiError::unauthorized("this account uses OIDC login"));
             }
             return Err(ApiError::unauthorized("invalid credentials"));
         }
     };
-    app.lockout.succeed(&key);
+    attempt.succeed();
     match user.status {
         UserStatus::Active => {}
         UserStatus::Pending => return Err(ApiError::forbidden("account is pending admin approval")),
@@ -101,8 +101,8 @@ struct RegisterBody {
 }
 
 pub async fn register(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
-    let key = LockKey::Register(req.client_ip);
-    app.lockout.check(&key).map_err(ApiError::locked)?;
+    // Counted up front; a closed registration or a malformed body is taken back on return.
+    let attempt = app.lockout.begin(LockKey::Register(req.client_ip)).map_err(ApiError::locked)?;
     let mode = app.blocking(|a| a.registration_mode()).await??;
     if mode == RegistrationMode::Closed {
         return Err(ApiError::forbidden("registration is disabled"));
@@ -114,11 +114,13 @@ pub async fn register(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
         Err(e) => {
             // Bad names and taken names count against the address (username enumeration).
             if matches!(e.status, StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY) {
-                app.lockout.fail(key);
+                attempt.fail();
             }
             return Err(e);
         }
     };
+    // A success clears the address's count (compat.md §5).
+    attempt.succeed();
     tracing::info!(user = %user.username, mode = %mode, "user registered");
     if status == UserStatus::Pending {
         Ok(json(
@@ -142,16 +144,15 @@ struct RefreshBody {
 }
 
 pub async fn refresh(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
-    let key = LockKey::Refresh(req.client_ip);
-    app.lockout.check(&key).map_err(ApiError::locked)?;
+    let attempt = app.lockout.begin(LockKey::Refresh(req.client_ip)).map_err(ApiError::locked)?;
     let body: RefreshBody = req.json()?;
     match app.blocking(move |a| a.tokens.refresh(&a.store, &body.refresh_token)).await? {
         Ok(pair) => {
-            app.lockout.succeed(&key);
+            attempt.succeed();
             Ok(ok(&pair))
         }
         Err(RefreshError::Invalid) => {
-            app.lockout.fail(key);
+            attempt.fail();
             Err(ApiError::unauthorized("invalid or expired refresh token"))
         }
         Err(RefreshError::Store(e)) => Err(e.into()),

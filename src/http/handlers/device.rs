@@ -13,7 +13,7 @@ use crate::auth::device_flow::{
     new_device_code, new_user_code, normalize_user_code, LIMITS, MIN_POLL_GAP_MS, POLL_INTERVAL_SECS,
     SLOW_DOWN_INTERVAL_SECS,
 };
-use crate::auth::lockout::LockKey;
+use crate::auth::lockout::{Attempt, LockKey};
 use crate::auth::tokens;
 use crate::http::error::{ApiError, ErrorNote};
 use crate::http::guard;
@@ -188,36 +188,36 @@ struct ApproveBody {
     deny: bool,
 }
 
-/// The approver's lockout key, checked before any code is tried.
-async fn approver(app: &Arc<App>, req: &Request) -> Result<(User, LockKey), ApiError> {
-    let user = guard::user(app, req).await?;
-    let key = LockKey::DeviceApprove(user.id);
-    app.lockout.check(&key).map_err(ApiError::locked)?;
-    Ok((user, key))
+/// Counts a try of a user code against the approver's lockout before the code is looked at, so
+/// parallel guesses cannot all get past the limit (see `auth::lockout`). Wrong codes stay
+/// counted; only a successful approve or deny clears the count; a code that exists but cannot be
+/// decided (expired, already decided, or just looked up) is neither and is taken back.
+fn begin_try<'a>(app: &'a App, user: &User) -> Result<Attempt<'a>, ApiError> {
+    app.lockout.begin(LockKey::DeviceApprove(user.id)).map_err(ApiError::locked)
 }
 
-/// A wrong user code counts against the approver's lockout (the next try is refused once locked).
-fn wrong_code(app: &App, key: LockKey) -> ApiError {
-    app.lockout.fail(key);
+fn wrong_code(attempt: Attempt<'_>) -> ApiError {
+    attempt.fail();
     ApiError::not_found(UNKNOWN_CODE)
 }
 
 /// `POST /device/approve`, `POST /auth/device/verify` (Bearer): approve, or deny with `"deny": true`.
 pub async fn approve(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
-    let (user, key) = approver(app, &req).await?;
+    let user = guard::user(app, &req).await?;
     let body: ApproveBody = req.json()?;
-    let Some(code) = normalize_user_code(&body.user_code) else { return Err(wrong_code(app, key)) };
+    let attempt = begin_try(app, &user)?;
+    let Some(code) = normalize_user_code(&body.user_code) else { return Err(wrong_code(attempt)) };
     let approve = !body.deny;
     let (uid, now) = (user.id, now_secs());
     let decided = app.blocking(move |a| a.store.decide_device_code(&code, uid, approve, now)).await?;
     match decided {
         Ok(rec) => {
-            app.lockout.succeed(&key);
+            attempt.succeed();
             let status = if approve { "approved" } else { "denied" };
             tracing::info!(user = %user.username, user_code = %rec.user_code, status, "device login decided");
             Ok(ok(&json!({ "verified": true, "status": status })))
         }
-        Err(DecideError::Unknown) => Err(wrong_code(app, key)),
+        Err(DecideError::Unknown) => Err(wrong_code(attempt)),
         Err(DecideError::Expired) => Err(ApiError::new(StatusCode::GONE, "code expired")),
         Err(DecideError::AlreadyApproved) => Err(ApiError::conflict("code already approved")),
         Err(DecideError::AlreadyDenied) => Err(ApiError::conflict("code already denied")),
@@ -230,16 +230,20 @@ struct LookupBody {
     user_code: String,
 }
 
-/// `POST /device/lookup` (Bearer): what the approval page shows before the user decides.
+/// `POST /device/lookup` (Bearer): what the approval page shows before the user decides (and
+/// polls while the device's name is not known yet).
 pub async fn lookup(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
-    let (_, key) = approver(app, &req).await?;
+    let user = guard::user(app, &req).await?;
     let body: LookupBody = req.json()?;
-    let Some(code) = normalize_user_code(&body.user_code) else { return Err(wrong_code(app, key)) };
+    let attempt = begin_try(app, &user)?;
+    let Some(code) = normalize_user_code(&body.user_code) else { return Err(wrong_code(attempt)) };
     let lookup_code = code.clone();
     let Some(rec) = app.blocking(move |a| a.store.device_code_by_user_code(&lookup_code)).await?? else {
-        return Err(wrong_code(app, key));
+        return Err(wrong_code(attempt));
     };
-    app.lockout.succeed(&key);
+    // The code exists: not a failed guess, but no decision either, so the count is neither
+    // cleared nor raised (the page looks a code up repeatedly while it waits for the name).
+    drop(attempt);
     let now = now_secs();
     if rec.is_expired(now) {
         return Err(ApiError::new(StatusCode::GONE, "code expired"));
