@@ -68,6 +68,8 @@ pub struct Server {
     pub sync_addr: SocketAddr,
     /// SHA-256 fingerprint of the sync port's TLS certificate.
     pub tls_fingerprint: String,
+    /// The certificate file the sync port presents.
+    pub tls_certificate: std::path::PathBuf,
     pub app: Arc<App>,
     /// The first admin's password when it was generated on this start; show it once.
     pub generated_admin_password: Option<String>,
@@ -186,18 +188,11 @@ pub async fn launch(
         fingerprint = %tls.fingerprint,
         "sync listening (TLS and plaintext); TLS certificate SHA-256 fingerprint shown"
     );
-    // Also on stdout, like the generated admin password: the log line above is filtered out at
-    // log level warn, and users need the fingerprint to check the certificate a client sees.
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "toki-sync: sync TLS certificate {} SHA-256 fingerprint {}", tls.cert_path.display(), tls.fingerprint);
-        let _ = out.flush();
-    }
     Ok(Server {
         http_addr,
         sync_addr,
         tls_fingerprint: tls.fingerprint,
+        tls_certificate: tls.cert_path,
         app,
         generated_admin_password: started.generated_admin_password,
         shutdown,

@@ -55,9 +55,19 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(password) = &server.generated_admin_password {
+        {
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(admin_password_banner(password, &banner_config).as_bytes());
+            if let Some(password) = &server.generated_admin_password {
+                let _ = out.write_all(admin_password_banner(password, &banner_config).as_bytes());
+            }
+            // On stdout as well as in the log (which level `warn` filters): users compare it with
+            // the certificate their client sees.
+            let _ = writeln!(
+                out,
+                "toki-sync: sync TLS certificate {} SHA-256 fingerprint {}",
+                server.tls_certificate.display(),
+                server.tls_fingerprint
+            );
             let _ = out.flush();
         }
         tracing::info!(
