@@ -106,7 +106,7 @@ fn bench_ingest_creates_its_user_and_reports_json() {
         &[],
     );
     assert!(ok, "{stderr}");
-    assert!(!stdout.contains("bench user"), "{stdout}");
+    assert!(!stdout.contains("access token"), "{stdout}");
     assert!(
         stdout.starts_with("100 events (1 devices x 2 batches x 50) over plaintext in "),
         "{stdout}"
@@ -244,5 +244,45 @@ fn bench_seed_fills_a_data_file() {
             .iter()
             .any(|r| r["name"] == "usage: 30 days by day, by model")
     );
+    // `bench ingest --user` syncs as an existing (here: seeded) user, and says so in text.
+    let out = Command::new(bin())
+        .args([
+            "bench",
+            "ingest",
+            "--server",
+            &server.sync.to_string(),
+            "--http",
+            &format!("http://{}", server.http),
+        ])
+        .args([
+            "--user",
+            "seed-user-2",
+            "--devices",
+            "1",
+            "--batches",
+            "2",
+            "--batch-size",
+            "10",
+        ])
+        .env("TOKI_BENCH_PASSWORD", "seed-password")
+        .env_remove("TOKI_BENCH_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("user seed-user-2; access token "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n20 events (1 devices x 2 batches x 10) over plaintext"),
+        "{stdout}"
+    );
     assert!(server.stop().0);
+    let (_, out, _) = admin(dir.path(), &["stats", "--json"], None);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["events"], 5020);
 }

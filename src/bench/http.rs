@@ -57,7 +57,8 @@ pub fn login(base: &str, username: &str, password: &str) -> Result<String, Strin
     }
 }
 
-/// The user a `bench ingest --http` run created, and its access token (printed with the report,
+/// The user a `bench ingest --http` run syncs as (created for the run, or given with --user),
+/// and its access token (printed with the report,
 /// so the same user's data can be queried afterwards with `bench query --token`).
 pub struct BenchUser {
     pub name: String,
@@ -82,4 +83,14 @@ pub fn bench_user(base: &str, admin_user: &str) -> Result<BenchUser, String> {
     }
     let access_token = login(base, &name, &user_password)?;
     Ok(BenchUser { name, access_token })
+}
+
+/// Signs in as an existing user, with the password in TOKI_BENCH_PASSWORD.
+pub fn existing_user(base: &str, name: &str) -> Result<BenchUser, String> {
+    let env = super::query::PASSWORD_ENV;
+    let password = std::env::var(env).map_err(|_| format!("--user needs the password in {env}"))?;
+    Ok(BenchUser {
+        name: name.to_owned(),
+        access_token: login(base, name, &password)?,
+    })
 }

@@ -42,6 +42,10 @@ pub struct IngestArgs {
     http: Option<String>,
     #[arg(long, default_value = "admin")]
     admin_user: String,
+    /// With --http: sync as this existing user instead (password in TOKI_BENCH_PASSWORD), e.g.
+    /// one of the `bench seed` users.
+    #[arg(long, value_name = "NAME", requires = "http", conflicts_with = "token")]
+    user: Option<String>,
     /// Concurrent devices (one connection each).
     #[arg(long, default_value_t = 1)]
     devices: usize,
@@ -83,8 +87,9 @@ pub struct IngestReport {
     pub failed_devices: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
-    /// With --http: the user this run created, and an access token for it (valid for the
-    /// server's `auth.access_token_ttl_secs`), e.g. for `bench query --token`.
+    /// With --http: the user this run synced as (created for it, or --user), and an access
+    /// token for it (valid for the server's `auth.access_token_ttl_secs`), e.g. for
+    /// `bench query --token`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,7 +104,10 @@ pub fn run(args: IngestArgs) -> Result<(), String> {
     let (token, user) = match (&args.token, &args.http) {
         (Some(t), _) => (t.clone(), None),
         (None, Some(url)) => {
-            let user = super::http::bench_user(url, &args.admin_user)?;
+            let user = match &args.user {
+                Some(name) => super::http::existing_user(url, name)?,
+                None => super::http::bench_user(url, &args.admin_user)?,
+            };
             (user.access_token.clone(), Some(user))
         }
         (None, None) => {
@@ -120,7 +128,7 @@ pub fn run(args: IngestArgs) -> Result<(), String> {
         );
     } else {
         if let (Some(user), Some(token)) = (&report.user, &report.access_token) {
-            println!("bench user {user}; access token {token}");
+            println!("user {user}; access token {token}");
         }
         println!(
             "{} events ({} devices x {} batches x {}) over {} in {:.2} s: {:.0} events/s; ACK latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; failed batches {} (devices {})",
