@@ -186,8 +186,9 @@ async fn stream(
         let mut l = log.lock().unwrap();
         l.resends += 1;
         l.committed_resends += 1;
+        return;
     }
-    while keep_going {
+    loop {
         let items: Vec<Key> = (next_ts..next_ts + BATCH)
             .map(|ts| (ts, format!("msg-{device}-{ts}")))
             .collect();
