@@ -1,18 +1,31 @@
 //! The few HTTP calls the benchmarks make (ureq, blocking).
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub const ADMIN_PASSWORD_ENV: &str = "TOKI_BENCH_ADMIN_PASSWORD";
 
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
 }
 
 /// A GET with a bearer token on `agent` (kept alive between calls); returns the status and body.
 pub fn get(agent: &ureq::Agent, url: &str, token: &str) -> Result<(u16, Vec<u8>), String> {
-    let mut resp = agent.get(url).header("Authorization", &format!("Bearer {token}")).call().map_err(|e| format!("GET {url}: {e}"))?;
+    let mut resp = agent
+        .get(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .map_err(|e| format!("GET {url}: {e}"))?;
     let status = resp.status().as_u16();
-    let body = resp.body_mut().with_config().limit(64 << 20).read_to_vec().map_err(|e| format!("GET {url}: {e}"))?;
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .map_err(|e| format!("GET {url}: {e}"))?;
     Ok((status, body))
 }
 
@@ -21,7 +34,9 @@ fn post(url: &str, token: Option<&str>, body: &Value) -> Result<(u16, Value), St
     if let Some(t) = token {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }
-    let mut resp = req.send_json(body).map_err(|e| format!("POST {url}: {e}"))?;
+    let mut resp = req
+        .send_json(body)
+        .map_err(|e| format!("POST {url}: {e}"))?;
     let status = resp.status().as_u16();
     let value = resp.body_mut().read_json::<Value>().unwrap_or(Value::Null);
     Ok((status, value))
@@ -29,24 +44,53 @@ fn post(url: &str, token: Option<&str>, body: &Value) -> Result<(u16, Value), St
 
 pub fn login(base: &str, username: &str, password: &str) -> Result<String, String> {
     let base = base.trim_end_matches('/');
-    match post(&format!("{base}/login"), None, &json!({ "username": username, "password": password }))? {
-        (200, v) => v["access_token"].as_str().map(str::to_owned).ok_or_else(|| "login reply has no access_token".into()),
+    match post(
+        &format!("{base}/login"),
+        None,
+        &json!({ "username": username, "password": password }),
+    )? {
+        (200, v) => v["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "login reply has no access_token".into()),
         (status, v) => Err(format!("login as {username} failed ({status}): {v}")),
     }
 }
 
-/// Signs in as the admin, creates a fresh user for this run, and returns that user's token.
-pub fn bench_user_token(base: &str, admin_user: &str) -> Result<String, String> {
+/// The user a `bench ingest --http` run syncs as (created for the run, or given with --user),
+/// and its access token (printed with the report,
+/// so the same user's data can be queried afterwards with `bench query --token`).
+pub struct BenchUser {
+    pub name: String,
+    pub access_token: String,
+}
+
+/// Signs in as the admin, creates a fresh user for this run, and signs in as that user.
+pub fn bench_user(base: &str, admin_user: &str) -> Result<BenchUser, String> {
     let password = std::env::var(ADMIN_PASSWORD_ENV)
         .map_err(|_| format!("--http needs the admin password in {ADMIN_PASSWORD_ENV}"))?;
     let admin = login(base, admin_user, &password)?;
     let name = format!("bench-{:08x}", crate::auth::random::u64() as u32);
     let user_password = crate::auth::random::token::<18>();
     let base = base.trim_end_matches('/');
-    match post(&format!("{base}/admin/users"), Some(&admin), &json!({ "username": name, "password": user_password }))? {
+    match post(
+        &format!("{base}/admin/users"),
+        Some(&admin),
+        &json!({ "username": name, "password": user_password }),
+    )? {
         (201, _) => {}
         (status, v) => return Err(format!("creating the bench user failed ({status}): {v}")),
     }
-    eprintln!("bench: created user {name}");
-    login(base, &name, &user_password)
+    let access_token = login(base, &name, &user_password)?;
+    Ok(BenchUser { name, access_token })
+}
+
+/// Signs in as an existing user, with the password in TOKI_BENCH_PASSWORD.
+pub fn existing_user(base: &str, name: &str) -> Result<BenchUser, String> {
+    let env = super::query::PASSWORD_ENV;
+    let password = std::env::var(env).map_err(|_| format!("--user needs the password in {env}"))?;
+    Ok(BenchUser {
+        name: name.to_owned(),
+        access_token: login(base, name, &password)?,
+    })
 }

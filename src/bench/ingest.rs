@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
-use tokio::sync::{mpsc, Barrier};
+use tokio::sync::{Barrier, mpsc};
 
-use super::client::{tls_config, BenchClient, Transport};
-use super::progress::{percentile, Progress};
+use super::client::{BenchClient, Transport, tls_config};
+use super::progress::{Progress, percentile};
 use super::workload::Stream;
-use crate::sync::wire::{encode_frame, AuthPayload, MsgType};
+use crate::sync::wire::{AuthPayload, MsgType, encode_frame};
 
 #[derive(Args, Clone)]
 pub struct IngestArgs {
@@ -42,6 +42,10 @@ pub struct IngestArgs {
     http: Option<String>,
     #[arg(long, default_value = "admin")]
     admin_user: String,
+    /// With --http: sync as this existing user instead (password in TOKI_BENCH_PASSWORD), e.g.
+    /// one of the `bench seed` users.
+    #[arg(long, value_name = "NAME", requires = "http", conflicts_with = "token")]
+    user: Option<String>,
     /// Concurrent devices (one connection each).
     #[arg(long, default_value_t = 1)]
     devices: usize,
@@ -69,28 +73,65 @@ pub struct IngestReport {
     pub devices: usize,
     pub batches: usize,
     pub batch_size: usize,
+    /// Events in acknowledged batches.
     pub events: u64,
     pub seconds: f64,
     pub events_per_sec: f64,
     pub ack_p50_ms: f64,
     pub ack_p99_ms: f64,
     pub ack_max_ms: f64,
-    pub errors: u64,
+    /// Batches that were not acknowledged: a device that could not connect or sign in counts
+    /// all of its batches, one whose connection failed mid-run the rest of its batches.
+    pub failed_batches: u64,
+    /// Devices that did not get all of their batches acknowledged.
+    pub failed_devices: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+    /// With --http: the user this run synced as (created for it, or --user), and an access
+    /// token for it (valid for the server's `auth.access_token_ttl_secs`), e.g. for
+    /// `bench query --token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
 }
 
 pub fn run(args: IngestArgs) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let token = match (&args.token, &args.http) {
-        (Some(t), _) => t.clone(),
-        (None, Some(url)) => super::http::bench_user_token(url, &args.admin_user)?,
-        (None, None) => return Err("give --token (or TOKI_BENCH_TOKEN), or --http with admin credentials".into()),
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (token, user) = match (&args.token, &args.http) {
+        (Some(t), _) => (t.clone(), None),
+        (None, Some(url)) => {
+            let user = match &args.user {
+                Some(name) => super::http::existing_user(url, name)?,
+                None => super::http::bench_user(url, &args.admin_user)?,
+            };
+            (user.access_token.clone(), Some(user))
+        }
+        (None, None) => {
+            return Err(
+                "give --token (or TOKI_BENCH_TOKEN), or --http with admin credentials".into(),
+            );
+        }
     };
-    let report = runtime.block_on(ingest(args.clone(), token))?;
+    let mut report = runtime.block_on(ingest(args.clone(), token))?;
+    if let Some(u) = user {
+        report.user = Some(u.name);
+        report.access_token = Some(u.access_token);
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
-    } else {
         println!(
-            "{} events ({} devices x {} batches x {}) over {} in {:.2} s: {:.0} events/s; ACK latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; errors {}",
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        if let (Some(user), Some(token)) = (&report.user, &report.access_token) {
+            println!("user {user}; access token {token}");
+        }
+        println!(
+            "{} events ({} devices x {} batches x {}) over {} in {:.2} s: {:.0} events/s; ACK latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; failed batches {} (devices {})",
             report.events,
             report.devices,
             report.batches,
@@ -101,13 +142,19 @@ pub fn run(args: IngestArgs) -> Result<(), String> {
             report.ack_p50_ms,
             report.ack_p99_ms,
             report.ack_max_ms,
-            report.errors
+            report.failed_batches,
+            report.failed_devices
         );
     }
-    if report.errors > 0 {
-        return Err(format!("{} batches failed", report.errors));
+    match &report.first_error {
+        Some(e) => Err(format!(
+            "{} of {} batches failed on {} devices; first error: {e}",
+            report.failed_batches,
+            report.devices * report.batches,
+            report.failed_devices
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn resolve(server: &str) -> Result<(SocketAddr, String), String> {
@@ -116,8 +163,19 @@ fn resolve(server: &str) -> Result<(SocketAddr, String), String> {
         .map_err(|e| format!("--server {server}: {e}"))?
         .next()
         .ok_or_else(|| format!("--server {server}: no address"))?;
-    let host = server.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']'])).unwrap_or(server).to_owned();
+    let host = server
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(['[', ']']))
+        .unwrap_or(server)
+        .to_owned();
     Ok((addr, host))
+}
+
+/// What a device task reports: one ACKed batch (with its latency), or the end of the device
+/// with the number of its batches that will never be acknowledged.
+enum Outcome {
+    Acked(Duration),
+    Failed { batches: u64, error: String },
 }
 
 async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String> {
@@ -152,7 +210,11 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
         let start = now_ms - span_ms;
         let device_frames = (0..args.batches)
             .map(|b| {
-                let batch = stream.batch(args.batch_size, start + (b * args.batch_size) as i64 * step_ms, step_ms);
+                let batch = stream.batch(
+                    args.batch_size,
+                    start + (b * args.batch_size) as i64 * step_ms,
+                    step_ms,
+                );
                 let plain = encode_frame(MsgType::SyncBatch, &batch);
                 if args.batch_size >= 100 {
                     let z = zstd::encode_all(&plain[8..], 3).expect("zstd in memory");
@@ -170,10 +232,16 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
     }
 
     let barrier = Arc::new(Barrier::new(args.devices + 1));
-    let (tx, mut rx) = mpsc::unbounded_channel::<Result<Duration, String>>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
     let mut tasks = Vec::new();
     for (d, device_frames) in frames.into_iter().enumerate() {
-        let (barrier, tx, token, transport, host) = (Arc::clone(&barrier), tx.clone(), token.clone(), transport.clone(), host.clone());
+        let (barrier, tx, token, transport, host) = (
+            Arc::clone(&barrier),
+            tx.clone(),
+            token.clone(),
+            transport.clone(),
+            host.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let connected = async {
                 let mut c = BenchClient::connect(addr, &host, &transport).await?;
@@ -190,20 +258,31 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
             }
             .await;
             barrier.wait().await;
+            let total = device_frames.len() as u64;
             let mut client = match connected {
                 Ok(c) => c,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
+                Err(error) => {
+                    let _ = tx.send(Outcome::Failed {
+                        batches: total,
+                        error,
+                    });
                     return;
                 }
             };
-            for frame in device_frames {
+            for (i, frame) in device_frames.iter().enumerate() {
                 let t0 = Instant::now();
-                let r = client.batch(&frame).await.map(|_| t0.elapsed());
-                let failed = r.is_err();
-                let _ = tx.send(r);
-                if failed {
-                    return;
+                match client.batch(frame).await {
+                    Ok(_) => {
+                        let _ = tx.send(Outcome::Acked(t0.elapsed()));
+                    }
+                    Err(error) => {
+                        // This batch and every one after it on this device are lost.
+                        let _ = tx.send(Outcome::Failed {
+                            batches: total - i as u64,
+                            error,
+                        });
+                        return;
+                    }
                 }
             }
         }));
@@ -214,14 +293,15 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
     let total_batches = (args.devices * args.batches) as u64;
     let mut progress = Progress::new(total_batches * args.batch_size as u64, "events");
     let mut latencies = Vec::with_capacity(total_batches as usize);
-    let mut errors = 0u64;
+    let (mut failed_batches, mut failed_devices) = (0u64, 0usize);
     let mut first_error = None;
-    while let Some(r) = rx.recv().await {
-        match r {
-            Ok(d) => latencies.push(d),
-            Err(e) => {
-                errors += 1;
-                first_error.get_or_insert(e);
+    while let Some(outcome) = rx.recv().await {
+        match outcome {
+            Outcome::Acked(d) => latencies.push(d),
+            Outcome::Failed { batches, error } => {
+                failed_batches += batches;
+                failed_devices += 1;
+                first_error.get_or_insert(error);
             }
         }
         progress.update(latencies.len() as u64 * args.batch_size as u64);
@@ -229,13 +309,7 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
     let elapsed = started.elapsed().as_secs_f64();
     progress.finish();
     for t in tasks {
-        let _ = t.await;
-    }
-    if let Some(e) = &first_error {
-        eprintln!("first error: {e}");
-        if latencies.is_empty() {
-            return Err(e.clone());
-        }
+        t.await.map_err(|e| format!("a device task failed: {e}"))?;
     }
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -251,6 +325,10 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
         ack_p50_ms: ms(percentile(&latencies, 50.0)),
         ack_p99_ms: ms(percentile(&latencies, 99.0)),
         ack_max_ms: ms(latencies.last().copied().unwrap_or_default()),
-        errors,
+        failed_batches,
+        failed_devices,
+        first_error,
+        user: None,
+        access_token: None,
     })
 }

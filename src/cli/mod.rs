@@ -1,4 +1,5 @@
-//! The command line: `serve`, `config`, and the offline `admin` commands.
+//! The command line: `serve`, `config`, the offline `admin` commands, and the `bench` load
+//! generators (`src/bench/`).
 
 mod admin;
 mod serve;

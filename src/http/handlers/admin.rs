@@ -127,7 +127,7 @@ pub async fn users(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErro
 }
 
 #[derive(Deserialize)]
-struct CreateUserBody {
+pub(crate) struct CreateUserBody {
     username: String,
     password: String,
     #[serde(default)]

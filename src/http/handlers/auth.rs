@@ -32,7 +32,7 @@ fn check_device_id(device_id: &Option<String>) -> Result<(), ApiError> {
 }
 
 #[derive(Deserialize)]
-struct LoginBody {
+pub(crate) struct LoginBody {
     username: String,
     password: String,
     #[serde(default)]
@@ -95,7 +95,7 @@ pub(super) async fn create_password_user(
 }
 
 #[derive(Deserialize)]
-struct RegisterBody {
+pub(crate) struct RegisterBody {
     username: String,
     password: String,
 }

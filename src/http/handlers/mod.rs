@@ -10,6 +10,9 @@ mod teams;
 pub mod views;
 mod usage;
 
+/// For the fuzz harness (`src/fuzzing.rs`): the bodies of the handlers that hash a password.
+pub(crate) use self::{admin::CreateUserBody, auth::{LoginBody, RegisterBody}};
+
 use std::sync::Arc;
 
 use super::error::ApiError;
