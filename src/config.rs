@@ -495,7 +495,7 @@ const KEYS: &[Key] = &[
         kind: Kind::Int { min: 1, max: 1_000_000 },
         default: "1024",
         example: "",
-        help: "Concurrent sync connections (each daemon opens one per provider). Over the cap a client is answered AUTH_ERR \"server busy\".",
+        help: "Concurrent sync connections (each daemon opens one per provider). Over the cap a client is answered AUTH_ERR \"server busy\"; beyond twice the cap connections are closed unanswered.",
         set: setter!(sync.max_connections, Int, usize),
     },
     Key {

@@ -106,17 +106,17 @@ struct PasswordBody {
 pub async fn password(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     let user = guard::user(app, &req).await?;
     let body: PasswordBody = req.json()?;
-    let key = LockKey::login(req.client_ip, &user.username);
-    app.lockout.check(&key).map_err(ApiError::locked)?;
+    // Counted before the password is checked (see auth::lockout); an early return takes it back.
+    let attempt = app.lockout.begin(LockKey::login(req.client_ip, &user.username)).map_err(ApiError::locked)?;
     let Some(phc) = user.password_hash.clone() else {
         return Err(ApiError::bad_request("this account uses OIDC login"));
     };
     rules::check_password(&body.new_password).map_err(ApiError::unprocessable)?;
     if body.current_password.len() > rules::MAX_PASSWORD_BYTES || !app.passwords.verify(body.current_password, Some(phc)).await {
-        app.lockout.fail(key);
+        attempt.fail();
         return Err(ApiError::forbidden("current password is incorrect"));
     }
-    app.lockout.succeed(&key);
+    attempt.succeed();
     let hash = app.passwords.hash(body.new_password).await;
     let id = user.id;
     app.blocking(move |a| a.store.set_password(id, hash)).await??;
