@@ -12,6 +12,7 @@ pub mod bench;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;
+pub mod fasthash;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

@@ -10,12 +10,23 @@ pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes malloc parameters; it is called before any other thread runs.
     unsafe {
-        // Blocks of 256 KiB or more are mmapped and unmapped on free (this also stops the
+        // Blocks of 4 MiB or more are mmapped and unmapped on free (this also stops the
         // threshold from adapting upwards).
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
-        // Give freed memory at the top of a heap back once 1 MiB has accumulated.
+        // Give freed memory at the top of a heap back once 8 MiB has accumulated.
         libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
         // Two arenas are plenty for a few busy threads and bound fragmentation.
         libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+/// Gives free heap memory back to the system, including free pages in the middle of a heap that
+/// the trim threshold never reaches. For after work that allocated and freed a lot at once (a
+/// raw-event scan): without it, ~10 MiB stays resident after one.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::fasthash::FxHashMap;
+use crate::fasthash::FxHashMap;
 use super::intern::Interner;
 use super::recent::RecentIds;
 use super::{BatchJob, IngestError};

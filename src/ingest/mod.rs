@@ -7,7 +7,6 @@
 //! [`Ingest::exec`], so they are ordered with ingest and never race a batch for the same device.
 
 mod apply;
-mod fasthash;
 mod intern;
 pub mod recent;
 mod writer;

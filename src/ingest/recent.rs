@@ -12,7 +12,7 @@
 //! file* (`RECENT_SPILL`, written in the same transaction) and the stream is marked spilled; a miss
 //! in a spilled stream is looked up there, so dedup never depends on what the cache holds.
 
-use super::fasthash::FxHashMap;
+use crate::fasthash::FxHashMap;
 
 /// 24 h plus an hour of slack.
 pub const WINDOW_MS: i64 = 25 * 3_600_000;

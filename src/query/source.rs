@@ -2,13 +2,13 @@
 //! for whole hours, raw events where a query needs finer times or sessions, and id-to-name
 //! lookups that load only the ids a query meets (never the whole string table).
 
-use std::collections::HashMap;
 use std::ops::Bound;
 
 use redb::ReadOnlyTable;
 use uuid::Uuid;
 
 use super::time::HOUR_MS;
+use crate::fasthash::FxHashMap;
 use crate::store::codec::Record;
 use crate::store::devices::Device;
 use crate::store::events::{EventKey, EventRecord, RollupKey, RollupRecord};
@@ -52,9 +52,9 @@ pub struct Names {
     strings: ReadOnlyTable<u32, &'static str>,
     users: ReadOnlyTable<u32, &'static [u8]>,
     devices: ReadOnlyTable<u32, &'static [u8]>,
-    string_cache: HashMap<u32, String>,
-    device_cache: HashMap<u32, Option<(Uuid, String)>>,
-    user_cache: HashMap<u32, Option<(Uuid, String)>>,
+    string_cache: FxHashMap<u32, String>,
+    device_cache: FxHashMap<u32, Option<(Uuid, String)>>,
+    user_cache: FxHashMap<u32, Option<(Uuid, String)>>,
 }
 
 impl Reader {
@@ -71,9 +71,9 @@ impl Reader {
                 strings: txn.open_table(STRINGS)?,
                 users: txn.open_table(USERS)?,
                 devices: txn.open_table(DEVICES)?,
-                string_cache: HashMap::new(),
-                device_cache: HashMap::new(),
-                user_cache: HashMap::new(),
+                string_cache: FxHashMap::default(),
+                device_cache: FxHashMap::default(),
+                user_cache: FxHashMap::default(),
             },
         })
     }

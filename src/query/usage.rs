@@ -6,7 +6,7 @@
 //! at local midnight (weeks on Monday) for the requested UTC offset; with an offset that is not a
 //! whole number of hours, each hour counts in the day its start falls in.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -14,6 +14,7 @@ use super::columns::{Column, STANDARD};
 use super::pricing::{Price, PriceTable};
 use super::source::{hour_u32, Names, Reader, Usage};
 use super::time::{self, DAY_MS, HOUR_MS};
+use crate::fasthash::FxHashMap;
 use crate::store::{Store, StoreError};
 
 /// Most points one series may have (a year of days; 208 days of hours).
@@ -275,10 +276,11 @@ type GroupIds = [u32; 6];
 /// Runs a usage query for the rollups of `users`.
 pub fn run(store: &Store, prices: &PriceTable, users: &[u32], p: &UsageParams) -> Result<UsageReport, UsageError> {
     let Reader { usage, mut names } = Reader::new(store)?;
-    let mut columns: HashMap<u32, Column> = HashMap::new();
-    let mut model_prices: HashMap<u32, Option<Price>> = HashMap::new();
+    let mut columns: FxHashMap<u32, Column> = FxHashMap::default();
+    let mut model_prices: FxHashMap<u32, Option<Price>> = FxHashMap::default();
     let mut unpriced: BTreeSet<u32> = BTreeSet::new();
-    let mut cells: HashMap<(GroupIds, i64), Acc> = HashMap::new();
+    let mut cells: FxHashMap<(GroupIds, i64), Acc> = FxHashMap::default();
+    let mut kinds: Vec<Column> = Vec::new();
     let mut grand = Acc::default();
     let by = |k: GroupKey| p.group_by.contains(&k);
     let by_type = by(GroupKey::Type);
@@ -296,12 +298,15 @@ pub fn run(store: &Store, prices: &PriceTable, users: &[u32], p: &UsageParams) -
                 e.insert(prices.find(names.string(u.model)?));
             }
             let price = model_prices[&u.model];
-            let cached_input = u.tokens.iter().find(|(c, _)| columns[c] == Column::CachedInput).map_or(0, |(_, n)| *n);
+            // Each column's kind, looked up once per record.
+            kinds.clear();
+            kinds.extend(u.tokens.iter().map(|(c, _)| columns[c]));
+            let cached_input = u.tokens.iter().zip(&kinds).find(|(_, k)| **k == Column::CachedInput).map_or(0, |((_, n), _)| *n);
             if price.is_none() && !u.tokens.is_empty() {
                 unpriced.insert(u.model);
             }
-            let cost_of = |col: &u32, n: u64| price.map_or(0.0, |pr| pr.column_cost(columns[col], n, cached_input));
-            let record_cost: f64 = u.tokens.iter().map(|(c, n)| cost_of(c, *n)).sum();
+            let cost_of = |kind: Column, n: u64| price.map_or(0.0, |pr| pr.column_cost(kind, n, cached_input));
+            let record_cost: f64 = u.tokens.iter().zip(&kinds).map(|((_, n), k)| cost_of(*k, *n)).sum();
             let ids: GroupIds = [
                 if by(GroupKey::User) { u.user } else { 0 },
                 if by(GroupKey::Device) { u.device } else { 0 },
@@ -315,10 +320,10 @@ pub fn run(store: &Store, prices: &PriceTable, users: &[u32], p: &UsageParams) -
             grand.add(u.events, u.usage_total, record_cost, u.tokens);
             if by_type {
                 // One series per column: its sum is the series' total, its cost the column's share.
-                for (c, n) in u.tokens {
+                for ((c, n), k) in u.tokens.iter().zip(&kinds) {
                     let mut key = ids;
                     key[5] = *c;
-                    cells.entry((key, bucket)).or_default().add(u.events, *n, cost_of(c, *n), &[(*c, *n)]);
+                    cells.entry((key, bucket)).or_default().add(u.events, *n, cost_of(*k, *n), &[(*c, *n)]);
                 }
             } else {
                 cells.entry((ids, bucket)).or_default().add(u.events, u.usage_total, record_cost, u.tokens);
@@ -332,7 +337,7 @@ pub fn run(store: &Store, prices: &PriceTable, users: &[u32], p: &UsageParams) -
     }
 
     // Group the cells into series.
-    let mut series_cells: HashMap<GroupIds, Vec<(i64, Acc)>> = HashMap::new();
+    let mut series_cells: FxHashMap<GroupIds, Vec<(i64, Acc)>> = FxHashMap::default();
     for ((ids, bucket), acc) in cells {
         series_cells.entry(ids).or_default().push((bucket, acc));
     }
@@ -409,7 +414,7 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> Result<UsageParams, ParamError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: std::collections::HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         UsageParams::parse(|k| map.get(k).cloned(), 1_774_693_800_000)
     }
 

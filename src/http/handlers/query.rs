@@ -33,7 +33,19 @@ pub async fn toki(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError
     if start >= end {
         return Err(ApiError::bad_request("start: must be before end"));
     }
-    let result = app.blocking(move |a| eval::run(&a.store, &a.query.prices, caller.id, &query, start, end)).await?.map_err(|e| match e {
+    let response = app
+        .blocking(move |a| {
+            let value = eval::run(&a.store, &a.query.prices, caller.id, &query, start, end)?;
+            let response = ok(&value);
+            drop(value);
+            if eval::reads_raw_events(&query) {
+                // A raw-event scan allocates and frees a lot at once; give it back now.
+                crate::memory::release_free_memory();
+            }
+            Ok(response)
+        })
+        .await?
+        .map_err(|e| match e {
         eval::TokiError::TooManyRows => {
             ApiError::bad_request(format!("query: the answer would have more than {} rows; use a shorter window or a filter", eval::MAX_ROWS))
         }
@@ -42,7 +54,7 @@ pub async fn toki(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError
         )),
         eval::TokiError::Store(e) => e.into(),
     })?;
-    Ok(ok(&result))
+    Ok(response)
 }
 
 #[derive(Clone, Copy)]

@@ -7,7 +7,7 @@
 //! sessions (grouping, filtering or the `sessions` metric) read raw events for the whole window,
 //! since rollups have no session, up to [`MAX_SCANNED_EVENTS`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -16,6 +16,7 @@ use super::parse::{Agg, Filter, Label, Matcher, Metric, TokiQuery};
 use crate::query::columns::{Column, STANDARD};
 use crate::query::pricing::{Price, PriceTable};
 use crate::query::source::{Names, Reader, Usage};
+use crate::fasthash::FxHashMap;
 use crate::store::{Store, StoreError};
 
 /// Sums of one group (one row of the client's table).
@@ -33,9 +34,9 @@ struct Labels<'a> {
     names: &'a mut Names,
     filters: &'a [Filter],
     /// (label, id) -> whether every filter on that label passes.
-    passes: HashMap<(Label, u32), bool>,
+    passes: FxHashMap<(Label, u32), bool>,
     /// (label, id) -> the value shown for a group.
-    shown: HashMap<(Label, u32), String>,
+    shown: FxHashMap<(Label, u32), String>,
 }
 
 impl Labels<'_> {
@@ -123,15 +124,15 @@ pub fn run_capped(
         Metric::Projects => Some(Label::Project),
         _ => q.group(),
     };
-    let needs_events = group == Some(Label::Session) || q.filters.iter().any(|f| f.label == Label::Session);
+    let needs_events = reads_raw_events(q);
     let type_filters: Vec<&Filter> = q.filters.iter().filter(|f| f.label == Label::Type).collect();
     let row_filters: Vec<Filter> = q.filters.iter().filter(|f| f.label != Label::Type).cloned().collect();
 
     let Reader { usage, mut names } = Reader::new(store)?;
-    let mut labels = Labels { names: &mut names, filters: &row_filters, passes: HashMap::new(), shown: HashMap::new() };
+    let mut labels = Labels { names: &mut names, filters: &row_filters, passes: FxHashMap::default(), shown: FxHashMap::default() };
     // Column id -> (the type it is shown as, whether the type filters let it through, its kind).
-    let mut columns: HashMap<u32, (String, bool, Column)> = HashMap::new();
-    let mut model_prices: HashMap<u32, Option<Price>> = HashMap::new();
+    let mut columns: FxHashMap<u32, (String, bool, Column)> = FxHashMap::default();
+    let mut model_prices: FxHashMap<u32, Option<Price>> = FxHashMap::default();
     let mut groups: BTreeMap<String, GroupSums> = BTreeMap::new();
     let mut scanned: u64 = 0;
 
@@ -229,6 +230,12 @@ pub fn run_capped(
         }
     }
     Ok(json!({ "status": "success", "data": { "resultType": "vector", "result": result } }))
+}
+
+/// Whether `q` reads raw events (it is about sessions, which rollups do not have) rather than
+/// hourly rollups.
+pub fn reads_raw_events(q: &TokiQuery) -> bool {
+    matches!(q.metric, Metric::Sessions) || q.group() == Some(Label::Session) || q.filters.iter().any(|f| f.label == Label::Session)
 }
 
 /// Whether the query asks for the type `t` explicitly: a `type="…"` or `type=~"…"` filter

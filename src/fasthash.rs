@@ -1,7 +1,7 @@
-//! A fast hasher for the writer's in-memory maps, whose keys are small integers and 64-bit
-//! message-id hashes (the std SipHash showed up in ingest profiles). Message ids are chosen by
-//! clients and their hash function is public, so a plain FxHash would let a client pick ids that
-//! all land in one bucket. Each process therefore starts every hasher from a random seed and
+//! A fast hasher for hot in-memory maps whose keys are small integers and 64-bit message-id
+//! hashes: the ingest writer's, and the queries' grouping (std's SipHash showed up in both
+//! profiles). Message ids are chosen by clients and their hash function is public, so a plain
+//! FxHash would let a client pick ids that all land in one bucket. Each process therefore starts every hasher from a random seed and
 //! finishes with a full-avalanche mix: bucket positions depend on every input bit and on a seed
 //! the client cannot see. Not a keyed cryptographic hash, but it takes the cheap attack away.
 
