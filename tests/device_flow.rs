@@ -148,15 +148,7 @@ async fn deny_unknown_and_expired_codes() {
     // An expired code (made directly in the store with a past expiry).
     let device_code = "an-expired-device-code-for-this-test-only-x";
     let now = now_secs();
-    let rec = DeviceCode {
-        user_code: "WDJB-MJHT".into(),
-        device_name: None,
-        client_ip: ip_bytes("127.0.0.1".parse().unwrap()),
-        created_at: now - 1000,
-        expires_at: now - 100,
-        last_poll_ms: None,
-        status: CodeStatus::Pending,
-    };
+    let rec = DeviceCode { user_code: "WDJB-MJHT".into(), created_at: now - 1000, expires_at: now - 100, ..rec_template(now) };
     s.app()
         .store
         .create_device_code(toki_sync::auth::tokens::hash(device_code), rec, &toki_sync::auth::device_flow::LIMITS, || unreachable!())
@@ -166,8 +158,37 @@ async fn deny_unknown_and_expired_codes() {
     let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": "WDJB-MJHT"}))).await;
     assert_eq!((r.status, r.error().as_str()), (410, "code expired"));
     assert_flow_error(&poll(&c, "/device/token", &json!({"device_code": device_code})).await, 400, "expired_token");
-    let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": "WDJB-MJHT"}))).await;
-    assert_eq!((r.status, r.error().as_str()), (404, "invalid or expired code"), "a poll removed the expired code");
+    // Kept for a while after expiry, so a late approver is told "expired", which is no lockout
+    // strike: more of them than the limit (5) leave the approver free to approve another code.
+    for _ in 0..6 {
+        let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": "WDJB-MJHT"}))).await;
+        assert_eq!((r.status, r.error().as_str()), (410, "code expired"), "still known after a poll");
+    }
+    // One expired longer ago than that is pruned by the next code request: then it is unknown.
+    let old = DeviceCode { user_code: "WDJB-MJHX".into(), created_at: now - 9000, expires_at: now - 8100, ..rec_template(now) };
+    s.app()
+        .store
+        .create_device_code(toki_sync::auth::tokens::hash("an-old-device-code-x"), old, &toki_sync::auth::device_flow::LIMITS, || unreachable!())
+        .unwrap();
+    let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": "WDJB-MJHX"}))).await;
+    assert_eq!(r.status, 410, "there until the next prune");
+    let fresh = request_code(&c).await;
+    let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": "WDJB-MJHX"}))).await;
+    assert_eq!((r.status, r.error().as_str()), (404, "invalid or expired code"), "pruned");
+    let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": fresh["user_code"]}))).await;
+    assert_eq!(r.status, 200, "no lockout: {}", r.text());
+}
+
+fn rec_template(now: i64) -> DeviceCode {
+    DeviceCode {
+        user_code: String::new(),
+        device_name: None,
+        client_ip: ip_bytes("127.0.0.1".parse().unwrap()),
+        created_at: now,
+        expires_at: now + 900,
+        last_poll_ms: None,
+        status: CodeStatus::Pending,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

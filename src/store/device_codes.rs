@@ -146,12 +146,17 @@ fn remove(txn: &WriteTransaction, hash: CodeHash, user_code: &str) -> Result<(),
     Ok(())
 }
 
-/// Removes expired codes; returns how many.
+/// How long an expired code is kept before pruning: meanwhile the approval page answers "code
+/// expired" (410, no lockout strike) rather than "unknown code" (404, a strike) to a user who
+/// comes back to it late.
+pub const EXPIRED_KEPT_SECS: i64 = 3600;
+
+/// Removes codes expired more than [`EXPIRED_KEPT_SECS`] ago; returns how many.
 pub fn prune_in(txn: &WriteTransaction, now: i64) -> Result<usize, StoreError> {
     let mut user_codes = Vec::new();
     txn.open_table(DEVICE_CODES)?
         .extract_from_if::<CodeHash, _>(.., |_, v| match DeviceCode::decode(v) {
-            Ok(rec) if rec.is_expired(now) => {
+            Ok(rec) if rec.is_expired(now - EXPIRED_KEPT_SECS) => {
                 user_codes.push(rec.user_code);
                 true
             }
@@ -193,10 +198,15 @@ impl Store {
         self.write(|txn| {
             prune_in(txn, rec.created_at)?;
             let (mut total, mut mine) = (0usize, 0usize);
+            // Expired codes still kept (see EXPIRED_KEPT_SECS) do not count against the limits.
             for row in txn.open_table(DEVICE_CODES)?.iter()? {
                 let (_, v) = row?;
+                let other = DeviceCode::decode(v.value())?;
+                if other.is_expired(rec.created_at) {
+                    continue;
+                }
                 total += 1;
-                if DeviceCode::decode(v.value())?.client_ip == rec.client_ip {
+                if other.client_ip == rec.client_ip {
                     mine += 1;
                 }
             }
@@ -261,7 +271,7 @@ impl Store {
         let now = now_ms.div_euclid(1000);
         let Some(rec) = load(&self.read()?.open_table(DEVICE_CODES)?, hash)? else { return Ok(PollState::Unknown) };
         if rec.is_expired(now) {
-            self.write(|txn| remove(txn, hash, &rec.user_code))?;
+            // Left for pruning: the approval page still recognises it as expired.
             return Ok(PollState::Unknown);
         }
         match rec.status {
@@ -343,12 +353,16 @@ mod tests {
         assert_eq!(s.poll_device_code([2; 32], 1_005_000, 4000, None).unwrap(), PollState::Denied);
         assert!(s.write(|t| redeem_in(t, [2; 32], 1006)).unwrap().is_none(), "a denied code is never redeemed");
 
-        // Expiry: refused for approval, unknown to polls, pruned on the next creation.
+        // Expiry: refused for approval, unknown to polls, kept (not counted against the limits)
+        // for EXPIRED_KEPT_SECS so the page can say "expired", then pruned on a later creation.
         assert!(matches!(s.decide_device_code("DDDD-DDDD", 7, true, 1900), Err(DecideError::Expired)));
+        assert_eq!(s.poll_device_code([3; 32], 1_900_000, 4000, None).unwrap(), PollState::Unknown);
         s.create_device_code([5; 32], code("FFFF-FFFF", 1, 2000), &limits, never).unwrap();
+        s.create_device_code([6; 32], code("GGGG-GGGG", 1, 2000), &limits, never).unwrap();
+        assert!(matches!(s.decide_device_code("DDDD-DDDD", 7, true, 2000), Err(DecideError::Expired)), "kept a while");
+        s.create_device_code([7; 32], code("HHHH-HHHH", 2, 1900 + EXPIRED_KEPT_SECS), &limits, never).unwrap();
         assert!(s.device_code_by_user_code("DDDD-DDDD").unwrap().is_none(), "pruned");
-        assert!(s.device_code_by_user_code("FFFF-FFFF").unwrap().is_some());
+        assert!(matches!(s.decide_device_code("DDDD-DDDD", 7, true, 6000), Err(DecideError::Unknown)));
         assert_eq!(s.poll_device_code([5; 32], 2_900_000, 4000, None).unwrap(), PollState::Unknown);
-        assert!(s.device_code_by_user_code("FFFF-FFFF").unwrap().is_none(), "an expired poll removes the code");
     }
 }
