@@ -16,7 +16,6 @@ use sha2::{Digest, Sha256};
 
 use super::jwt::{Claims, Jwt, TokenError, TokenType};
 use crate::config::AuthConfig;
-use crate::store::schema::REFRESH_TOKENS;
 use crate::store::tokens::{RefreshRecord, Rotation, TokenHash};
 use crate::store::users::{User, UserStatus};
 use crate::store::{now_secs, Store, StoreError};
@@ -56,13 +55,6 @@ pub struct Tokens {
 
 pub fn hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
-}
-
-/// Whether the store still holds a record (live or retired) for this refresh token.
-fn refresh_recorded(store: &Store, user: u32, token: TokenHash) -> Result<bool, StoreError> {
-    let txn = store.read()?;
-    let table = txn.open_table(REFRESH_TOKENS)?;
-    Ok(table.get((user, token))?.is_some())
 }
 
 impl Tokens {
@@ -115,7 +107,7 @@ impl Tokens {
                 // The cached pair is only as good as its refresh token: a password change, a
                 // family revocation or a deletion since the rotation removed its record, and
                 // then the retired token must not earn tokens either.
-                if !refresh_recorded(store, user.id, hash(&pair.refresh_token))? {
+                if !store.refresh_recorded(user.id, hash(&pair.refresh_token))? {
                     return Err(RefreshError::Invalid);
                 }
                 return Ok(pair.clone());

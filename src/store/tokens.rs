@@ -65,6 +65,12 @@ pub fn revoke_user_in(txn: &WriteTransaction, user: u32) -> Result<usize, StoreE
 }
 
 impl Store {
+    /// Whether a record (live or retired) of this refresh token is still stored: revocation (a
+    /// password change, a family revocation, the user's deletion) removes it.
+    pub fn refresh_recorded(&self, user: u32, hash: TokenHash) -> Result<bool, StoreError> {
+        Ok(self.read()?.open_table(REFRESH_TOKENS)?.get((user, hash))?.is_some())
+    }
+
     pub fn insert_refresh(&self, user: u32, hash: TokenHash, rec: &RefreshRecord) -> Result<(), StoreError> {
         self.write(|txn| {
             txn.open_table(REFRESH_TOKENS)?.insert((user, hash), rec.encode().as_slice())?;
