@@ -260,6 +260,9 @@ macro_rules! setter {
     ($($field:ident).+, Int, $ty:ty) => {
         |c: &mut Config, p: Parsed| if let Parsed::Int(v) = p { c.$($field).+ = v as $ty }
     };
+    ($($field:ident).+, OptPath) => {
+        |c: &mut Config, p: Parsed| if let Parsed::OptStr(v) = p { c.$($field).+ = v.map(PathBuf::from) }
+    };
     ($($field:ident).+, $variant:ident) => {
         |c: &mut Config, p: Parsed| if let Parsed::$variant(v) = p { c.$($field).+ = v }
     };
@@ -532,11 +535,7 @@ const KEYS: &[Key] = &[
         default: "",
         example: "\"/etc/toki-sync/cert.pem\"",
         help: "PEM certificate chain for the sync port's TLS. Unset: a self-signed certificate is generated into <data_dir>/tls/ on first start and reused.",
-        set: |c, p| {
-            if let Parsed::OptStr(v) = p {
-                c.tls.cert_file = v.map(PathBuf::from)
-            }
-        },
+        set: setter!(tls.cert_file, OptPath),
     },
     Key {
         section: "tls",
@@ -545,11 +544,7 @@ const KEYS: &[Key] = &[
         default: "",
         example: "\"/etc/toki-sync/key.pem\"",
         help: "PEM private key for cert_file.",
-        set: |c, p| {
-            if let Parsed::OptStr(v) = p {
-                c.tls.key_file = v.map(PathBuf::from)
-            }
-        },
+        set: setter!(tls.key_file, OptPath),
     },
     Key {
         section: "backend",
@@ -576,11 +571,7 @@ const KEYS: &[Key] = &[
         default: "",
         example: "\"/etc/toki-sync/prices.toml\"",
         help: "TOML file with model prices (USD per million tokens) that replace or add to the built-in table; see the README for the format. Read at start-up; a bad file stops start-up.",
-        set: |c, p| {
-            if let Parsed::OptStr(v) = p {
-                c.pricing.file = v.map(PathBuf::from)
-            }
-        },
+        set: setter!(pricing.file, OptPath),
     },
     Key {
         section: "log",
