@@ -5,16 +5,15 @@
 use std::ops::Bound;
 
 use redb::ReadOnlyTable;
-use uuid::Uuid;
 
 use super::time::HOUR_MS;
-use crate::fasthash::FxHashMap;
 use crate::store::codec::Record;
-use crate::store::devices::Device;
 use crate::store::events::{EventKey, EventRecord, RollupKey, RollupRecord};
-use crate::store::schema::{DEVICES, DEVICE_KEYS, EVENTS, ROLLUPS, STREAMS, STRINGS, USERS};
-use crate::store::users::User;
+use crate::store::schema::{DEVICE_KEYS, EVENTS, ROLLUPS, STREAMS};
 use crate::store::{Store, StoreError};
+
+/// Id-to-name lookups in the query's read transaction.
+pub type Names = crate::store::names::ReadNames;
 
 /// One piece of usage: an hourly rollup bucket or a single event.
 pub struct Usage<'a> {
@@ -48,15 +47,6 @@ pub struct UsageTables {
     streams: ReadOnlyTable<(u32, u32), u32>,
 }
 
-pub struct Names {
-    strings: ReadOnlyTable<u32, &'static str>,
-    users: ReadOnlyTable<u32, &'static [u8]>,
-    devices: ReadOnlyTable<u32, &'static [u8]>,
-    string_cache: FxHashMap<u32, String>,
-    device_cache: FxHashMap<u32, Option<(Uuid, String)>>,
-    user_cache: FxHashMap<u32, Option<(Uuid, String)>>,
-}
-
 impl Reader {
     pub fn new(store: &Store) -> Result<Reader, StoreError> {
         let txn = store.read()?;
@@ -67,46 +57,9 @@ impl Reader {
                 device_keys: txn.open_table(DEVICE_KEYS)?,
                 streams: txn.open_table(STREAMS)?,
             },
-            names: Names {
-                strings: txn.open_table(STRINGS)?,
-                users: txn.open_table(USERS)?,
-                devices: txn.open_table(DEVICES)?,
-                string_cache: FxHashMap::default(),
-                device_cache: FxHashMap::default(),
-                user_cache: FxHashMap::default(),
-            },
+            names: Names::read(&txn)?,
         })
     }
-}
-
-impl Names {
-    /// The interned string `id` ("" if unknown).
-    pub fn string(&mut self, id: u32) -> Result<&str, StoreError> {
-        if !self.string_cache.contains_key(&id) {
-            let s = self.strings.get(id)?.map(|v| v.value().to_owned()).unwrap_or_default();
-            self.string_cache.insert(id, s);
-        }
-        Ok(self.string_cache.get(&id).map(String::as_str).unwrap_or(""))
-    }
-
-    /// A device's external id and name.
-    pub fn device(&mut self, id: u32) -> Result<Option<&(Uuid, String)>, StoreError> {
-        if !self.device_cache.contains_key(&id) {
-            let d = self.devices.get(id)?.map(|v| Device::decode(v.value())).transpose()?.map(|d| (d.uuid, d.name));
-            self.device_cache.insert(id, d);
-        }
-        Ok(self.device_cache.get(&id).and_then(Option::as_ref))
-    }
-
-    /// A user's external id and username.
-    pub fn user(&mut self, id: u32) -> Result<Option<&(Uuid, String)>, StoreError> {
-        if !self.user_cache.contains_key(&id) {
-            let u = self.users.get(id)?.map(|v| User::decode(v.value())).transpose()?.map(|u| (u.uuid, u.username));
-            self.user_cache.insert(id, u);
-        }
-        Ok(self.user_cache.get(&id).and_then(Option::as_ref))
-    }
-
 }
 
 impl UsageTables {

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod device_codes;
 pub mod devices;
 pub mod events;
+pub mod names;
 pub mod schema;
 pub mod settings;
 pub mod stats;

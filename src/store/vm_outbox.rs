@@ -21,16 +21,13 @@
 //! failed send arrived is superseded. Deleting a device queues the deletion of its series
 //! ([`device_deleted_in`]) and drops its marks and revisions in the same transaction.
 
-use std::collections::HashMap;
-
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use uuid::Uuid;
 
 use super::codec::{CodecError, Dec, Enc, Record};
-use super::devices::Device;
 use super::events::{RollupKey, RollupRecord};
-use super::schema::{DEVICES, ROLLUPS, STRINGS, USERS, VM_DELETIONS, VM_OUTBOX, VM_REVISIONS};
-use super::users::User;
+use super::names::WriteNames;
+use super::schema::{ROLLUPS, VM_DELETIONS, VM_OUTBOX, VM_REVISIONS};
 use super::{Store, StoreError};
 
 /// Revisions are capped here: the sample timestamp is the bucket's hour plus the revision in
@@ -156,11 +153,11 @@ pub fn claim_in(txn: &WriteTransaction, max: usize, last_hour: u32) -> Result<Cl
     let keys = due_keys(&txn.open_table(VM_OUTBOX)?, last_hour, max)?;
     let rollups = txn.open_table(ROLLUPS)?;
     let mut revisions = txn.open_table(VM_REVISIONS)?;
-    let mut names = Names::new(txn)?;
+    let mut names = WriteNames::write(txn)?;
     let mut orphans = Vec::new();
     for key in keys {
         let (user, hour, device, provider, model, project) = key;
-        let (Some(user_uuid), Some(device_uuid)) = (names.user(user)?, names.device(device)?) else {
+        let (Some(user_uuid), Some(device_uuid)) = (names.user(user)?.map(|u| u.0), names.device(device)?.map(|d| d.0)) else {
             // Deleting a user or device removes its marks in the same transaction, so this is a
             // leftover; there is nothing left to label it with.
             orphans.push(key);
@@ -183,7 +180,7 @@ pub fn claim_in(txn: &WriteTransaction, max: usize, last_hour: u32) -> Result<Cl
         let current = |col: u32| record.as_ref().and_then(|r| r.tokens.iter().find(|(c, _)| *c == col)).map_or(0, |(_, n)| *n);
         let mut tokens = Vec::with_capacity(rev.columns.len());
         for col in &rev.columns {
-            tokens.push((names.string(*col)?, current(*col)));
+            tokens.push((names.string(*col)?.to_owned(), current(*col)));
         }
         claim.buckets.push(ClaimedBucket {
             key,
@@ -192,9 +189,9 @@ pub fn claim_in(txn: &WriteTransaction, max: usize, last_hour: u32) -> Result<Cl
             labels: Labels {
                 user: user_uuid,
                 device: device_uuid,
-                provider: names.string(provider)?,
-                model: names.string(model)?,
-                project: names.string(project)?,
+                provider: names.string(provider)?.to_owned(),
+                model: names.string(model)?.to_owned(),
+                project: names.string(project)?.to_owned(),
             },
             events: record.as_ref().map_or(0, |r| r.events),
             usage_total: record.as_ref().map_or(0, |r| r.usage_total),
@@ -319,60 +316,10 @@ pub struct UserBacklog {
     pub oldest_hour: Option<u32>,
 }
 
-/// Id-to-label lookups with a cache, inside one transaction.
-struct Names<'t> {
-    users: Table<'t, u32, &'static [u8]>,
-    devices: Table<'t, u32, &'static [u8]>,
-    strings: Table<'t, u32, &'static str>,
-    user_cache: HashMap<u32, Option<Uuid>>,
-    device_cache: HashMap<u32, Option<Uuid>>,
-    string_cache: HashMap<u32, String>,
-}
-
-impl<'t> Names<'t> {
-    fn new(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
-        Ok(Names {
-            users: txn.open_table(USERS)?,
-            devices: txn.open_table(DEVICES)?,
-            strings: txn.open_table(STRINGS)?,
-            user_cache: HashMap::new(),
-            device_cache: HashMap::new(),
-            string_cache: HashMap::new(),
-        })
-    }
-
-    fn user(&mut self, id: u32) -> Result<Option<Uuid>, StoreError> {
-        if let Some(u) = self.user_cache.get(&id) {
-            return Ok(*u);
-        }
-        let u = self.users.get(id)?.map(|v| User::decode(v.value())).transpose()?.map(|u| u.uuid);
-        self.user_cache.insert(id, u);
-        Ok(u)
-    }
-
-    fn device(&mut self, id: u32) -> Result<Option<Uuid>, StoreError> {
-        if let Some(d) = self.device_cache.get(&id) {
-            return Ok(*d);
-        }
-        let d = self.devices.get(id)?.map(|v| Device::decode(v.value())).transpose()?.map(|d| d.uuid);
-        self.device_cache.insert(id, d);
-        Ok(d)
-    }
-
-    fn string(&mut self, id: u32) -> Result<String, StoreError> {
-        if let Some(s) = self.string_cache.get(&id) {
-            return Ok(s.clone());
-        }
-        let s = self.strings.get(id)?.map(|v| v.value().to_owned()).unwrap_or_default();
-        self.string_cache.insert(id, s.clone());
-        Ok(s)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::devices::AuthDevice;
+    use crate::store::devices::{AuthDevice, Device};
     use crate::store::events::RollupDelta;
     use crate::store::strings::intern_in;
     use crate::store::users::{NewUser, Role, UserStatus};
