@@ -60,15 +60,22 @@ impl RecentIds {
     /// changes, so a rollback brings them back. Linear in the stream's size, and amortised: the
     /// next eviction of that stream is at least a quarter of the cap away.
     pub fn evict_over_cap(&mut self) -> Vec<(u32, u64, i64)> {
-        let mut touched: Vec<u32> = self.undo.iter().map(|(s, _, _)| *s).collect();
-        touched.sort_unstable();
-        touched.dedup();
-        let mut out = Vec::new();
-        for stream in touched {
-            let Some(s) = self.streams.get_mut(&stream) else { continue };
-            if s.ids.len() <= MAX_PER_STREAM {
+        // Streams over the cap, looking at each run of one stream's changes once (as `commit`
+        // does); in the common case nothing is over and nothing is allocated.
+        let mut over: Vec<u32> = Vec::new();
+        let mut last = None;
+        for (stream, _, _) in &self.undo {
+            if last == Some(*stream) {
                 continue;
             }
+            last = Some(*stream);
+            if self.streams.get(stream).is_some_and(|s| s.ids.len() > MAX_PER_STREAM) && !over.contains(stream) {
+                over.push(*stream);
+            }
+        }
+        let mut out = Vec::new();
+        for stream in over {
+            let Some(s) = self.streams.get_mut(&stream) else { continue };
             let mut by_age: Vec<(i64, u64)> = s.ids.iter().map(|(h, ts)| (*ts, *h)).collect();
             let evict = by_age.len() - MAX_PER_STREAM * 3 / 4;
             by_age.select_nth_unstable(evict - 1);
