@@ -43,13 +43,15 @@ impl From<StoreError> for BootstrapError {
 pub fn open_store(config: &Config) -> Result<Store, BootstrapError> {
     let dir = &config.storage.data_dir;
     if !dir.exists() {
-        create_private_dir(dir)
-            .map_err(|e| BootstrapError::DataDir(format!("cannot create data directory {}: {e}", dir.display())))?;
+        create_private_dir(dir).map_err(|e| {
+            BootstrapError::DataDir(format!("cannot create data directory {}: {e}", dir.display()))
+        })?;
     }
     let path = config.db_path();
     if !path.exists() {
-        create_private_file(&path)
-            .map_err(|e| BootstrapError::DataDir(format!("cannot create data file {}: {e}", path.display())))?;
+        create_private_file(&path).map_err(|e| {
+            BootstrapError::DataDir(format!("cannot create data file {}: {e}", path.display()))
+        })?;
     }
     Ok(Store::open(&path)?)
 }

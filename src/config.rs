@@ -221,7 +221,10 @@ impl std::error::Error for ConfigError {}
 /// The type of a key, which decides how file and environment values are read and checked.
 #[derive(Clone, Copy)]
 enum Kind {
-    Int { min: u64, max: u64 },
+    Int {
+        min: u64,
+        max: u64,
+    },
     Str,
     Ip,
     Enum(&'static [&'static str]),
@@ -631,10 +634,9 @@ impl Kind {
             Kind::Int { min, max } => format!("an integer from {min} to {max}"),
             Kind::Str => "a string".into(),
             Kind::Ip => "an IP address such as \"0.0.0.0\", \"127.0.0.1\" or \"::\"".into(),
-            Kind::Enum(names) => format!(
-                "one of {}",
-                names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
-            ),
+            Kind::Enum(names) => {
+                format!("one of {}", names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "))
+            }
             Kind::Url => "an http:// or https:// URL without query or fragment (or \"\" for unset)".into(),
             Kind::CidrList => "a list of IP addresses or CIDR networks such as [\"10.0.0.0/8\"]".into(),
             Kind::LogFilter => "a level (error, warn, info, debug, trace) or tracing directives".into(),
@@ -661,19 +663,12 @@ impl Kind {
                         .iter()
                         .map(|v| v.as_str().map(str::to_owned).ok_or_else(String::new))
                         .collect::<Result<_, _>>()?,
-                    Raw::Text(s) => s
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
+                    Raw::Text(s) => {
+                        s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+                    }
                     Raw::Toml(_) => return Err(String::new()),
                 };
-                items
-                    .iter()
-                    .map(|s| s.parse::<Cidr>())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Parsed::Cidrs)
+                items.iter().map(|s| s.parse::<Cidr>()).collect::<Result<Vec<_>, _>>().map(Parsed::Cidrs)
             }
             (kind, raw) => {
                 let s = match raw {
@@ -706,8 +701,7 @@ impl Kind {
             Kind::Url => parse_url(s).map(Parsed::OptStr),
             Kind::OptPath => Ok(Parsed::OptStr(Some(s.trim()).filter(|p| !p.is_empty()).map(str::to_owned))),
             Kind::LogFilter => {
-                tracing_subscriber::EnvFilter::try_new(s)
-                    .map_err(|e| e.to_string())?;
+                tracing_subscriber::EnvFilter::try_new(s).map_err(|e| e.to_string())?;
                 Ok(Parsed::Str(s.to_owned()))
             }
             Kind::Int { .. } | Kind::CidrList => unreachable!("handled in parse"),
@@ -719,11 +713,8 @@ impl Kind {
         match self {
             Kind::Int { .. } => text.to_owned(),
             Kind::CidrList => {
-                let items: Vec<String> = text
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| format!("\"{s}\""))
-                    .collect();
+                let items: Vec<String> =
+                    text.split(',').filter(|s| !s.is_empty()).map(|s| format!("\"{s}\"")).collect();
                 format!("[{}]", items.join(", "))
             }
             _ => format!("\"{text}\""),
@@ -842,9 +833,8 @@ impl Config {
             .clone()
             .or_else(|| env.get(ENV_CONFIG).filter(|s| !s.is_empty()).map(PathBuf::from));
         if let Some(path) = &file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError(format!("cannot read config file {}: {e}", path.display()))
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
             cfg.apply_file(path, &text)?;
             cfg.file = Some(path.clone());
         }
@@ -852,7 +842,12 @@ impl Config {
         cfg.apply_env(env)?;
 
         let flags: [(&'static str, &str, &str, Option<String>); 4] = [
-            ("--data-dir", "storage", "data_dir", overrides.data_dir.as_ref().map(|p| p.display().to_string())),
+            (
+                "--data-dir",
+                "storage",
+                "data_dir",
+                overrides.data_dir.as_ref().map(|p| p.display().to_string()),
+            ),
             ("--bind", "server", "bind", overrides.bind.clone()),
             ("--http-port", "server", "http_port", overrides.http_port.clone()),
             ("--sync-port", "server", "sync_port", overrides.sync_port.clone()),
@@ -872,9 +867,9 @@ impl Config {
     }
 
     fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError(format!("config file {} is not valid TOML: {e}", path.display())))?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigError(format!("config file {} is not valid TOML: {e}", path.display()))
+        })?;
         for (section, value) in &table {
             let Some(inner) = value.as_table() else {
                 if KEYS.iter().any(|k| k.section == section) {
@@ -911,9 +906,7 @@ impl Config {
             if ENV_NOT_KEYS.contains(&name.as_str()) || ENV_SHORTCUTS.iter().any(|s| s.0 == name) {
                 continue;
             }
-            let key = rest
-                .split_once("__")
-                .and_then(|(s, k)| find_key(&s.to_lowercase(), &k.to_lowercase()));
+            let key = rest.split_once("__").and_then(|(s, k)| find_key(&s.to_lowercase(), &k.to_lowercase()));
             match key {
                 Some(key) => apply(self, key, Raw::Text(value), Origin::Env(name))?,
                 None => self.warnings.push(format!(
@@ -1089,9 +1082,14 @@ pub fn env_help() -> String {
     for (name, section, key) in ENV_SHORTCUTS {
         out.push_str(&format!("  {name:<34} {section}.{key}\n"));
     }
-    out.push_str(&format!("  {:<34} any file key, e.g. TOKI_SYNC_AUTH__REGISTRATION_MODE\n", "TOKI_SYNC_<SECTION>__<KEY>"));
+    out.push_str(&format!(
+        "  {:<34} any file key, e.g. TOKI_SYNC_AUTH__REGISTRATION_MODE\n",
+        "TOKI_SYNC_<SECTION>__<KEY>"
+    ));
     out.push_str(&format!("  {ENV_ADMIN_PASSWORD:<34} password of the first admin (first start only)\n"));
-    out.push_str(&format!("  {ENV_JWT_SECRET:<34} JWT signing secret (>= 32 chars; default: generated, kept in the data file)\n"));
+    out.push_str(&format!(
+        "  {ENV_JWT_SECRET:<34} JWT signing secret (>= 32 chars; default: generated, kept in the data file)\n"
+    ));
     out.push_str(&format!("  {:<34} log filter, overrides log.level\n", "RUST_LOG"));
     out
 }
@@ -1160,7 +1158,12 @@ mod tests {
         let e = load(None, &[("TOKI_SYNC_AUTH__REGISTRATION_MODE", "sometimes")], Overrides::default())
             .unwrap_err()
             .0;
-        assert!(e.contains("auth.registration_mode") && e.contains("\"approval\"") && e.contains("TOKI_SYNC_AUTH__REGISTRATION_MODE"), "{e}");
+        assert!(
+            e.contains("auth.registration_mode")
+                && e.contains("\"approval\"")
+                && e.contains("TOKI_SYNC_AUTH__REGISTRATION_MODE"),
+            "{e}"
+        );
         let e = load(Some("[server]\nbind = 5\n"), &[], Overrides::default()).unwrap_err().0;
         assert!(e.contains("server.bind") && e.contains("IP address"), "{e}");
         let e = load(Some("[backend]\nvm_url = \"ftp://x\"\n"), &[], Overrides::default()).unwrap_err().0;
@@ -1176,7 +1179,8 @@ mod tests {
         let ov = Overrides { sync_port: Some("x".into()), ..Default::default() };
         let e = load(None, &[], ov).unwrap_err().0;
         assert!(e.contains("--sync-port"), "{e}");
-        let e = load(Some("[auth]\nrefresh_token_ttl_secs = 600\n"), &[], Overrides::default()).unwrap_err().0;
+        let e =
+            load(Some("[auth]\nrefresh_token_ttl_secs = 600\n"), &[], Overrides::default()).unwrap_err().0;
         assert!(e.contains("refresh_token_ttl_secs"), "{e}");
     }
 
@@ -1208,7 +1212,12 @@ mod tests {
         assert_eq!(c.server.external_url.as_deref(), Some("https://t.example.com"));
         assert!(c.secrets.jwt_secret.is_some());
         assert!(!format!("{:?}", c.secrets).contains("correct horse"));
-        let c = load(None, &[("TOKI_SYNC_SERVER__TRUSTED_PROXIES", "127.0.0.1, 10.1.0.0/16")], Overrides::default()).unwrap();
+        let c = load(
+            None,
+            &[("TOKI_SYNC_SERVER__TRUSTED_PROXIES", "127.0.0.1, 10.1.0.0/16")],
+            Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(c.server.trusted_proxies.len(), 2);
     }
 
@@ -1230,6 +1239,10 @@ mod tests {
     #[test]
     fn shipped_example_is_current() {
         let shipped = include_str!("../packaging/toki-sync.toml");
-        assert_eq!(shipped, default_file(), "packaging/toki-sync.toml is stale: regenerate it with `toki-sync config print-default > packaging/toki-sync.toml`");
+        assert_eq!(
+            shipped,
+            default_file(),
+            "packaging/toki-sync.toml is stale: regenerate it with `toki-sync config print-default > packaging/toki-sync.toml`"
+        );
     }
 }

@@ -23,12 +23,7 @@ const FUZZ_DECOMPRESSED: usize = 4 << 20;
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-    })
+    RT.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"))
 }
 
 /// A byte stream as a connection would deliver it: frames are read one after another and each
@@ -41,9 +36,7 @@ pub fn sync_stream(data: &[u8]) {
                 MsgType::Auth => drop(wire::decode::<AuthPayload>(&frame.payload)),
                 MsgType::GetLastTs => drop(wire::decode::<GetLastTsPayload>(&frame.payload)),
                 MsgType::SyncBatch => drop(wire::decode::<SyncBatchPayload>(&frame.payload)),
-                MsgType::SyncBatchZstd => {
-                    drop(wire::decode_zstd_batch(&frame.payload, FUZZ_DECOMPRESSED))
-                }
+                MsgType::SyncBatchZstd => drop(wire::decode_zstd_batch(&frame.payload, FUZZ_DECOMPRESSED)),
                 _ => {}
             }
         }
@@ -62,11 +55,7 @@ pub fn batch_raw(data: &[u8]) {
         return;
     };
     let h = harness();
-    let job = BatchJob {
-        device: h.device,
-        user: h.user,
-        batch,
-    };
+    let job = BatchJob { device: h.device, user: h.user, batch };
     let _ = runtime().block_on(h.app.ingest.submit(job));
 }
 
@@ -84,36 +73,14 @@ fn http_status(data: &[u8]) -> Option<u16> {
     let body = Bytes::copy_from_slice(rest);
     let (method, uri, token, body) = if selector & 0x80 != 0 {
         let text = std::str::from_utf8(rest).ok()?;
-        let path = if text.starts_with('/') {
-            text.to_owned()
-        } else {
-            format!("/{text}")
-        };
-        (
-            Method::GET,
-            path.parse::<Uri>().ok()?,
-            &h.admin_token,
-            Bytes::new(),
-        )
+        let path = if text.starts_with('/') { text.to_owned() } else { format!("/{text}") };
+        (Method::GET, path.parse::<Uri>().ok()?, &h.admin_token, Bytes::new())
     } else {
         let templates = h.templates();
         match &templates[usize::from(selector) % templates.len()] {
-            Template::Handler {
-                method,
-                path,
-                as_user,
-            } => {
-                let token = if *as_user {
-                    &h.user_token
-                } else {
-                    &h.admin_token
-                };
-                (
-                    method.clone(),
-                    path.parse::<Uri>().expect("template paths parse"),
-                    token,
-                    body,
-                )
+            Template::Handler { method, path, as_user } => {
+                let token = if *as_user { &h.user_token } else { &h.admin_token };
+                (method.clone(), path.parse::<Uri>().expect("template paths parse"), token, body)
             }
             Template::Body { parse, .. } => {
                 parse(&request(Method::POST, Uri::from_static("/"), "", body));
@@ -123,12 +90,10 @@ fn http_status(data: &[u8]) -> Option<u16> {
     };
     let endpoint = crate::http::router::route(&method, uri.path()).ok()?;
     let req = request(method, uri, token, body);
-    Some(
-        match runtime().block_on(crate::http::handlers::dispatch(&h.app, endpoint, req)) {
-            Ok(resp) => resp.status().as_u16(),
-            Err(e) => e.status.as_u16(),
-        },
-    )
+    Some(match runtime().block_on(crate::http::handlers::dispatch(&h.app, endpoint, req)) {
+        Ok(resp) => resp.status().as_u16(),
+        Err(e) => e.status.as_u16(),
+    })
 }
 
 /// What each selector byte of [`http_request`] fuzzes, as "METHOD /path" (for the regression
@@ -152,30 +117,17 @@ fn request(method: Method, uri: Uri, token: &str, body: Bytes) -> Request {
             HeaderValue::from_str(&format!("Bearer {token}")).expect("token is ASCII"),
         );
     }
-    Request {
-        method,
-        uri,
-        headers,
-        body,
-        client_ip: IpAddr::from([127, 0, 0, 1]),
-    }
+    Request { method, uri, headers, body, client_ip: IpAddr::from([127, 0, 0, 1]) }
 }
 
 enum Template {
     /// The request goes through the router and the real handler.
-    Handler {
-        method: Method,
-        path: String,
-        as_user: bool,
-    },
+    Handler { method: Method, path: String, as_user: bool },
     /// Only the body is parsed, as its handler parses it: these handlers hash a password
     /// (argon2id, tens of milliseconds) for most well-formed bodies, which would slow fuzzing a
     /// thousandfold. What comes after the parse is name and password rules (plain functions
     /// with their own tests) and the store.
-    Body {
-        endpoint: &'static str,
-        parse: fn(&Request),
-    },
+    Body { endpoint: &'static str, parse: fn(&Request) },
 }
 
 struct Harness {
@@ -199,11 +151,7 @@ impl Harness {
     /// Every endpoint that takes a JSON body. New ones go at the end, so that the selector of
     /// the kept inputs (`fuzz/regressions/http_request/body-N`) keeps its meaning.
     fn templates(&self) -> Vec<Template> {
-        let handler = |method: Method, path: String| Template::Handler {
-            method,
-            path,
-            as_user: false,
-        };
+        let handler = |method: Method, path: String| Template::Handler { method, path, as_user: false };
         vec![
             handler(Method::POST, "/auth-method".into()),
             handler(Method::POST, "/token/refresh".into()),
@@ -212,27 +160,14 @@ impl Harness {
             handler(Method::POST, "/device/token".into()),
             handler(Method::POST, "/device/approve".into()),
             handler(Method::POST, "/device/lookup".into()),
-            handler(
-                Method::PATCH,
-                format!("/me/devices/{}/name", self.device_uuid),
-            ),
+            handler(Method::PATCH, format!("/me/devices/{}/name", self.device_uuid)),
             handler(Method::PATCH, "/admin/settings".into()),
             handler(Method::PUT, "/admin/settings/registration_mode".into()),
-            handler(
-                Method::PATCH,
-                format!("/admin/users/{}/role", self.other_user),
-            ),
+            handler(Method::PATCH, format!("/admin/users/{}/role", self.other_user)),
             handler(Method::POST, "/admin/teams".into()),
             handler(Method::POST, format!("/admin/teams/{}/members", self.team)),
-            Template::Handler {
-                method: Method::PATCH,
-                path: "/me/password".into(),
-                as_user: true,
-            },
-            handler(
-                Method::PATCH,
-                format!("/admin/users/{MISSING_USER}/password"),
-            ),
+            Template::Handler { method: Method::PATCH, path: "/me/password".into(), as_user: true },
+            handler(Method::PATCH, format!("/admin/users/{MISSING_USER}/password")),
             Template::Body {
                 endpoint: "POST /login",
                 parse: |r| drop(r.json::<crate::http::handlers::LoginBody>()),
@@ -260,11 +195,7 @@ fn harness() -> &'static Harness {
         let app = started.app;
         // The writer thread lives as long as the process.
         std::mem::forget(started.writer_thread);
-        let admin = app
-            .store
-            .user_by_name("admin")
-            .expect("store")
-            .expect("first admin");
+        let admin = app.store.user_by_name("admin").expect("store").expect("first admin");
         let other = app
             .store
             .create_user(NewUser {
@@ -275,24 +206,14 @@ fn harness() -> &'static Harness {
                 oidc_subject: None,
             })
             .expect("second user");
-        let AuthDevice::Ready(device) = app
-            .store
-            .auth_device(admin.id, "fuzz-device", "fuzz", 1)
-            .expect("device")
+        let AuthDevice::Ready(device) =
+            app.store.auth_device(admin.id, "fuzz-device", "fuzz", 1).expect("device")
         else {
             unreachable!("a fresh store has no tombstones")
         };
         let team = app.store.create_team("fuzzers", 1).expect("team");
-        let admin_token = app
-            .tokens
-            .issue(&app.store, &admin, None)
-            .expect("token")
-            .access_token;
-        let user_token = app
-            .tokens
-            .issue(&app.store, &other, None)
-            .expect("token")
-            .access_token;
+        let admin_token = app.tokens.issue(&app.store, &admin, None).expect("token").access_token;
+        let user_token = app.tokens.issue(&app.store, &other, None).expect("token").access_token;
         Harness {
             user: admin.id,
             device: device.id,
@@ -347,34 +268,14 @@ mod tests {
     #[test]
     fn password_handlers_answer_before_hashing() {
         let good = r#"{"current_password": "old-password-1", "new_password": "new-password-1"}"#;
-        assert_eq!(
-            status("PATCH /me/password", good),
-            Some(400),
-            "no password to check"
-        );
+        assert_eq!(status("PATCH /me/password", good), Some(400), "no password to check");
         assert_eq!(status("PATCH /me/password", "{"), Some(400), "bad JSON");
         let missing = format!("PATCH /admin/users/{MISSING_USER}/password");
-        assert_eq!(
-            status(&missing, r#"{"password": "new-password-1"}"#),
-            Some(404)
-        );
-        assert_eq!(
-            status(&missing, r#"{"password": "short"}"#),
-            Some(422),
-            "the rules run first"
-        );
+        assert_eq!(status(&missing, r#"{"password": "new-password-1"}"#), Some(404));
+        assert_eq!(status(&missing, r#"{"password": "short"}"#), Some(422), "the rules run first");
         assert_eq!(status(&missing, r#"{"pass": 1}"#), Some(400));
         // The body-only templates parse and return no status.
-        assert_eq!(
-            status(
-                "POST /login (body)",
-                r#"{"username": "a", "password": "b"}"#
-            ),
-            None
-        );
-        assert_eq!(
-            status("POST /auth-method", r#"{"username": "admin"}"#),
-            Some(200)
-        );
+        assert_eq!(status("POST /login (body)", r#"{"username": "a", "password": "b"}"#), None);
+        assert_eq!(status("POST /auth-method", r#"{"username": "admin"}"#), Some(200));
     }
 }

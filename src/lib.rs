@@ -57,7 +57,10 @@ impl Listeners {
     }
 }
 
-fn into_tokio(listener: std::net::TcpListener, what: &str) -> Result<(tokio::net::TcpListener, SocketAddr), String> {
+fn into_tokio(
+    listener: std::net::TcpListener,
+    what: &str,
+) -> Result<(tokio::net::TcpListener, SocketAddr), String> {
     listener.set_nonblocking(true).map_err(|e| format!("{what} listener: {e}"))?;
     let l = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("{what} listener: {e}"))?;
     let addr = l.local_addr().map_err(|e| format!("{what} listener: {e}"))?;
@@ -91,7 +94,16 @@ impl Server {
     /// Waits for shutdown, lets in-flight requests finish, and closes the data file. Returns the
     /// reason if the server stopped because of a fatal error.
     pub async fn wait(self) -> Result<(), String> {
-        let Server { app, shutdown, http_task, sync_task, maintenance_task, mut vm_drain_task, writer_thread, .. } = self;
+        let Server {
+            app,
+            shutdown,
+            http_task,
+            sync_task,
+            maintenance_task,
+            mut vm_drain_task,
+            writer_thread,
+            ..
+        } = self;
         let _ = http_task.await;
         let _ = sync_task.await;
         maintenance_task.abort();
@@ -157,21 +169,25 @@ pub async fn launch(
         // A generated certificate lives in the data directory: create it (private) first.
         let dir = &cfg.storage.data_dir;
         if !dir.exists() {
-            bootstrap::create_private_dir(dir).map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+            bootstrap::create_private_dir(dir)
+                .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
         }
         sync::tls::load(&cfg)
     })
     .await
     .map_err(|e| format!("start-up task failed: {e}"))??;
     let hook = shutdown.clone();
-    let started = tokio::task::spawn_blocking(move || App::start(config, move |msg| hook.fail(&format!("storage failure: {msg}"))))
-        .await
-        .map_err(|e| format!("start-up task failed: {e}"))??;
+    let started = tokio::task::spawn_blocking(move || {
+        App::start(config, move |msg| hook.fail(&format!("storage failure: {msg}")))
+    })
+    .await
+    .map_err(|e| format!("start-up task failed: {e}"))??;
     let app = started.app;
 
     let http_task = tokio::spawn(http::server::serve(http, Arc::clone(&app), shutdown.signal()));
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
-    let sync_task = tokio::spawn(sync::listener::serve(sync_listener, Arc::clone(&app), acceptor, shutdown.clone()));
+    let sync_task =
+        tokio::spawn(sync::listener::serve(sync_listener, Arc::clone(&app), acceptor, shutdown.clone()));
     let maintenance_task = tokio::spawn(maintenance(Arc::clone(&app)));
     let vm_drain_task = tokio::spawn(query::vm::drain::run(Arc::clone(&app), shutdown.signal()));
     {

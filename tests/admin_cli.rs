@@ -8,10 +8,16 @@ use serde_json::Value;
 use toki_sync::auth::password::hash_blocking;
 use toki_sync::store::devices::AuthDevice;
 use toki_sync::store::users::{NewUser, Role, UserStatus};
-use toki_sync::store::{Store, DB_FILE_NAME};
+use toki_sync::store::{DB_FILE_NAME, Store};
 
 fn new_user(name: &str, status: UserStatus) -> NewUser {
-    NewUser { username: name.into(), role: Role::User, status, password_hash: Some(hash_blocking("cli-password-1")), oidc_subject: None }
+    NewUser {
+        username: name.into(),
+        role: Role::User,
+        status,
+        password_hash: Some(hash_blocking("cli-password-1")),
+        oidc_subject: None,
+    }
 }
 
 fn json_out(dir: &std::path::Path, args: &[&str]) -> Value {
@@ -30,7 +36,10 @@ fn registrations_teams_and_devices_offline() {
         let olga = store.create_user(new_user("olga", UserStatus::Active)).unwrap();
         store.create_user(new_user("wait1", UserStatus::Pending)).unwrap();
         store.create_user(new_user("wait2", UserStatus::Pending)).unwrap();
-        let AuthDevice::Ready(dev) = store.auth_device(olga.id, "olga-key", "olga-laptop", 100).unwrap() else { panic!() };
+        let AuthDevice::Ready(dev) = store.auth_device(olga.id, "olga-key", "olga-laptop", 100).unwrap()
+        else {
+            panic!()
+        };
         store.close().unwrap();
         (dev.uuid.to_string(), olga.id)
     };
@@ -47,8 +56,12 @@ fn registrations_teams_and_devices_offline() {
     let (code, out, _) = admin(d, &["user", "reject", "wait2"], None);
     assert_eq!((code, out.trim()), (0, "rejected and deleted `wait2`"));
     let users = json_out(d, &["user", "list", "--json"]);
-    let names: Vec<(&str, &str)> =
-        users["users"].as_array().unwrap().iter().map(|u| (u["username"].as_str().unwrap(), u["status"].as_str().unwrap())).collect();
+    let names: Vec<(&str, &str)> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["username"].as_str().unwrap(), u["status"].as_str().unwrap()))
+        .collect();
     assert_eq!(names, [("admin", "active"), ("olga", "active"), ("wait1", "active")]);
 
     // Teams.
@@ -68,8 +81,12 @@ fn registrations_teams_and_devices_offline() {
     assert_eq!(code, 1);
     assert!(err.contains("no team named `nope`"), "{err}");
     let members = json_out(d, &["team", "members", "Research", "--json"]);
-    let rows: Vec<(&str, &str)> =
-        members["members"].as_array().unwrap().iter().map(|m| (m["username"].as_str().unwrap(), m["role"].as_str().unwrap())).collect();
+    let rows: Vec<(&str, &str)> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["username"].as_str().unwrap(), m["role"].as_str().unwrap()))
+        .collect();
     assert_eq!(rows, [("olga", "admin"), ("wait1", "member")]);
     assert_eq!(admin(d, &["team", "remove-member", "Research", "wait1"], None).0, 0);
     let (code, _, err) = admin(d, &["team", "remove-member", "Research", "wait1"], None);
@@ -100,7 +117,10 @@ fn registrations_teams_and_devices_offline() {
     assert!(err.contains("no device with id"), "{err}");
 
     let stats = json_out(d, &["stats", "--json"]);
-    assert_eq!((stats["users"].as_u64(), stats["devices"].as_u64(), stats["teams"].as_u64()), (Some(3), Some(0), Some(1)));
+    assert_eq!(
+        (stats["users"].as_u64(), stats["devices"].as_u64(), stats["teams"].as_u64()),
+        (Some(3), Some(0), Some(1))
+    );
 
     // Deleting a user takes their memberships with them; the file stays consistent.
     assert_eq!(admin(d, &["user", "delete", "olga"], None).0, 0);
@@ -119,7 +139,8 @@ fn vm_resync_queues_every_rollup_bucket() {
     {
         use toki_sync::store::codec::Record;
         let store = Store::open(&d.join(DB_FILE_NAME)).unwrap();
-        let rec = toki_sync::store::events::RollupRecord { events: 1, usage_total: 5, tokens: vec![] }.encode();
+        let rec =
+            toki_sync::store::events::RollupRecord { events: 1, usage_total: 5, tokens: vec![] }.encode();
         store
             .write(|txn| {
                 let mut rollups = txn.open_table(toki_sync::store::schema::ROLLUPS)?;

@@ -9,19 +9,11 @@ use common::*;
 use serde_json::Value;
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
 /// `bench ingest ARGS` against `server`; returns (success, stdout, stderr).
-fn bench_ingest(
-    server: &BinServer,
-    args: &[&str],
-    envs: &[(&str, &str)],
-) -> (bool, String, String) {
+fn bench_ingest(server: &BinServer, args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new(bin())
         .args(["bench", "ingest", "--server", &server.sync.to_string()])
         .args(args)
@@ -44,39 +36,21 @@ fn bench_ingest_creates_its_user_and_reports_json() {
     let cert = dir.path().join("tls/cert.pem").to_str().unwrap().to_owned();
     let mut created = Vec::new();
     for extra in [&[][..], &["--tls", "--tls-ca", &cert][..]] {
-        let mut args = vec![
-            "--http",
-            &http,
-            "--devices",
-            "2",
-            "--batches",
-            "3",
-            "--batch-size",
-            "150",
-            "--json",
-        ];
+        let mut args =
+            vec!["--http", &http, "--devices", "2", "--batches", "3", "--batch-size", "150", "--json"];
         args.extend_from_slice(extra);
-        let (ok, stdout, stderr) = bench_ingest(
-            &server,
-            &args,
-            &[("TOKI_BENCH_ADMIN_PASSWORD", "bench-admin-pw")],
-        );
+        let (ok, stdout, stderr) =
+            bench_ingest(&server, &args, &[("TOKI_BENCH_ADMIN_PASSWORD", "bench-admin-pw")]);
         assert!(ok, "{stderr}");
         let report: Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(report["events"], 900);
         assert_eq!(
-            (
-                report["failed_batches"].as_u64(),
-                report["failed_devices"].as_u64()
-            ),
+            (report["failed_batches"].as_u64(), report["failed_devices"].as_u64()),
             (Some(0), Some(0))
         );
         assert!(report.get("first_error").is_none(), "{report}");
         assert!(report["events_per_sec"].as_f64().unwrap() > 0.0);
-        assert_eq!(
-            report["transport"],
-            if extra.is_empty() { "plaintext" } else { "TLS" }
-        );
+        assert_eq!(report["transport"], if extra.is_empty() { "plaintext" } else { "TLS" });
         created.push((
             report["user"].as_str().unwrap().to_owned(),
             report["access_token"].as_str().unwrap().to_owned(),
@@ -92,77 +66,38 @@ fn bench_ingest_creates_its_user_and_reports_json() {
     // With --token and --plain, in text: the figures are on one line, and no user is created.
     let (ok, stdout, stderr) = bench_ingest(
         &server,
-        &[
-            "--token",
-            token,
-            "--plain",
-            "--devices",
-            "1",
-            "--batches",
-            "2",
-            "--batch-size",
-            "50",
-        ],
+        &["--token", token, "--plain", "--devices", "1", "--batches", "2", "--batch-size", "50"],
         &[],
     );
     assert!(ok, "{stderr}");
     assert!(!stdout.contains("access token"), "{stdout}");
-    assert!(
-        stdout.starts_with("100 events (1 devices x 2 batches x 50) over plaintext in "),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with("100 events (1 devices x 2 batches x 50) over plaintext in "), "{stdout}");
     let rate: f64 = stdout
         .split_once(" events/s;")
         .and_then(|(before, _)| before.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no events/s figure in {stdout:?}"));
     assert!(rate > 0.0, "{stdout}");
-    assert!(
-        stdout.trim_end().ends_with("failed batches 0 (devices 0)"),
-        "{stdout}"
-    );
+    assert!(stdout.trim_end().ends_with("failed batches 0 (devices 0)"), "{stdout}");
 
     // A token the server refuses: every batch of every device counts as failed, not one per
     // device, and the run fails after printing its report.
     let (ok, stdout, _) = bench_ingest(
         &server,
-        &[
-            "--token",
-            "not-a-token",
-            "--devices",
-            "2",
-            "--batches",
-            "3",
-            "--batch-size",
-            "10",
-            "--json",
-        ],
+        &["--token", "not-a-token", "--devices", "2", "--batches", "3", "--batch-size", "10", "--json"],
         &[],
     );
     assert!(!ok);
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
-        (
-            report["events"].as_u64(),
-            report["failed_batches"].as_u64(),
-            report["failed_devices"].as_u64()
-        ),
+        (report["events"].as_u64(), report["failed_batches"].as_u64(), report["failed_devices"].as_u64()),
         (Some(0), Some(6), Some(2))
     );
-    assert!(
-        report["first_error"]
-            .as_str()
-            .unwrap()
-            .contains("AUTH refused"),
-        "{report}"
-    );
+    assert!(report["first_error"].as_str().unwrap().contains("AUTH refused"), "{report}");
 
     // Wrong admin password: a clear failure, not a hang.
-    let (ok, _, stderr) = bench_ingest(
-        &server,
-        &["--http", &http],
-        &[("TOKI_BENCH_ADMIN_PASSWORD", "wrong-password")],
-    );
+    let (ok, _, stderr) =
+        bench_ingest(&server, &["--http", &http], &[("TOKI_BENCH_ADMIN_PASSWORD", "wrong-password")]);
     assert!(!ok);
     assert!(stderr.contains("login as admin failed (401)"), "{stderr}");
     assert!(server.stop().0);
@@ -178,58 +113,29 @@ fn bench_seed_fills_a_data_file() {
     let out = Command::new(bin())
         .args(["bench", "seed", "--data-dir"])
         .arg(dir.path())
-        .args([
-            "--events",
-            "5000",
-            "--users",
-            "2",
-            "--devices-per-user",
-            "2",
-            "--days",
-            "30",
-            "--json",
-        ])
+        .args(["--events", "5000", "--users", "2", "--devices-per-user", "2", "--days", "30", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["events"], 5000);
     let (_, out, _) = admin(dir.path(), &["stats", "--json"], None);
     let stats: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
-        (
-            stats["events"].as_u64(),
-            stats["devices"].as_u64(),
-            stats["users"].as_u64()
-        ),
+        (stats["events"].as_u64(), stats["devices"].as_u64(), stats["users"].as_u64()),
         (Some(5000), Some(4), Some(2))
     );
     // The seeded users can sign in, and `bench query` runs every query against them.
     let server = BinServer::start(dir.path(), &[]);
     block_on(Client::at(server.http).login("seed-user-1", "seed-password"));
     let out = Command::new(bin())
-        .args([
-            "bench",
-            "query",
-            "--http",
-            &format!("http://{}", server.http),
-            "--user",
-            "seed-user-1",
-        ])
+        .args(["bench", "query", "--http", &format!("http://{}", server.http), "--user", "seed-user-1"])
         .args(["--iterations", "2", "--warmup", "0", "--json"])
         .env("TOKI_BENCH_PASSWORD", "seed-password")
         .env_remove("TOKI_BENCH_TOKEN")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "a query failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "a query failed: {}", String::from_utf8_lossy(&out.stderr));
     let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
     let reports = reports.as_array().unwrap();
     assert_eq!(reports.len(), 11, "{reports:?}");
@@ -239,11 +145,7 @@ fn bench_seed_fills_a_data_file() {
         assert!(p50 > 0.0 && p99 >= p50, "{r}");
         assert!(r["response_bytes"].as_u64().unwrap() > 0, "{r}");
     }
-    assert!(
-        reports
-            .iter()
-            .any(|r| r["name"] == "usage: 30 days by day, by model")
-    );
+    assert!(reports.iter().any(|r| r["name"] == "usage: 30 days by day, by model"));
     // `bench ingest --user` syncs as an existing (here: seeded) user, and says so in text.
     let out = Command::new(bin())
         .args([
@@ -254,34 +156,15 @@ fn bench_seed_fills_a_data_file() {
             "--http",
             &format!("http://{}", server.http),
         ])
-        .args([
-            "--user",
-            "seed-user-2",
-            "--devices",
-            "1",
-            "--batches",
-            "2",
-            "--batch-size",
-            "10",
-        ])
+        .args(["--user", "seed-user-2", "--devices", "1", "--batches", "2", "--batch-size", "10"])
         .env("TOKI_BENCH_PASSWORD", "seed-password")
         .env_remove("TOKI_BENCH_TOKEN")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.starts_with("user seed-user-2; access token "),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("\n20 events (1 devices x 2 batches x 10) over plaintext"),
-        "{stdout}"
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("user seed-user-2; access token "), "{stdout}");
+    assert!(stdout.contains("\n20 events (1 devices x 2 batches x 10) over plaintext"), "{stdout}");
     assert!(server.stop().0);
     let (_, out, _) = admin(dir.path(), &["stats", "--json"], None);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["events"], 5020);

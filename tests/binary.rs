@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -68,7 +68,10 @@ fn a_bad_tls_certificate_stops_start_up_before_the_admin_is_created() {
     assert_eq!(mode, 0o700, "the data directory is private even though the certificate was made first");
     let (clean, stdout) = server.stop();
     assert!(clean);
-    let password = stdout.lines().find_map(|l| l.trim().strip_prefix("password: ")).unwrap_or_else(|| panic!("{stdout}"));
+    let password = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
     let server = BinServer::start(&data, &[]);
     runtime().block_on(async { Client::at(server.http).login("admin", password).await });
     assert!(server.stop().0);
@@ -85,7 +88,8 @@ fn admin_password_from_environment_and_restart_persistence() {
     let dir = tempfile::tempdir().unwrap();
     let envs = [("TOKI_ADMIN_PASSWORD", "env-admin-password")];
     let server = BinServer::start(dir.path(), &envs);
-    let pair: Value = runtime().block_on(async { Client::at(server.http).login("admin", "env-admin-password").await });
+    let pair: Value =
+        runtime().block_on(async { Client::at(server.http).login("admin", "env-admin-password").await });
     let (clean, stdout) = server.stop();
     assert!(clean);
     assert!(!stdout.contains("password:"), "nothing to show when the password was given");
@@ -106,10 +110,17 @@ fn admin_password_from_environment_and_restart_persistence() {
 #[test]
 fn configuration_errors_stop_start_up_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(bin()).args(["serve", "--http-port", "99999", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--http-port", "99999", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("server.http_port") && err.contains("--http-port") && err.contains("0 to 65535"), "{err}");
+    assert!(
+        err.contains("server.http_port") && err.contains("--http-port") && err.contains("0 to 65535"),
+        "{err}"
+    );
 
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "[auth]\nregistration_mode = \"maybe\"\n").unwrap();
@@ -136,7 +147,8 @@ fn configuration_errors_stop_start_up_with_a_clear_message() {
 fn config_print_default_matches_the_shipped_file() {
     let out = Command::new(bin()).args(["config", "print-default"]).output().unwrap();
     assert!(out.status.success());
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/toki-sync.toml")).unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/toki-sync.toml")).unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), shipped);
 }
 
@@ -166,13 +178,15 @@ fn admin_cli_on_a_stopped_server() {
     assert!(err.contains("username may only contain"), "{err}");
     let (code, _, err) = admin(d, &["user", "add", "bob"], Some("long-enough\n"));
     assert_eq!(code, 2, "--password-stdin is required: {err}");
-    let (code, _, _) = admin(d, &["user", "add", "root2", "--role", "admin", "--password-stdin"], Some("root2-password"));
+    let (code, _, _) =
+        admin(d, &["user", "add", "root2", "--role", "admin", "--password-stdin"], Some("root2-password"));
     assert_eq!(code, 0);
 
     let (code, out, _) = admin(d, &["user", "list", "--json"], None);
     assert_eq!(code, 0);
     let list: Value = serde_json::from_str(&out).unwrap();
-    let names: Vec<&str> = list["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        list["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
     assert_eq!(names, ["admin", "alice", "root2"]);
     assert_eq!(list["users"][2]["role"], "admin");
     let (_, table, _) = admin(d, &["user", "list"], None);
@@ -217,7 +231,10 @@ fn admin_cli_on_a_stopped_server() {
     runtime().block_on(async {
         let c = Client::at(server.http);
         c.login("alice", "alice-password-2").await;
-        assert_eq!(c.post("/login", &json!({"username": "root2", "password": "root2-password"})).await.status, 401);
+        assert_eq!(
+            c.post("/login", &json!({"username": "root2", "password": "root2-password"})).await.status,
+            401
+        );
         assert_eq!(c.get("/auth/info").await.json()["registration_mode"], "approval");
     });
     assert!(server.stop().0);
@@ -252,7 +269,10 @@ fn readme_configuration_table_is_current() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let out = Command::new(bin()).args(["config", "keys"]).output().unwrap();
     let table = String::from_utf8(out.stdout).unwrap();
-    assert!(readme.contains(&table), "README.md's configuration table is stale; paste the output of `toki-sync config keys`");
+    assert!(
+        readme.contains(&table),
+        "README.md's configuration table is stale; paste the output of `toki-sync config keys`"
+    );
 }
 
 #[test]
@@ -280,7 +300,10 @@ fn sigterm_works_after_stderr_is_closed() {
             assert!(status.success(), "{status:?}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the server did not stop on SIGTERM after its stderr closed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not stop on SIGTERM after its stderr closed"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -5,11 +5,11 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
-use toki_sync::store::device_codes::{ip_bytes, CodeStatus, DeviceCode};
+use serde_json::{Value, json};
+use toki_sync::auth::device_flow::USER_CODE_ALPHABET as ALPHABET;
+use toki_sync::store::device_codes::{CodeStatus, DeviceCode, ip_bytes};
 use toki_sync::store::devices::AuthDevice;
 use toki_sync::store::now_secs;
-use toki_sync::auth::device_flow::USER_CODE_ALPHABET as ALPHABET;
 use toki_sync::store::users::Role;
 
 /// `POST /device/code` exactly as the toki client sends it: no body, no Content-Type, no length.
@@ -42,13 +42,18 @@ async fn client_path_full_flow_registers_the_device() {
     assert_eq!(device_code.len(), 43, "at least 128 bits, base64url");
     assert!(device_code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     assert_eq!(user_code.len(), 9);
-    assert!(user_code.chars().enumerate().all(|(i, ch)| if i == 4 { ch == '-' } else { "ABCDEFGHJKMNPQRSTUVWXYZ23456789".contains(ch) }));
+    assert!(user_code.chars().enumerate().all(|(i, ch)| if i == 4 {
+        ch == '-'
+    } else {
+        "ABCDEFGHJKMNPQRSTUVWXYZ23456789".contains(ch)
+    }));
     assert_eq!(code["verification_uri"], "/device");
     assert_eq!(code["verification_url"], "/device");
     assert_eq!(code["verification_uri_complete"], format!("/device?device={user_code}"));
     assert_eq!((code["expires_in"].as_u64(), code["interval"].as_u64()), (Some(900), Some(5)));
 
-    let body = json!({"device_code": device_code, "device_key": "6f1c0e7e-key-1", "device_name": "macbook-pro"});
+    let body =
+        json!({"device_code": device_code, "device_key": "6f1c0e7e-key-1", "device_name": "macbook-pro"});
     assert_flow_error(&poll(&c, "/device/token", &body).await, 400, "authorization_pending");
     let fast = poll(&c, "/device/token", &body).await;
     assert_flow_error(&fast, 400, "slow_down");
@@ -107,9 +112,12 @@ async fn reference_path_pending_is_428_and_verify_approves() {
     assert_flow_error(&poll(&c, "/auth/device/token", &body).await, 400, "slow_down");
 
     let token = signed_in(&s, "bob").await;
-    let info = c.send_auth("POST", "/device/lookup", &token, Some(&json!({"user_code": code["user_code"]}))).await;
+    let info =
+        c.send_auth("POST", "/device/lookup", &token, Some(&json!({"user_code": code["user_code"]}))).await;
     assert_eq!(info.json()["device_name"], "ci-runner", "the name from the code request");
-    let v = c.send_auth("POST", "/auth/device/verify", &token, Some(&json!({"user_code": code["user_code"]}))).await;
+    let v = c
+        .send_auth("POST", "/auth/device/verify", &token, Some(&json!({"user_code": code["user_code"]})))
+        .await;
     assert_eq!((v.status, v.json()["verified"].as_bool()), (200, Some(true)));
     // Once approved, the answer does not wait for the polling interval.
     let done = poll(&c, "/auth/device/token", &body).await;
@@ -129,53 +137,92 @@ async fn deny_unknown_and_expired_codes() {
 
     let code = request_code(&c).await;
     let body = json!({"device_code": code["device_code"], "device_key": "k", "device_name": "n"});
-    let deny = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": code["user_code"], "deny": true}))).await;
+    let deny = c
+        .send_auth(
+            "POST",
+            "/device/approve",
+            &token,
+            Some(&json!({"user_code": code["user_code"], "deny": true})),
+        )
+        .await;
     assert_eq!((deny.status, deny.json()), (200, json!({"verified": true, "status": "denied"})));
     for path in ["/device/token", "/auth/device/token"] {
         assert_flow_error(&poll(&c, path, &body).await, 400, "access_denied");
     }
-    let late = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": code["user_code"]}))).await;
+    let late =
+        c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": code["user_code"]}))).await;
     assert_eq!((late.status, late.error().as_str()), (409, "code already denied"));
-    let looked = c.send_auth("POST", "/device/lookup", &token, Some(&json!({"user_code": code["user_code"]}))).await;
+    let looked =
+        c.send_auth("POST", "/device/lookup", &token, Some(&json!({"user_code": code["user_code"]}))).await;
     assert_eq!((looked.status, looked.error().as_str()), (409, "code already denied"));
     let carol = s.app().store.user_by_name("carol").unwrap().unwrap();
     assert!(s.app().store.devices(Some(carol.id)).unwrap().is_empty(), "a denied request registers nothing");
 
     for path in ["/device/token", "/auth/device/token"] {
-        assert_flow_error(&poll(&c, path, &json!({"device_code": "never-issued"})).await, 400, "expired_token");
+        assert_flow_error(
+            &poll(&c, path, &json!({"device_code": "never-issued"})).await,
+            400,
+            "expired_token",
+        );
     }
 
     // An expired code (made directly in the store with a past expiry).
     let device_code = "an-expired-device-code-for-this-test-only-x";
     let now = now_secs();
-    let rec = DeviceCode { user_code: "WDJB-MJHT".into(), created_at: now - 1000, expires_at: now - 100, ..rec_template(now) };
+    let rec = DeviceCode {
+        user_code: "WDJB-MJHT".into(),
+        created_at: now - 1000,
+        expires_at: now - 100,
+        ..rec_template(now)
+    };
     s.app()
         .store
-        .create_device_code(toki_sync::auth::tokens::hash(device_code), rec, &toki_sync::auth::device_flow::LIMITS, || unreachable!())
+        .create_device_code(
+            toki_sync::auth::tokens::hash(device_code),
+            rec,
+            &toki_sync::auth::device_flow::LIMITS,
+            || unreachable!(),
+        )
         .unwrap();
     let r = c.send_auth("POST", "/device/lookup", &token, Some(&json!({"user_code": "wdjb-mjht"}))).await;
     assert_eq!((r.status, r.error().as_str()), (410, "code expired"));
     let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": "WDJB-MJHT"}))).await;
     assert_eq!((r.status, r.error().as_str()), (410, "code expired"));
-    assert_flow_error(&poll(&c, "/device/token", &json!({"device_code": device_code})).await, 400, "expired_token");
+    assert_flow_error(
+        &poll(&c, "/device/token", &json!({"device_code": device_code})).await,
+        400,
+        "expired_token",
+    );
     // Kept for a while after expiry, so a late approver is told "expired", which is no lockout
     // strike: more of them than the limit (5) leave the approver free to approve another code.
     for _ in 0..6 {
-        let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": "WDJB-MJHT"}))).await;
+        let r =
+            c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": "WDJB-MJHT"}))).await;
         assert_eq!((r.status, r.error().as_str()), (410, "code expired"), "still known after a poll");
     }
     // One expired longer ago than that is pruned by the next code request: then it is unknown.
-    let old = DeviceCode { user_code: "WDJB-MJHX".into(), created_at: now - 9000, expires_at: now - 8100, ..rec_template(now) };
+    let old = DeviceCode {
+        user_code: "WDJB-MJHX".into(),
+        created_at: now - 9000,
+        expires_at: now - 8100,
+        ..rec_template(now)
+    };
     s.app()
         .store
-        .create_device_code(toki_sync::auth::tokens::hash("an-old-device-code-x"), old, &toki_sync::auth::device_flow::LIMITS, || unreachable!())
+        .create_device_code(
+            toki_sync::auth::tokens::hash("an-old-device-code-x"),
+            old,
+            &toki_sync::auth::device_flow::LIMITS,
+            || unreachable!(),
+        )
         .unwrap();
     let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": "WDJB-MJHX"}))).await;
     assert_eq!(r.status, 410, "there until the next prune");
     let fresh = request_code(&c).await;
     let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": "WDJB-MJHX"}))).await;
     assert_eq!((r.status, r.error().as_str()), (404, "invalid or expired code"), "pruned");
-    let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": fresh["user_code"]}))).await;
+    let r =
+        c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": fresh["user_code"]}))).await;
     assert_eq!(r.status, 200, "no lockout: {}", r.text());
 }
 
@@ -202,7 +249,9 @@ async fn approval_needs_a_signed_in_user_and_wrong_codes_lock_the_approver_out()
     assert_eq!((r.status, r.error().as_str()), (401, "missing Authorization header"));
     let r = c.raw("POST", "/device/approve", &[("Authorization", "Token abc")], Some(b"{}")).await;
     assert_eq!((r.status, r.error().as_str()), (401, "expected Bearer token"));
-    let r = c.send_auth("POST", "/auth/device/verify", "not-a-token", Some(&json!({"user_code": user_code}))).await;
+    let r = c
+        .send_auth("POST", "/auth/device/verify", "not-a-token", Some(&json!({"user_code": user_code})))
+        .await;
     assert_eq!((r.status, r.error().as_str()), (401, "invalid or expired token"));
     let r = c.post("/device/lookup", &json!({"user_code": user_code})).await;
     assert_eq!(r.status, 401);
@@ -214,10 +263,12 @@ async fn approval_needs_a_signed_in_user_and_wrong_codes_lock_the_approver_out()
         let r = c.send_auth("POST", "/device/approve", &mallory, Some(&json!({"user_code": wrong}))).await;
         assert_eq!((r.status, r.error().as_str()), (404, "invalid or expired code"), "{wrong}");
     }
-    let locked = c.send_auth("POST", "/device/approve", &mallory, Some(&json!({"user_code": user_code}))).await;
+    let locked =
+        c.send_auth("POST", "/device/approve", &mallory, Some(&json!({"user_code": user_code}))).await;
     assert_eq!(locked.status, 429, "even the right code is refused while locked");
     assert!(locked.header("retry-after").is_some());
-    let locked = c.send_auth("POST", "/device/lookup", &mallory, Some(&json!({"user_code": user_code}))).await;
+    let locked =
+        c.send_auth("POST", "/device/lookup", &mallory, Some(&json!({"user_code": user_code}))).await;
     assert_eq!(locked.status, 429, "lookups share the approver's lockout");
 
     // The lock is per approver: another user approves the same code.
@@ -225,7 +276,10 @@ async fn approval_needs_a_signed_in_user_and_wrong_codes_lock_the_approver_out()
     let r = c.send_auth("POST", "/device/approve", &trent, Some(&json!({"user_code": user_code}))).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let done = poll(&c, "/device/token", &json!({"device_code": code["device_code"]})).await;
-    assert_eq!(c.get_auth("/me", done.json()["access_token"].as_str().unwrap()).await.json()["username"], "trent");
+    assert_eq!(
+        c.get_auth("/me", done.json()["access_token"].as_str().unwrap()).await.json()["username"],
+        "trent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -248,7 +302,8 @@ async fn looking_up_ones_own_code_does_not_reset_the_count() {
     assert_eq!(lookup("EEEE-EEEE").await.status, 404, "the fifth failure is answered and locks");
     let r = lookup(own["user_code"].as_str().unwrap()).await;
     assert_eq!(r.status, 429, "locked after five failures, own-code lookups in between or not");
-    let r = c.send_auth("POST", "/device/approve", &mallory, Some(&json!({"user_code": own["user_code"]}))).await;
+    let r =
+        c.send_auth("POST", "/device/approve", &mallory, Some(&json!({"user_code": own["user_code"]}))).await;
     assert_eq!(r.status, 429);
 }
 
@@ -260,7 +315,11 @@ async fn parallel_wrong_codes_cannot_outrun_the_lockout() {
         .map(|i| {
             let path = if i % 2 == 0 { "/device/lookup" } else { "/device/approve" };
             // Well-formed codes, so each one reaches the store (the part parallel tries overlap).
-            let code = format!("WXYZ-AA{}{}", ALPHABET[i / ALPHABET.len()] as char, ALPHABET[i % ALPHABET.len()] as char);
+            let code = format!(
+                "WXYZ-AA{}{}",
+                ALPHABET[i / ALPHABET.len()] as char,
+                ALPHABET[i % ALPHABET.len()] as char
+            );
             post_bytes(path, Some(&token), &json!({"user_code": code}))
         })
         .collect();
@@ -280,7 +339,10 @@ async fn a_deleted_device_comes_back_only_through_the_device_flow() {
 
     let r = c.send_auth("DELETE", &format!("/me/devices/{}", first.uuid), &token, None).await;
     assert_eq!((r.status, r.json()), (200, json!({"deleted": true})));
-    assert!(matches!(s.app().store.auth_device(dave.id, "key-9", "box", now_secs()).unwrap(), AuthDevice::Removed));
+    assert!(matches!(
+        s.app().store.auth_device(dave.id, "key-9", "box", now_secs()).unwrap(),
+        AuthDevice::Removed
+    ));
 
     let code = request_code(&c).await;
     let body = json!({"device_code": code["device_code"], "device_key": "key-9", "device_name": "box"});
@@ -303,9 +365,15 @@ async fn a_pending_sign_in_survives_a_restart() {
     let s = TestServer::start_in(tempfile::tempdir().unwrap(), cfg).await;
     let c = s.client();
     let token = c.admin_token().await;
-    let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": code["user_code"]}))).await;
+    let r =
+        c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": code["user_code"]}))).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let done = poll(&c, "/device/token", &json!({"device_code": code["device_code"], "device_key": "k1", "device_name": "srv"})).await;
+    let done = poll(
+        &c,
+        "/device/token",
+        &json!({"device_code": code["device_code"], "device_key": "k1", "device_name": "srv"}),
+    )
+    .await;
     assert_eq!(done.status, 200, "{}", done.text());
 }
 
@@ -316,19 +384,27 @@ async fn malformed_requests_and_limits() {
     let code = request_code(&c).await;
     assert_eq!(code["verification_url"], "https://toki.example.com/device");
     assert_eq!(code["verification_uri"], "https://toki.example.com/device");
-    assert_eq!(code["verification_uri_complete"], format!("https://toki.example.com/device?device={}", code["user_code"].as_str().unwrap()));
+    assert_eq!(
+        code["verification_uri_complete"],
+        format!("https://toki.example.com/device?device={}", code["user_code"].as_str().unwrap())
+    );
 
     let r = c.raw("POST", "/device/code", &[], Some(b"{\"device_name\": ")).await;
     assert_eq!(r.status, 400);
     assert!(r.error().starts_with("invalid JSON body"), "{}", r.error());
     assert_eq!(c.post("/device/code", &json!({"device_name": 5})).await.status, 400);
-    assert_eq!(c.raw("POST", "/auth/device/code", &[], Some(b"  ")).await.status, 200, "a blank body is no body");
+    assert_eq!(
+        c.raw("POST", "/auth/device/code", &[], Some(b"  ")).await.status,
+        200,
+        "a blank body is no body"
+    );
 
     let r = c.raw("POST", "/device/token", &[], None).await;
     assert_eq!((r.status, r.error().as_str()), (400, "request body is empty; expected a JSON object"));
     assert_eq!(c.post("/device/token", &json!({"device_code": 5})).await.status, 400);
     let long_key = "k".repeat(300);
-    let r = c.post("/device/token", &json!({"device_code": code["device_code"], "device_key": long_key})).await;
+    let r =
+        c.post("/device/token", &json!({"device_code": code["device_code"], "device_key": long_key})).await;
     assert_eq!((r.status, r.error().as_str()), (422, "device_key must be 1-256 bytes"));
     assert_eq!(c.get("/device/token").await.status, 405);
 
@@ -349,7 +425,8 @@ async fn an_approval_by_a_user_deleted_since_grants_nothing() {
     let c = s.client();
     let token = signed_in(&s, "gone-soon").await;
     let code = request_code(&c).await;
-    let r = c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": code["user_code"]}))).await;
+    let r =
+        c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": code["user_code"]}))).await;
     assert_eq!(r.status, 200);
     let user = s.app().store.user_by_name("gone-soon").unwrap().unwrap();
     let admin = c.admin_token().await;

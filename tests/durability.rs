@@ -52,20 +52,9 @@ struct DeviceLog {
 
 impl DeviceLog {
     fn ack(&mut self, cursor: i64, items: Vec<Key>, fresh: bool) {
-        let top = items
-            .iter()
-            .map(|(ts, _)| *ts)
-            .max()
-            .expect("batches are not empty");
-        assert!(
-            cursor >= self.cursor,
-            "SYNC_ACK cursor went back from {} to {cursor}",
-            self.cursor
-        );
-        assert!(
-            cursor >= top,
-            "SYNC_ACK cursor {cursor} is behind the batch's last event {top}"
-        );
+        let top = items.iter().map(|(ts, _)| *ts).max().expect("batches are not empty");
+        assert!(cursor >= self.cursor, "SYNC_ACK cursor went back from {} to {cursor}", self.cursor);
+        assert!(cursor >= top, "SYNC_ACK cursor {cursor} is behind the batch's last event {top}");
         self.cursor = cursor;
         self.max_seen = self.max_seen.max(cursor);
         self.acked.extend(items);
@@ -82,21 +71,13 @@ struct Rng(u64);
 
 impl Rng {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
 
 fn batch_of(keys: &[Key]) -> SyncBatchPayload {
-    batch(
-        "claude_code",
-        keys.iter()
-            .map(|(ts, id)| item(*ts, id, 0, [3, 2, 0, 1]))
-            .collect(),
-    )
+    batch("claude_code", keys.iter().map(|(ts, id)| item(*ts, id, 0, [3, 2, 0, 1])).collect())
 }
 
 /// One device's session: AUTH, GET_LAST_TS (checked against everything seen before), the resend
@@ -113,36 +94,16 @@ async fn stream(
     keep_going: bool,
 ) {
     let ctx = format!("round {round}, device {device}");
-    let mut c = SyncClient::try_plain(addr)
-        .await
-        .unwrap_or_else(|e| panic!("{ctx}: connect: {e}"));
-    let reply = c
-        .try_auth(&auth_payload(
-            &token,
-            &format!("durable-{device}"),
-            "claude_code",
-        ))
-        .await;
-    let Some(AuthReply::Ok(device_id)) = reply else {
-        panic!("{ctx}: AUTH failed: {reply:?}")
-    };
-    let last = c
-        .try_last_ts("claude_code")
-        .await
-        .unwrap_or_else(|| panic!("{ctx}: no LAST_TS"));
+    let mut c = SyncClient::try_plain(addr).await.unwrap_or_else(|e| panic!("{ctx}: connect: {e}"));
+    let reply = c.try_auth(&auth_payload(&token, &format!("durable-{device}"), "claude_code")).await;
+    let Some(AuthReply::Ok(device_id)) = reply else { panic!("{ctx}: AUTH failed: {reply:?}") };
+    let last = c.try_last_ts("claude_code").await.unwrap_or_else(|| panic!("{ctx}: no LAST_TS"));
     let resend = {
         let mut l = log.lock().unwrap();
-        assert!(
-            last >= l.max_seen,
-            "{ctx}: LAST_TS {last} went below {} reported earlier",
-            l.max_seen
-        );
+        assert!(last >= l.max_seen, "{ctx}: LAST_TS {last} went below {} reported earlier", l.max_seen);
         l.max_seen = last;
         if let Some(prev) = &l.device_id {
-            assert_eq!(
-                prev, &device_id,
-                "{ctx}: the device keeps its id across restarts"
-            );
+            assert_eq!(prev, &device_id, "{ctx}: the device keeps its id across restarts");
         }
         l.device_id = Some(device_id);
         let resend = l.in_flight.clone();
@@ -189,9 +150,8 @@ async fn stream(
         return;
     }
     loop {
-        let items: Vec<Key> = (next_ts..next_ts + BATCH)
-            .map(|ts| (ts, format!("msg-{device}-{ts}")))
-            .collect();
+        let items: Vec<Key> =
+            (next_ts..next_ts + BATCH).map(|ts| (ts, format!("msg-{device}-{ts}"))).collect();
         log.lock().unwrap().in_flight = Some(items.clone());
         match c.try_batch(&batch_of(&items)).await {
             Some(Ok(cursor)) => {
@@ -221,16 +181,7 @@ fn start_round(
     let tasks = logs
         .iter()
         .enumerate()
-        .map(|(d, l)| {
-            rt.spawn(stream(
-                server.sync,
-                token.to_owned(),
-                d,
-                Arc::clone(l),
-                round,
-                keep_going,
-            ))
-        })
+        .map(|(d, l)| rt.spawn(stream(server.sync, token.to_owned(), d, Arc::clone(l), round, keep_going)))
         .collect();
     Round { tasks, acks_before }
 }
@@ -284,40 +235,23 @@ fn start_server(dir: &std::path::Path, envs: &[(&str, &str)], what: &str) -> Bin
     let server = BinServer::start(dir, envs);
     let took = spawned.elapsed();
     eprintln!("{what}: {took:?} from spawn to the ready line");
-    assert!(
-        took < START_BOUND,
-        "{what}: {took:?} from spawn to serving (bound {START_BOUND:?})"
-    );
+    assert!(took < START_BOUND, "{what}: {took:?} from spawn to serving (bound {START_BOUND:?})");
     server
 }
 
 #[test]
 fn acked_events_survive_kill_9_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     eprintln!("durability seed: {seed}");
     let mut rng = Rng(seed);
-    let logs: Vec<Arc<Mutex<DeviceLog>>> = (0..DEVICES)
-        .map(|_| Arc::new(Mutex::new(DeviceLog::default())))
-        .collect();
+    let logs: Vec<Arc<Mutex<DeviceLog>>> =
+        (0..DEVICES).map(|_| Arc::new(Mutex::new(DeviceLog::default()))).collect();
 
-    let mut server = start_server(
-        dir.path(),
-        &[("TOKI_ADMIN_PASSWORD", "durable-admin-pw")],
-        "first start",
-    );
+    let mut server = start_server(dir.path(), &[("TOKI_ADMIN_PASSWORD", "durable-admin-pw")], "first start");
     let token = rt.block_on(async {
-        Client::at(server.http)
-            .login("admin", "durable-admin-pw")
-            .await["access_token"]
+        Client::at(server.http).login("admin", "durable-admin-pw").await["access_token"]
             .as_str()
             .unwrap()
             .to_owned()
@@ -329,11 +263,7 @@ fn acked_events_survive_kill_9_and_sigterm() {
         std::thread::sleep(Duration::from_millis(rng.below(1500)));
         server.kill9();
         r.join(&rt, &logs, round);
-        server = start_server(
-            dir.path(),
-            &[],
-            &format!("restart after kill -9 #{}", round + 1),
-        );
+        server = start_server(dir.path(), &[], &format!("restart after kill -9 #{}", round + 1));
     }
 
     // A clean SIGTERM in the middle of ingest: in-flight batches finish, the file closes.
@@ -349,16 +279,7 @@ fn acked_events_survive_kill_9_and_sigterm() {
     let tasks: Vec<_> = logs
         .iter()
         .enumerate()
-        .map(|(d, l)| {
-            rt.spawn(stream(
-                server.sync,
-                token.clone(),
-                d,
-                Arc::clone(l),
-                ROUNDS + 1,
-                false,
-            ))
-        })
+        .map(|(d, l)| rt.spawn(stream(server.sync, token.clone(), d, Arc::clone(l), ROUNDS + 1, false)))
         .collect();
     for t in tasks {
         rt.block_on(t).expect("final resend");
@@ -367,55 +288,31 @@ fn acked_events_survive_kill_9_and_sigterm() {
     assert!(clean);
 
     // Verify on the file itself.
-    let store =
-        toki_sync::store::Store::open(&dir.path().join(toki_sync::store::DB_FILE_NAME)).unwrap();
+    let store = toki_sync::store::Store::open(&dir.path().join(toki_sync::store::DB_FILE_NAME)).unwrap();
     let txn = store.read().unwrap();
     let events = txn.open_table(toki_sync::store::schema::EVENTS).unwrap();
-    let claude = store
-        .string_id("claude_code")
-        .unwrap()
-        .expect("provider interned");
+    let claude = store.string_id("claude_code").unwrap().expect("provider interned");
     let (mut total_acked, mut resends, mut committed_resends) = (0usize, 0, 0);
     for (d, l) in logs.iter().enumerate() {
         let l = l.lock().unwrap();
-        assert!(
-            l.in_flight.is_none(),
-            "device {d}: the final resend was acknowledged"
-        );
-        let device = store
-            .device_by_uuid(l.device_id.as_ref().unwrap().parse().unwrap())
-            .unwrap()
-            .unwrap();
-        let stream = store
-            .device_streams(device.id)
-            .unwrap()
-            .into_iter()
-            .find(|(p, _)| *p == claude)
-            .unwrap()
-            .1;
+        assert!(l.in_flight.is_none(), "device {d}: the final resend was acknowledged");
+        let device = store.device_by_uuid(l.device_id.as_ref().unwrap().parse().unwrap()).unwrap().unwrap();
+        let stream =
+            store.device_streams(device.id).unwrap().into_iter().find(|(p, _)| *p == claude).unwrap().1;
 
         // What the server acknowledged, each event once (a resend replaces an unacknowledged
         // batch, it never adds to an acknowledged one).
         let mut acked: HashSet<(i64, u64)> = HashSet::new();
         for (ts, id) in &l.acked {
-            assert!(
-                acked.insert((*ts, id_hash(id))),
-                "device {d}: {id} at {ts} was acknowledged twice"
-            );
+            assert!(acked.insert((*ts, id_hash(id))), "device {d}: {id} at {ts} was acknowledged twice");
         }
         // What is stored for the stream: exactly that set, and no message id twice.
         let mut stored: HashSet<(i64, u64)> = HashSet::new();
         let mut ids: HashMap<u64, i64> = HashMap::new();
-        for row in events
-            .range((stream, i64::MIN, 0)..=(stream, i64::MAX, u64::MAX))
-            .unwrap()
-        {
+        for row in events.range((stream, i64::MIN, 0)..=(stream, i64::MAX, u64::MAX)).unwrap() {
             let (k, v) = row.unwrap();
             let (_, ts, hash) = k.value();
-            assert!(
-                acked.contains(&(ts, hash)),
-                "device {d}: stored event at {ts} was never acknowledged"
-            );
+            assert!(acked.contains(&(ts, hash)), "device {d}: stored event at {ts} was never acknowledged");
             if let Some(prev) = ids.insert(hash, ts) {
                 panic!("device {d}: one message id stored twice, at {prev} and {ts}");
             }
@@ -424,10 +321,7 @@ fn acked_events_survive_kill_9_and_sigterm() {
             stored.insert((ts, hash));
         }
         let missing: Vec<_> = acked.difference(&stored).take(5).collect();
-        assert!(
-            missing.is_empty(),
-            "device {d}: acknowledged events are missing, e.g. {missing:?}"
-        );
+        assert!(missing.is_empty(), "device {d}: acknowledged events are missing, e.g. {missing:?}");
         assert_eq!(
             store.cursor(device.id, "claude_code").unwrap(),
             l.cursor,
@@ -439,21 +333,12 @@ fn acked_events_survive_kill_9_and_sigterm() {
     }
     // Nothing else is stored, and the rollups count the same events once.
     let stored = store.stats().unwrap().events as usize;
-    assert_eq!(
-        stored, total_acked,
-        "stored events are exactly the acknowledged ones"
-    );
+    assert_eq!(stored, total_acked, "stored events are exactly the acknowledged ones");
     let admin = store.user_by_name("admin").unwrap().unwrap();
     let (rolled_up, total, _) = usage_totals(&store, admin.id);
-    assert_eq!(
-        rolled_up as usize, stored,
-        "rollups count every stored event once"
-    );
+    assert_eq!(rolled_up as usize, stored, "rollups count every stored event once");
     assert_eq!(total as usize, stored * 6);
-    assert!(
-        committed_resends >= DEVICES as u64,
-        "every device retransmitted committed events"
-    );
+    assert!(committed_resends >= DEVICES as u64, "every device retransmitted committed events");
     eprintln!(
         "durability: {total_acked} events acknowledged and stored over {ROUNDS} kills and a SIGTERM; \
          {resends} batches resent, {committed_resends} of them events that were already committed"

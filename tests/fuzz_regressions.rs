@@ -4,9 +4,7 @@
 use std::path::Path;
 
 fn run(target: &str, harness: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/regressions")
-        .join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions").join(target);
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
@@ -50,15 +48,6 @@ fn http_request_has_a_seed_for_every_endpoint() {
             covered[usize::from(selector) % templates.len()] = true;
         }
     }
-    let missing: Vec<_> = templates
-        .iter()
-        .zip(&covered)
-        .filter(|(_, c)| !**c)
-        .map(|(t, _)| t)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "no input in {} for {missing:?}",
-        dir.display()
-    );
+    let missing: Vec<_> = templates.iter().zip(&covered).filter(|(_, c)| !**c).map(|(t, _)| t).collect();
+    assert!(missing.is_empty(), "no input in {} for {missing:?}", dir.display());
 }

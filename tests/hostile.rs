@@ -29,11 +29,7 @@ where
 }
 
 /// A connection that sends one byte of `bytes` every `every` until they run out or it is cut.
-fn slow_loris(
-    addr: std::net::SocketAddr,
-    bytes: Vec<u8>,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
+fn slow_loris(addr: std::net::SocketAddr, bytes: Vec<u8>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Ok(mut s) = TcpStream::connect(addr).await else {
             return;
@@ -50,17 +46,13 @@ fn slow_loris(
 
 /// 16 MiB of bytes that decode as nothing in particular.
 fn garbage(len: usize) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
+    (0..len as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
 }
 
 /// An authenticated sync session on its own device.
 async fn session(addr: std::net::SocketAddr, token: &str, key: &str) -> SyncClient {
     let mut c = SyncClient::plain(addr).await;
-    c.auth(&auth_payload(token, key, "claude_code"))
-        .await
-        .device_id();
+    c.auth(&auth_payload(token, key, "claude_code")).await.device_id();
     c
 }
 
@@ -86,10 +78,7 @@ async fn garbage_frames_floods_and_slow_loris_do_not_stop_good_clients() {
     // without answering.
     let body = std::sync::Arc::new(garbage(MAX));
     let mut attackers = Vec::new();
-    for (i, kind) in [SYNC_BATCH, SYNC_BATCH_ZSTD, SYNC_BATCH, SYNC_BATCH_ZSTD]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, kind) in [SYNC_BATCH, SYNC_BATCH_ZSTD, SYNC_BATCH, SYNC_BATCH_ZSTD].into_iter().enumerate() {
         let mut c = session(s.sync, &token, &format!("garbage-{i}")).await;
         let body = std::sync::Arc::clone(&body);
         attackers.push(tokio::spawn(async move {
@@ -115,27 +104,14 @@ async fn garbage_frames_floods_and_slow_loris_do_not_stop_good_clients() {
     let mut header = SYNC_BATCH.to_le_bytes().to_vec();
     header.extend_from_slice(&(MAX as u32 + 1).to_le_bytes());
     assert!(c.try_send_raw(&header).await);
-    assert!(
-        c.closed_by_server().await,
-        "a 16 MiB + 1 length prefix closes the connection"
-    );
+    assert!(c.closed_by_server().await, "a 16 MiB + 1 length prefix closes the connection");
     assert_eq!(
-        healthy
-            .batch(&batch(
-                "claude_code",
-                vec![item(10, "after-garbage", 0, [1, 0, 0, 0])]
-            ))
-            .await,
+        healthy.batch(&batch("claude_code", vec![item(10, "after-garbage", 0, [1, 0, 0, 0])])).await,
         Ok(10)
     );
     let mut newcomer = session(s.sync, &token, "after-garbage").await;
     assert_eq!(
-        newcomer
-            .batch(&batch(
-                "claude_code",
-                vec![item(20, "newcomer", 0, [1, 0, 0, 0])]
-            ))
-            .await,
+        newcomer.batch(&batch("claude_code", vec![item(20, "newcomer", 0, [1, 0, 0, 0])])).await,
         Ok(20)
     );
     drop(newcomer);
@@ -148,64 +124,34 @@ async fn garbage_frames_floods_and_slow_loris_do_not_stop_good_clients() {
     auth_frame.extend_from_slice(&(auth.len() as u32).to_le_bytes());
     auth_frame.extend_from_slice(&auth);
     for _ in 0..2 * CAP {
-        attackers.push(slow_loris(
-            s.addr,
-            http_req.clone(),
-            Duration::from_millis(300),
-        ));
-        attackers.push(slow_loris(
-            s.sync,
-            auth_frame.clone(),
-            Duration::from_millis(300),
-        ));
+        attackers.push(slow_loris(s.addr, http_req.clone(), Duration::from_millis(300)));
+        attackers.push(slow_loris(s.sync, auth_frame.clone(), Duration::from_millis(300)));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        healthy
-            .batch(&batch(
-                "claude_code",
-                vec![item(11, "during-flood", 0, [1, 0, 0, 0])]
-            ))
-            .await,
+        healthy.batch(&batch("claude_code", vec![item(11, "during-flood", 0, [1, 0, 0, 0])])).await,
         Ok(11)
     );
     healthy.ping().await;
 
     // New well-behaved clients get through once the timeouts cut the slow ones off.
-    let http_ok = eventually(Duration::from_secs(20), || async {
-        s.client().get("/health").await.status == 200
-    })
-    .await;
-    assert!(
-        http_ok,
-        "HTTP serves a well-behaved client despite the flood"
-    );
+    let http_ok =
+        eventually(Duration::from_secs(20), || async { s.client().get("/health").await.status == 200 }).await;
+    assert!(http_ok, "HTTP serves a well-behaved client despite the flood");
     let sync_ok = eventually(Duration::from_secs(20), || async {
         let Ok(mut c) = SyncClient::try_plain(s.sync).await else {
             return false;
         };
-        matches!(
-            c.try_auth(&auth_payload(&token, "newcomer", "claude_code"))
-                .await,
-            Some(AuthReply::Ok(_))
-        )
+        matches!(c.try_auth(&auth_payload(&token, "newcomer", "claude_code")).await, Some(AuthReply::Ok(_)))
     })
     .await;
-    assert!(
-        sync_ok,
-        "sync accepts a well-behaved client despite the flood"
-    );
+    assert!(sync_ok, "sync accepts a well-behaved client despite the flood");
 
     for a in attackers {
         a.abort();
     }
     assert_eq!(
-        healthy
-            .batch(&batch(
-                "claude_code",
-                vec![item(12, "after-flood", 0, [1, 0, 0, 0])]
-            ))
-            .await,
+        healthy.batch(&batch("claude_code", vec![item(12, "after-flood", 0, [1, 0, 0, 0])])).await,
         Ok(12)
     );
     assert_eq!(event_count(&s.app().store), 4, "no garbage was stored");
@@ -223,11 +169,7 @@ async fn connections_far_over_the_limit_are_shed_cheaply() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // A client now gets an answer (busy) or is dropped at once; never a hang.
     let mut c = SyncClient::plain(s.sync).await;
-    match tokio::time::timeout(
-        Duration::from_secs(10),
-        c.try_auth(&auth_payload(&token, "k", "codex")),
-    )
-    .await
+    match tokio::time::timeout(Duration::from_secs(10), c.try_auth(&auth_payload(&token, "k", "codex"))).await
     {
         Ok(Some(AuthReply::Err { reason, .. })) => assert_eq!(reason, "server busy"),
         Ok(None) => {}
@@ -238,10 +180,7 @@ async fn connections_far_over_the_limit_are_shed_cheaply() {
         let Ok(mut c) = SyncClient::try_plain(s.sync).await else {
             return false;
         };
-        matches!(
-            c.try_auth(&auth_payload(&token, "k", "codex")).await,
-            Some(AuthReply::Ok(_))
-        )
+        matches!(c.try_auth(&auth_payload(&token, "k", "codex")).await, Some(AuthReply::Ok(_)))
     })
     .await;
     assert!(ok, "capacity returns once the idle connections are gone");

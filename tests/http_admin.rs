@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use toki_sync::config::RegistrationMode;
 use toki_sync::store::now_secs;
 use toki_sync::store::users::Role;
@@ -70,26 +70,52 @@ async fn settings_get_patch_and_put() {
     let c = s.client();
     let t = c.admin_token().await;
     assert_eq!(c.get_auth("/admin/settings", &t).await.json(), json!({"registration_mode": "closed"}));
-    let r = c.send_auth("PATCH", "/admin/settings", &t, Some(&json!({"registration_mode": "approval"}))).await;
+    let r =
+        c.send_auth("PATCH", "/admin/settings", &t, Some(&json!({"registration_mode": "approval"}))).await;
     assert_eq!((r.status, r.json()), (200, json!({"registration_mode": "approval"})));
     assert_eq!(c.get("/auth/info").await.json()["registration_mode"], "approval");
-    let r = c.send_auth("PUT", "/admin/settings/registration_mode", &t, Some(&json!({"value": "open"}))).await;
+    let r =
+        c.send_auth("PUT", "/admin/settings/registration_mode", &t, Some(&json!({"value": "open"}))).await;
     assert_eq!((r.status, r.json()), (200, json!({"registration_mode": "open"})));
-    assert_eq!(c.post("/register", &json!({"username": "newbie", "password": "newbie-password"})).await.status, 201);
+    assert_eq!(
+        c.post("/register", &json!({"username": "newbie", "password": "newbie-password"})).await.status,
+        201
+    );
 
-    let r = c.send_auth("PATCH", "/admin/settings", &t, Some(&json!({"registration_mode": "sometimes"}))).await;
-    assert_eq!((r.status, r.error().as_str()), (422, "registration_mode must be \"open\", \"approval\" or \"closed\""));
-    let r = c.send_auth("PATCH", "/admin/settings", &t, Some(&json!({"registration_mode": "closed", "color": "red"}))).await;
+    let r =
+        c.send_auth("PATCH", "/admin/settings", &t, Some(&json!({"registration_mode": "sometimes"}))).await;
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (422, "registration_mode must be \"open\", \"approval\" or \"closed\"")
+    );
+    let r = c
+        .send_auth(
+            "PATCH",
+            "/admin/settings",
+            &t,
+            Some(&json!({"registration_mode": "closed", "color": "red"})),
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert!(r.error().contains("unknown setting `color`"), "{}", r.error());
-    assert_eq!(c.get_auth("/admin/settings", &t).await.json()["registration_mode"], "open", "a refused PATCH changes nothing");
+    assert_eq!(
+        c.get_auth("/admin/settings", &t).await.json()["registration_mode"],
+        "open",
+        "a refused PATCH changes nothing"
+    );
     let r = c.send_auth("PUT", "/admin/settings/color", &t, Some(&json!({"value": "red"}))).await;
     assert_eq!(r.status, 404);
     let r = c.send_auth("PUT", "/admin/settings/registration_mode", &t, Some(&json!({"value": 5}))).await;
     assert_eq!(r.status, 422);
-    assert_eq!(c.send_auth("PUT", "/admin/settings/registration_mode", &t, Some(&json!({}))).await.status, 400);
+    assert_eq!(
+        c.send_auth("PUT", "/admin/settings/registration_mode", &t, Some(&json!({}))).await.status,
+        400
+    );
     assert_eq!(c.send_auth("PATCH", "/admin/settings", &t, None).await.status, 400);
-    assert_eq!(c.send_auth("PATCH", "/admin/settings", &t, Some(&json!({}))).await.json(), json!({"registration_mode": "open"}));
+    assert_eq!(
+        c.send_auth("PATCH", "/admin/settings", &t, Some(&json!({}))).await.json(),
+        json!({"registration_mode": "open"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,10 +124,14 @@ async fn pending_registrations_are_approved_or_rejected() {
     let c = s.client();
     let t = c.admin_token().await;
     for name in ["pend1", "pend2", "pend3"] {
-        assert_eq!(c.post("/register", &json!({"username": name, "password": "pending-password"})).await.status, 202);
+        assert_eq!(
+            c.post("/register", &json!({"username": name, "password": "pending-password"})).await.status,
+            202
+        );
     }
     let pending = c.get_auth("/admin/pending", &t).await.json();
-    let ids: Vec<String> = pending["pending"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> =
+        pending["pending"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids.len(), 3);
     assert_eq!(pending["pending"][0]["status"], "pending");
 
@@ -120,11 +150,17 @@ async fn pending_registrations_are_approved_or_rejected() {
     let r = c.send_auth("POST", &format!("/admin/pending/{}/reject", ids[2]), &t, None).await;
     assert_eq!((r.status, r.json()), (200, json!({"rejected": true})));
     for name in ["pend2", "pend3"] {
-        assert_eq!(c.post("/login", &json!({"username": name, "password": "pending-password"})).await.status, 401);
+        assert_eq!(
+            c.post("/login", &json!({"username": name, "password": "pending-password"})).await.status,
+            401
+        );
     }
     assert_eq!(c.get_auth("/admin/pending", &t).await.json(), json!({"pending": []}));
     assert_eq!(c.send_auth("POST", "/admin/pending/nope/approve", &t, None).await.status, 404);
-    assert_eq!(c.send_auth("POST", &format!("/admin/pending/{SOME_UUID}/reject"), &t, None).await.status, 404);
+    assert_eq!(
+        c.send_auth("POST", &format!("/admin/pending/{SOME_UUID}/reject"), &t, None).await.status,
+        404
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -132,42 +168,76 @@ async fn users_create_role_password_and_delete() {
     let s = TestServer::start().await;
     let c = s.client();
     let t = c.admin_token().await;
-    let r = c.send_auth("POST", "/admin/users", &t, Some(&json!({"username": "frank", "password": "frank-password"}))).await;
+    let r = c
+        .send_auth(
+            "POST",
+            "/admin/users",
+            &t,
+            Some(&json!({"username": "frank", "password": "frank-password"})),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let frank = r.json();
     assert_eq!((frank["username"].as_str(), frank["role"].as_str()), (Some("frank"), Some("user")));
     let fid = frank["id"].as_str().unwrap().to_owned();
-    let r = c.send_auth("POST", "/admin/users", &t, Some(&json!({"username": "Frank", "password": "frank-password"}))).await;
+    let r = c
+        .send_auth(
+            "POST",
+            "/admin/users",
+            &t,
+            Some(&json!({"username": "Frank", "password": "frank-password"})),
+        )
+        .await;
     assert_eq!((r.status, r.error().as_str()), (409, "username already exists"));
     for (body, msg) in [
         (json!({"username": "x", "password": "long-enough"}), "username must be 3-32 characters"),
         (json!({"username": "gina", "password": "short"}), "password must be 8-128 characters"),
-        (json!({"username": "gina", "password": "long-enough", "role": "root"}), "role must be \"admin\" or \"user\""),
+        (
+            json!({"username": "gina", "password": "long-enough", "role": "root"}),
+            "role must be \"admin\" or \"user\"",
+        ),
     ] {
         let r = c.send_auth("POST", "/admin/users", &t, Some(&body)).await;
         assert_eq!((r.status, r.error()), (422, msg.to_owned()));
     }
-    let r = c.send_auth("POST", "/admin/users", &t, Some(&json!({"username": "gina", "password": "gina-password", "role": "admin"}))).await;
+    let r = c
+        .send_auth(
+            "POST",
+            "/admin/users",
+            &t,
+            Some(&json!({"username": "gina", "password": "gina-password", "role": "admin"})),
+        )
+        .await;
     assert_eq!(r.json()["role"], "admin");
     let gid = r.json()["id"].as_str().unwrap().to_owned();
 
     let users = c.get_auth("/admin/users", &t).await.json();
-    let names: Vec<&str> = users["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        users["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
     assert_eq!(names, ["admin", "frank", "gina"]);
     assert!(users["users"][0].get("password_hash").is_none(), "no secrets in listings");
 
-    let r = c.send_auth("PATCH", &format!("/admin/users/{fid}/role"), &t, Some(&json!({"role": "admin"}))).await;
+    let r =
+        c.send_auth("PATCH", &format!("/admin/users/{fid}/role"), &t, Some(&json!({"role": "admin"}))).await;
     assert_eq!((r.status, r.json()["role"].as_str()), (200, Some("admin")));
-    let r = c.send_auth("PATCH", &format!("/admin/users/{fid}/role"), &t, Some(&json!({"role": "king"}))).await;
+    let r =
+        c.send_auth("PATCH", &format!("/admin/users/{fid}/role"), &t, Some(&json!({"role": "king"}))).await;
     assert_eq!(r.status, 422);
-    assert_eq!(c.send_auth("PATCH", &format!("/admin/users/{SOME_UUID}/role"), &t, Some(&json!({"role": "user"}))).await.status, 404);
+    assert_eq!(
+        c.send_auth("PATCH", &format!("/admin/users/{SOME_UUID}/role"), &t, Some(&json!({"role": "user"})))
+            .await
+            .status,
+        404
+    );
 
     // The last admin can be neither demoted nor deleted.
     let admin_id = users["users"][0]["id"].as_str().unwrap().to_owned();
     for id in [&fid, &gid] {
         c.send_auth("PATCH", &format!("/admin/users/{id}/role"), &t, Some(&json!({"role": "user"}))).await;
     }
-    let r = c.send_auth("PATCH", &format!("/admin/users/{admin_id}/role"), &t, Some(&json!({"role": "user"}))).await;
+    let r = c
+        .send_auth("PATCH", &format!("/admin/users/{admin_id}/role"), &t, Some(&json!({"role": "user"})))
+        .await;
     assert_eq!(r.status, 409, "{}", r.text());
     let r = c.send_auth("DELETE", &format!("/admin/users/{admin_id}"), &t, None).await;
     assert_eq!(r.status, 409);
@@ -175,14 +245,30 @@ async fn users_create_role_password_and_delete() {
 
     // Password set by an admin: the old refresh tokens stop working.
     let old = c.login("frank", "frank-password").await;
-    let r = c.send_auth("PATCH", &format!("/admin/users/{fid}/password"), &t, Some(&json!({"password": "frank-password-2"}))).await;
+    let r = c
+        .send_auth(
+            "PATCH",
+            &format!("/admin/users/{fid}/password"),
+            &t,
+            Some(&json!({"password": "frank-password-2"})),
+        )
+        .await;
     assert_eq!((r.status, r.json()), (200, json!({"updated": true})));
     assert_eq!(c.post("/token/refresh", &json!({"refresh_token": old["refresh_token"]})).await.status, 401);
     c.login("frank", "frank-password-2").await;
-    let r = c.send_auth("PATCH", &format!("/admin/users/{fid}/password"), &t, Some(&json!({"password": "x"}))).await;
+    let r = c
+        .send_auth("PATCH", &format!("/admin/users/{fid}/password"), &t, Some(&json!({"password": "x"})))
+        .await;
     assert_eq!(r.status, 422);
     for id in [SOME_UUID, "not-an-id"] {
-        let r = c.send_auth("PATCH", &format!("/admin/users/{id}/password"), &t, Some(&json!({"password": "long-enough-1"}))).await;
+        let r = c
+            .send_auth(
+                "PATCH",
+                &format!("/admin/users/{id}/password"),
+                &t,
+                Some(&json!({"password": "long-enough-1"})),
+            )
+            .await;
         assert_eq!((r.status, r.error().as_str()), (404, "user not found"), "{id}");
     }
 }
@@ -207,8 +293,14 @@ async fn deleting_a_user_removes_devices_tokens_and_memberships() {
 
     let r = c.send_auth("DELETE", &format!("/admin/users/{}", hank.uuid), &t, None).await;
     assert_eq!((r.status, r.json()), (200, json!({"deleted": true})));
-    tokio::time::timeout(std::time::Duration::from_secs(10), live.killed()).await.expect("their sync connections are closed");
-    assert_eq!(c.get_auth("/me", pair["access_token"].as_str().unwrap()).await.status, 401, "their access token stops working");
+    tokio::time::timeout(std::time::Duration::from_secs(10), live.killed())
+        .await
+        .expect("their sync connections are closed");
+    assert_eq!(
+        c.get_auth("/me", pair["access_token"].as_str().unwrap()).await.status,
+        401,
+        "their access token stops working"
+    );
     assert_eq!(c.post("/token/refresh", &json!({"refresh_token": pair["refresh_token"]})).await.status, 401);
     assert!(s.app().store.device(d.id).unwrap().is_none());
     assert!(s.app().store.device(keep.id).unwrap().is_some());
@@ -252,7 +344,10 @@ async fn devices_server_info_and_active_sessions() {
     let list = c.get_auth("/admin/devices", &t).await.json();
     let devices = list["devices"].as_array().unwrap();
     assert_eq!(devices.len(), 2);
-    assert_eq!((devices[0]["name"].as_str(), devices[0]["username"].as_str()), (Some("jo-laptop"), Some("jo")));
+    assert_eq!(
+        (devices[0]["name"].as_str(), devices[0]["username"].as_str()),
+        (Some("jo-laptop"), Some("jo"))
+    );
     assert_eq!(devices[1]["user_id"], kim.uuid.to_string());
     assert_eq!(devices[1]["device_key"], "kim-key");
 
@@ -282,7 +377,10 @@ async fn devices_server_info_and_active_sessions() {
     assert_eq!(a["provider"], "codex");
     assert_eq!(a["peer"], "127.0.0.1:41000");
     assert_eq!(a["tls"], true);
-    assert_eq!((a["connected_at"].as_i64(), a["last_activity_at"].as_i64()), (Some(1_800_000_000), Some(1_800_000_060)));
+    assert_eq!(
+        (a["connected_at"].as_i64(), a["last_activity_at"].as_i64()),
+        (Some(1_800_000_000), Some(1_800_000_060))
+    );
     assert_eq!(a["last_ts_ms"], 1_799_999_999_000i64);
 
     let r = c.send_auth("DELETE", &format!("/admin/devices/{}", dk.uuid), &t, None).await;
@@ -313,16 +411,27 @@ async fn teams_and_members() {
     }
 
     let members = format!("/admin/teams/{tid}/members");
-    let r = c.send_auth("POST", &members, &t, Some(&json!({"user_id": lee.uuid.to_string(), "role": "admin"}))).await;
+    let r = c
+        .send_auth("POST", &members, &t, Some(&json!({"user_id": lee.uuid.to_string(), "role": "admin"})))
+        .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!((r.json()["username"].as_str(), r.json()["role"].as_str()), (Some("lee"), Some("admin")));
     let r = c.send_auth("POST", &members, &t, Some(&json!({"user_id": lee.uuid.to_string()}))).await;
     assert_eq!((r.status, r.error().as_str()), (409, "user is already a member of this team"));
     let r = c.send_auth("POST", &members, &t, Some(&json!({"user_id": SOME_UUID}))).await;
     assert_eq!((r.status, r.error().as_str()), (404, "user not found"));
-    let r = c.send_auth("POST", &members, &t, Some(&json!({"user_id": lee.uuid.to_string(), "role": "boss"}))).await;
+    let r = c
+        .send_auth("POST", &members, &t, Some(&json!({"user_id": lee.uuid.to_string(), "role": "boss"})))
+        .await;
     assert_eq!(r.status, 422);
-    let r = c.send_auth("POST", &format!("/admin/teams/{SOME_UUID}/members"), &t, Some(&json!({"user_id": lee.uuid.to_string()}))).await;
+    let r = c
+        .send_auth(
+            "POST",
+            &format!("/admin/teams/{SOME_UUID}/members"),
+            &t,
+            Some(&json!({"user_id": lee.uuid.to_string()})),
+        )
+        .await;
     assert_eq!((r.status, r.error().as_str()), (404, "team not found"));
 
     let list = c.get_auth(&members, &t).await.json();

@@ -48,10 +48,13 @@ async fn login_success_and_failures() {
     // Usernames are matched ignoring case.
     c.login("ADMIN", ADMIN_PASSWORD).await;
 
-    let with_device = c.post("/login", &json!({"username": "admin", "password": ADMIN_PASSWORD, "device_id": "macbook-pro"})).await;
+    let with_device = c
+        .post("/login", &json!({"username": "admin", "password": ADMIN_PASSWORD, "device_id": "macbook-pro"}))
+        .await;
     assert_eq!(with_device.status, 200);
     let long = "d".repeat(200);
-    let r = c.post("/login", &json!({"username": "admin", "password": ADMIN_PASSWORD, "device_id": long})).await;
+    let r =
+        c.post("/login", &json!({"username": "admin", "password": ADMIN_PASSWORD, "device_id": long})).await;
     assert_eq!(r.status, 422);
 
     let wrong = c.post("/login", &json!({"username": "admin", "password": "wrong-password"})).await;
@@ -62,7 +65,8 @@ async fn login_success_and_failures() {
     let missing = c.post("/login", &json!({"username": "admin"})).await;
     assert_eq!(missing.status, 400);
     assert!(missing.error().contains("password"), "{}", missing.error());
-    let malformed = c.raw("POST", "/login", &[("Content-Type", "application/json")], Some(b"{\"username\": ")).await;
+    let malformed =
+        c.raw("POST", "/login", &[("Content-Type", "application/json")], Some(b"{\"username\": ")).await;
     assert_eq!(malformed.status, 400);
     assert!(malformed.error().starts_with("invalid JSON body"));
     let empty = c.raw("POST", "/login", &[], None).await;
@@ -105,11 +109,15 @@ async fn registration_modes() {
     let r = c.post("/register", &json!({"username": "gooduser", "password": too_long})).await;
     assert_eq!(r.status, 429, "the fifth failure from one IP within the window locks registration");
     // On a fresh server (no earlier failures from this address) the same request gets its 422.
-    let fresh = TestServer::start_with(|c| c.auth.registration_mode = toki_sync::config::RegistrationMode::Open).await;
+    let fresh =
+        TestServer::start_with(|c| c.auth.registration_mode = toki_sync::config::RegistrationMode::Open)
+            .await;
     let r = fresh.client().post("/register", &json!({"username": "gooduser", "password": too_long})).await;
     assert_eq!((r.status, r.error().as_str()), (422, "password must be 8-128 characters"));
 
-    let s2 = TestServer::start_with(|c| c.auth.registration_mode = toki_sync::config::RegistrationMode::Approval).await;
+    let s2 =
+        TestServer::start_with(|c| c.auth.registration_mode = toki_sync::config::RegistrationMode::Approval)
+            .await;
     let c2 = s2.client();
     let r = c2.post("/register", &json!({"username": "waiting", "password": "strong-password"})).await;
     assert_eq!(r.status, 202, "{}", r.text());
@@ -181,16 +189,30 @@ async fn refresh_fails_after_password_change_disable_and_delete() {
 
     let p = c.login("carol", "carol-password").await;
     store.set_password(carol.id, toki_sync::auth::password::hash_blocking("carol-password-2")).unwrap();
-    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": p["refresh_token"]})).await.status, 401, "password change revokes");
+    assert_eq!(
+        c.post("/token/refresh", &json!({"refresh_token": p["refresh_token"]})).await.status,
+        401,
+        "password change revokes"
+    );
 
     let p = c.login("carol", "carol-password-2").await;
     store.update_user(carol.id, |u| u.status = UserStatus::Disabled).unwrap();
-    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": p["refresh_token"]})).await.status, 401, "disabled");
+    assert_eq!(
+        c.post("/token/refresh", &json!({"refresh_token": p["refresh_token"]})).await.status,
+        401,
+        "disabled"
+    );
     store.update_user(carol.id, |u| u.status = UserStatus::Active).unwrap();
 
     let p = c.login("carol", "carol-password-2").await;
-    store.write(|t| toki_sync::store::users::delete_user_in(t, carol.id, toki_sync::store::now_secs())).unwrap();
-    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": p["refresh_token"]})).await.status, 401, "deleted");
+    store
+        .write(|t| toki_sync::store::users::delete_user_in(t, carol.id, toki_sync::store::now_secs()))
+        .unwrap();
+    assert_eq!(
+        c.post("/token/refresh", &json!({"refresh_token": p["refresh_token"]})).await.status,
+        401,
+        "deleted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -203,7 +225,10 @@ async fn a_retired_token_inside_the_grace_time_earns_nothing_after_a_password_ch
     assert_eq!(rotated.status, 200);
     let access = rotated.json()["access_token"].as_str().unwrap().to_owned();
     // Inside the 30 s grace time a reuse gets the cached pair...
-    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": first["refresh_token"]})).await.json(), rotated.json());
+    assert_eq!(
+        c.post("/token/refresh", &json!({"refresh_token": first["refresh_token"]})).await.json(),
+        rotated.json()
+    );
 
     // ...but not once a password change has revoked every refresh token of the account.
     let body = json!({"current_password": "erin-password-1", "new_password": "erin-password-2"});
@@ -257,11 +282,17 @@ async fn register_lockout_expires_and_a_success_clears_it() {
     for _ in 0..2 {
         assert_eq!(c.post("/register", &bad).await.status, 422);
     }
-    assert_eq!(c.post("/register", &json!({"username": "first", "password": "strong-password"})).await.status, 201);
+    assert_eq!(
+        c.post("/register", &json!({"username": "first", "password": "strong-password"})).await.status,
+        201
+    );
     for _ in 0..2 {
         assert_eq!(c.post("/register", &bad).await.status, 422);
     }
-    assert_eq!(c.post("/register", &json!({"username": "second", "password": "strong-password"})).await.status, 201);
+    assert_eq!(
+        c.post("/register", &json!({"username": "second", "password": "strong-password"})).await.status,
+        201
+    );
     // Now three in a row lock the address.
     for _ in 0..3 {
         assert_eq!(c.post("/register", &bad).await.status, 422);
@@ -270,7 +301,11 @@ async fn register_lockout_expires_and_a_success_clears_it() {
     assert_eq!(locked.status, 429);
     assert_eq!(locked.header("retry-after"), Some("1"));
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(c.post("/register", &json!({"username": "third", "password": "strong-password"})).await.status, 201, "the lock expired");
+    assert_eq!(
+        c.post("/register", &json!({"username": "third", "password": "strong-password"})).await.status,
+        201,
+        "the lock expired"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -287,7 +322,11 @@ async fn refresh_lockout_expires() {
     }
     assert_eq!(c.post("/token/refresh", &json!({"refresh_token": good["refresh_token"]})).await.status, 429);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": good["refresh_token"]})).await.status, 200, "the lock expired");
+    assert_eq!(
+        c.post("/token/refresh", &json!({"refresh_token": good["refresh_token"]})).await.status,
+        200,
+        "the lock expired"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -308,7 +347,11 @@ async fn failures_older_than_the_window_are_forgotten() {
     assert_eq!(c.post("/token/refresh", &json!({"refresh_token": "nope"})).await.status, 401);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(c.post("/token/refresh", &json!({"refresh_token": "nope"})).await.status, 401);
-    assert_eq!(c.post("/token/refresh", &json!({"refresh_token": "nope"})).await.status, 401, "two within the window lock the next");
+    assert_eq!(
+        c.post("/token/refresh", &json!({"refresh_token": "nope"})).await.status,
+        401,
+        "two within the window lock the next"
+    );
     assert_eq!(c.post("/token/refresh", &json!({"refresh_token": "nope"})).await.status, 429);
 }
 
@@ -400,7 +443,10 @@ async fn users_and_signing_secret_survive_restart() {
     let r = c.post("/token/refresh", &json!({"refresh_token": pair["refresh_token"]})).await;
     assert_eq!(r.status, 200, "tokens survive a restart: the signing secret is kept in the file");
     c.login("admin", ADMIN_PASSWORD).await;
-    assert_eq!(c.post("/login", &json!({"username": "admin", "password": "another-password"})).await.status, 401);
+    assert_eq!(
+        c.post("/login", &json!({"username": "admin", "password": "another-password"})).await.status,
+        401
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

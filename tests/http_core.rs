@@ -37,7 +37,9 @@ async fn oversized_bodies_get_413() {
 
     // Chunked, with no declared length: cut off while reading.
     let mut stream = TcpStream::connect(s.addr).await.unwrap();
-    let mut req = b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut req =
+        b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
     for _ in 0..3 {
         req.extend_from_slice(b"800\r\n");
         req.extend_from_slice(&[b'y'; 0x800]);
@@ -94,7 +96,9 @@ async fn slow_body_gets_request_timeout() {
     let s = TestServer::start_with(|c| c.http.request_timeout_secs = 1).await;
     let mut stream = TcpStream::connect(s.addr).await.unwrap();
     stream
-        .write_all(b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100\r\n\r\n{\"user")
+        .write_all(
+            b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100\r\n\r\n{\"user",
+        )
         .await
         .unwrap();
     let mut buf = Vec::new();
@@ -110,7 +114,10 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     // A request whose body is still on its way when shutdown starts.
     let body = format!("{{\"username\":\"admin\",\"password\":\"{ADMIN_PASSWORD}\"}}");
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let head = format!("POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len());
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&body.as_bytes()[..5]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -17,7 +17,9 @@ use toki_sync::sync::registry::SessionInfo;
 const PW: &str = "user-password-1";
 
 /// Two users with a token each.
-async fn two_users(s: &TestServer) -> (toki_sync::store::users::User, String, toki_sync::store::users::User, String) {
+async fn two_users(
+    s: &TestServer,
+) -> (toki_sync::store::users::User, String, toki_sync::store::users::User, String) {
     let alice = create_user(s.app(), "alice", PW, Role::User);
     let bob = create_user(s.app(), "bob", PW, Role::User);
     let c = s.client();
@@ -76,7 +78,11 @@ async fn devices_list_has_both_key_sets_and_only_the_callers_devices() {
     let (alice, ta, bob, tb) = two_users(&s).await;
     let seen_at = 1_774_693_800; // 2026-03-28T10:30:00Z
     let a1 = sync_device(s.app(), alice.id, "key-a1", "macbook-pro", seen_at);
-    let a2 = s.app().store.write(|t| toki_sync::store::devices::register_in(t, alice.id, "key-a2", "", 5)).unwrap();
+    let a2 = s
+        .app()
+        .store
+        .write(|t| toki_sync::store::devices::register_in(t, alice.id, "key-a2", "", 5))
+        .unwrap();
     sync_device(s.app(), bob.id, "key-b1", "bobs-box", seen_at);
 
     let r = c.get_auth("/me/devices", &ta).await;
@@ -110,7 +116,12 @@ async fn rename_checks_the_name_and_the_owner() {
     let r = c.send_auth("PATCH", &path, &ta, Some(&json!({"name": "  work laptop  "}))).await;
     assert_eq!((r.status, r.json()), (200, json!({"updated": true})));
     assert_eq!(s.app().store.device(a1.id).unwrap().unwrap().name, "work laptop");
-    for bad in [json!({"name": ""}), json!({"name": "   "}), json!({"name": "x".repeat(65)}), json!({"name": "a\nb"})] {
+    for bad in [
+        json!({"name": ""}),
+        json!({"name": "   "}),
+        json!({"name": "x".repeat(65)}),
+        json!({"name": "a\nb"}),
+    ] {
         let r = c.send_auth("PATCH", &path, &ta, Some(&bad)).await;
         assert_eq!(r.status, 422, "{bad}");
         assert!(r.error().starts_with("name must be 1-64 characters"), "{}", r.error());
@@ -121,11 +132,15 @@ async fn rename_checks_the_name_and_the_owner() {
 
     // Bob's device, a made-up id and garbage all look the same to alice.
     for id in [b1.uuid.to_string(), "0d7f1b52-54c4-4c2f-9a55-1b0f8a3f6a11".into(), "not-a-uuid".into()] {
-        let r = c.send_auth("PATCH", &format!("/me/devices/{id}/name"), &ta, Some(&json!({"name": "mine now"}))).await;
+        let r = c
+            .send_auth("PATCH", &format!("/me/devices/{id}/name"), &ta, Some(&json!({"name": "mine now"})))
+            .await;
         assert_eq!((r.status, r.error().as_str()), (404, "device not found"), "{id}");
     }
     assert_eq!(s.app().store.device(b1.id).unwrap().unwrap().name, "bobs-box");
-    let r = c.send_auth("PATCH", &format!("/me/devices/{}/name", b1.uuid), &tb, Some(&json!({"name": "renamed"}))).await;
+    let r = c
+        .send_auth("PATCH", &format!("/me/devices/{}/name", b1.uuid), &tb, Some(&json!({"name": "renamed"})))
+        .await;
     assert_eq!(r.status, 200);
 }
 
@@ -153,8 +168,13 @@ async fn delete_removes_usage_tombstones_and_closes_connections() {
     let other = s.app().sessions.register(session(&alice, &a2));
     let r = c.send_auth("DELETE", &format!("/me/devices/{}", a1.uuid), &ta, None).await;
     assert_eq!((r.status, r.json()), (200, json!({"deleted": true})));
-    tokio::time::timeout(Duration::from_secs(10), live.killed()).await.expect("the deleted device's connection is closed");
-    assert!(tokio::time::timeout(Duration::from_millis(200), other.killed()).await.is_err(), "other devices stay connected");
+    tokio::time::timeout(Duration::from_secs(10), live.killed())
+        .await
+        .expect("the deleted device's connection is closed");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), other.killed()).await.is_err(),
+        "other devices stay connected"
+    );
 
     assert_eq!(s.app().store.stats().unwrap().events, 30, "a1's 30 events are gone, the rest stay");
     assert_eq!(event_count(&s.app().store), 30);
@@ -163,8 +183,14 @@ async fn delete_removes_usage_tombstones_and_closes_connections() {
     assert_eq!((events, total), (20, 20 * 15), "only a2's usage is left in alice's rollups");
     assert_eq!(usage_totals(&s.app().store, bob.id).0, 10, "bob's rollups are untouched");
     assert!(s.app().store.device(a1.id).unwrap().is_none());
-    assert!(matches!(s.app().store.auth_device(alice.id, "key-a1", "laptop", 2).unwrap(), AuthDevice::Removed));
-    assert!(matches!(s.app().store.auth_device(bob.id, "key-b1", "bobs-box", 2).unwrap(), AuthDevice::Ready(_)));
+    assert!(matches!(
+        s.app().store.auth_device(alice.id, "key-a1", "laptop", 2).unwrap(),
+        AuthDevice::Removed
+    ));
+    assert!(matches!(
+        s.app().store.auth_device(bob.id, "key-b1", "bobs-box", 2).unwrap(),
+        AuthDevice::Ready(_)
+    ));
     let again = c.send_auth("DELETE", &format!("/me/devices/{}", a1.uuid), &ta, None).await;
     assert_eq!(again.status, 404);
     let list = c.get_auth("/me/devices", &ta).await.json();
@@ -179,13 +205,37 @@ async fn password_change_checks_the_current_one_and_revokes_refresh_tokens() {
     let pair = c.login("erin", PW).await;
     let token = pair["access_token"].as_str().unwrap();
 
-    let r = c.send_auth("PATCH", "/me/password", token, Some(&json!({"current_password": PW, "new_password": "short"}))).await;
+    let r = c
+        .send_auth(
+            "PATCH",
+            "/me/password",
+            token,
+            Some(&json!({"current_password": PW, "new_password": "short"})),
+        )
+        .await;
     assert_eq!((r.status, r.error().as_str()), (422, "password must be 8-128 characters"));
-    let r = c.send_auth("PATCH", "/me/password", token, Some(&json!({"current_password": "wrong-password", "new_password": "new-password-1"}))).await;
+    let r = c
+        .send_auth(
+            "PATCH",
+            "/me/password",
+            token,
+            Some(&json!({"current_password": "wrong-password", "new_password": "new-password-1"})),
+        )
+        .await;
     assert_eq!((r.status, r.error().as_str()), (403, "current password is incorrect"));
-    assert_eq!(c.send_auth("PATCH", "/me/password", token, Some(&json!({"new_password": "x"}))).await.status, 400);
+    assert_eq!(
+        c.send_auth("PATCH", "/me/password", token, Some(&json!({"new_password": "x"}))).await.status,
+        400
+    );
 
-    let r = c.send_auth("PATCH", "/me/password", token, Some(&json!({"current_password": PW, "new_password": "new-password-1"}))).await;
+    let r = c
+        .send_auth(
+            "PATCH",
+            "/me/password",
+            token,
+            Some(&json!({"current_password": PW, "new_password": "new-password-1"})),
+        )
+        .await;
     assert_eq!((r.status, r.json()), (200, json!({"updated": true})));
     let refresh = c.post("/token/refresh", &json!({"refresh_token": pair["refresh_token"]})).await;
     assert_eq!(refresh.status, 401, "every refresh token of the user is revoked");
@@ -194,19 +244,45 @@ async fn password_change_checks_the_current_one_and_revokes_refresh_tokens() {
 
     // Wrong current passwords count like failed logins.
     for _ in 0..3 {
-        c.send_auth("PATCH", "/me/password", token, Some(&json!({"current_password": "guess-guess", "new_password": "new-password-2"}))).await;
+        c.send_auth(
+            "PATCH",
+            "/me/password",
+            token,
+            Some(&json!({"current_password": "guess-guess", "new_password": "new-password-2"})),
+        )
+        .await;
     }
-    let r = c.send_auth("PATCH", "/me/password", token, Some(&json!({"current_password": "new-password-1", "new_password": "new-password-2"}))).await;
+    let r = c
+        .send_auth(
+            "PATCH",
+            "/me/password",
+            token,
+            Some(&json!({"current_password": "new-password-1", "new_password": "new-password-2"})),
+        )
+        .await;
     assert_eq!(r.status, 429);
 
     // An account that signs in only through OIDC has no password to change.
     let oidc = s
         .app()
         .store
-        .create_user(NewUser { username: "sso-user".into(), role: Role::User, status: UserStatus::Active, password_hash: None, oidc_subject: Some("https://idp|42".into()) })
+        .create_user(NewUser {
+            username: "sso-user".into(),
+            role: Role::User,
+            status: UserStatus::Active,
+            password_hash: None,
+            oidc_subject: Some("https://idp|42".into()),
+        })
         .unwrap();
     let pair = s.app().tokens.issue(&s.app().store, &oidc, None).unwrap();
-    let r = c.send_auth("PATCH", "/me/password", &pair.access_token, Some(&json!({"current_password": "x", "new_password": "new-password-1"}))).await;
+    let r = c
+        .send_auth(
+            "PATCH",
+            "/me/password",
+            &pair.access_token,
+            Some(&json!({"current_password": "x", "new_password": "new-password-1"})),
+        )
+        .await;
     assert_eq!((r.status, r.error().as_str()), (400, "this account uses OIDC login"));
 }
 

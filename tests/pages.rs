@@ -59,7 +59,11 @@ async fn redirects_assets_and_revalidation() {
     let r = c.get("/login?device=wdjb-mjht").await;
     assert_eq!((r.status, r.header("location")), (302, Some("/device?device=wdjb-mjht")));
     let r = c.get("/login?device=%3Cscript%3E%20x").await;
-    assert_eq!(r.header("location"), Some("/device?device=%3Cscript%3E%20x"), "the code is passed on encoded");
+    assert_eq!(
+        r.header("location"),
+        Some("/device?device=%3Cscript%3E%20x"),
+        "the code is passed on encoded"
+    );
 
     for (name, ty) in [("app.css", "text/css; charset=utf-8"), ("api.js", "text/javascript; charset=utf-8")] {
         let r = c.get(&format!("/assets/{name}")).await;
@@ -95,18 +99,26 @@ fn page_sources_have_no_inline_code_no_third_parties_and_no_html_injection() {
     for (name, text) in &files {
         // The SVG namespace is a name, not a request.
         let lower = text.to_lowercase().replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
-        assert!(!lower.contains("http://") && !lower.contains("https://") && !lower.contains("//cdn"), "{name}: no third-party origins");
+        assert!(
+            !lower.contains("http://") && !lower.contains("https://") && !lower.contains("//cdn"),
+            "{name}: no third-party origins"
+        );
         if name.ends_with(".html") {
             for tag in lower.split("<script").skip(1) {
                 let open = &tag[..tag.find('>').unwrap()];
                 assert!(open.contains("src=\"/assets/"), "{name}: inline <script>");
-                assert!(tag[tag.find('>').unwrap() + 1..].trim_start().starts_with("</script>"), "{name}: script with a body");
+                assert!(
+                    tag[tag.find('>').unwrap() + 1..].trim_start().starts_with("</script>"),
+                    "{name}: script with a body"
+                );
             }
             assert!(!lower.contains("<style") && !lower.contains(" style="), "{name}: inline style");
             assert!(!has_inline_handler(&lower), "{name}: inline event handler");
         }
         if name.ends_with(".js") {
-            for sink in ["innerhtml", "outerhtml", "insertadjacenthtml", "document.write", "eval(", "new function"] {
+            for sink in
+                ["innerhtml", "outerhtml", "insertadjacenthtml", "document.write", "eval(", "new function"]
+            {
                 assert!(!lower.contains(sink), "{name} uses {sink}: render user strings with textContent");
             }
         }

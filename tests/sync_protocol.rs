@@ -4,13 +4,12 @@
 
 mod common;
 
-
 use common::sync_client::*;
 use common::*;
-use toki_sync::sync::wire::AuthPayload;
 use toki_sync::auth::jwt::{Jwt, TokenType};
 use toki_sync::config::PlaintextPolicy;
 use toki_sync::store::users::UserStatus;
+use toki_sync::sync::wire::AuthPayload;
 
 async fn access_token(c: &Client) -> String {
     c.admin_token().await
@@ -34,12 +33,20 @@ async fn plaintext_session_cursor_batches_and_dedup() {
     let mut c = SyncClient::plain(s.sync).await;
     let reply = c.auth(&auth_payload(&token, "key-1", "claude_code")).await;
     let device_id = reply.device_id().to_owned();
-    let device = s.app().store.device_by_uuid(device_id.parse().unwrap()).unwrap().expect("AUTH_OK id is the device's id");
+    let device = s
+        .app()
+        .store
+        .device_by_uuid(device_id.parse().unwrap())
+        .unwrap()
+        .expect("AUTH_OK id is the device's id");
     assert_eq!(device.name, "test-machine");
 
     assert_eq!(c.last_ts("claude_code").await, 0);
     c.ping().await;
-    let first = batch("claude_code", vec![item(1_000, "msg_a:1", 0, [100, 10, 0, 0]), item(2_000, "msg_b", 0, [5, 5, 1, 1])]);
+    let first = batch(
+        "claude_code",
+        vec![item(1_000, "msg_a:1", 0, [100, 10, 0, 0]), item(2_000, "msg_b", 0, [5, 5, 1, 1])],
+    );
     assert_eq!(c.batch(&first).await, Ok(2_000));
     assert_eq!(c.last_ts("claude_code").await, 2_000);
 
@@ -96,7 +103,14 @@ async fn auth_refusals_say_expired_only_when_a_refresh_would_help() {
     let mut expired = Jwt::claims(TokenType::Access, admin.uuid.to_string(), now - 7200, 60, None, None);
     expired.exp = now - 10;
     let expired = Jwt::new(&secret).sign(&expired);
-    let forged = Jwt::new(b"some-other-secret-that-is-32-bytes!!").sign(&Jwt::claims(TokenType::Access, admin.uuid.to_string(), now, 3600, None, None));
+    let forged = Jwt::new(b"some-other-secret-that-is-32-bytes!!").sign(&Jwt::claims(
+        TokenType::Access,
+        admin.uuid.to_string(),
+        now,
+        3600,
+        None,
+        None,
+    ));
 
     async fn refusal(s: &TestServer, p: toki_sync::sync::wire::AuthPayload) -> (String, bool) {
         let mut c = SyncClient::plain(s.sync).await;
@@ -132,13 +146,16 @@ async fn auth_refusals_say_expired_only_when_a_refresh_would_help() {
     assert_eq!(e.reason, "malformed AUTH payload");
 
     // A disabled account: no `expired`, even with an expired token.
-    s.app().store.create_user(toki_sync::store::users::NewUser {
-        username: "bob".into(),
-        role: toki_sync::store::users::Role::User,
-        status: UserStatus::Active,
-        password_hash: Some(toki_sync::auth::password::hash_blocking("bob-password")),
-        oidc_subject: None,
-    }).unwrap();
+    s.app()
+        .store
+        .create_user(toki_sync::store::users::NewUser {
+            username: "bob".into(),
+            role: toki_sync::store::users::Role::User,
+            status: UserStatus::Active,
+            password_hash: Some(toki_sync::auth::password::hash_blocking("bob-password")),
+            oidc_subject: None,
+        })
+        .unwrap();
     let bob = s.app().store.user_by_name("bob").unwrap().unwrap();
     let bob_token = http.login("bob", "bob-password").await["access_token"].as_str().unwrap().to_owned();
     let mut bob_expired = Jwt::claims(TokenType::Access, bob.uuid.to_string(), now - 7200, 60, None, None);
@@ -269,7 +286,9 @@ async fn fifty_devices_sync_at_once() {
             c.auth(&auth_payload(&token, &format!("dev-{d}"), provider)).await.device_id();
             assert_eq!(c.last_ts(provider).await, 0);
             for b in 0..5i64 {
-                let items = (0..200).map(|i| item(1 + b * 1000 + i, &format!("m-{d}-{b}-{i}"), 0, [1, 2, 0, 0])).collect();
+                let items = (0..200)
+                    .map(|i| item(1 + b * 1000 + i, &format!("m-{d}-{b}-{i}"), 0, [1, 2, 0, 0]))
+                    .collect();
                 assert_eq!(c.batch(&batch(provider, items)).await, Ok(b * 1000 + 200));
             }
             assert_eq!(c.last_ts(provider).await, 4200);
@@ -309,7 +328,10 @@ async fn malformed_frames_close_only_their_connection() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("unknown type", frame(0x99, b"")),
         ("server-to-client code", frame(SYNC_ACK, &[0; 8])),
-        ("second AUTH", frame(AUTH, &bincode::serialize(&auth_payload(&token, "healthy", "claude_code")).unwrap())),
+        (
+            "second AUTH",
+            frame(AUTH, &bincode::serialize(&auth_payload(&token, "healthy", "claude_code")).unwrap()),
+        ),
         ("oversize length", vec![0x20, 0, 0, 0, 0x01, 0, 0, 0x01]),
         ("truncated payload", frame(SYNC_BATCH, &raw)[..20].to_vec()),
         ("bad UTF-8", {
@@ -389,7 +411,9 @@ async fn restart_keeps_cursors_and_events() {
     let mut s = TestServer::start_in(tempfile::tempdir().unwrap(), cfg.clone()).await;
     let token = access_token(&s.client()).await;
     let mut c = session(&s, &token, "k", "claude_code").await;
-    c.batch(&batch("claude_code", vec![item(42, "m1", 0, [1, 0, 0, 0]), item(43, "m2", 0, [1, 0, 0, 0])])).await.unwrap();
+    c.batch(&batch("claude_code", vec![item(42, "m1", 0, [1, 0, 0, 0]), item(43, "m2", 0, [1, 0, 0, 0])]))
+        .await
+        .unwrap();
     drop(c);
     s.stop().await;
     let s = TestServer::start_in(tempfile::tempdir().unwrap(), cfg).await;
@@ -407,7 +431,9 @@ fn acked_batches_survive_kill_9() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let server = BinServer::start(dir.path(), &[("TOKI_ADMIN_PASSWORD", "kill-nine-pw")]);
     let (http, sync) = (server.http, server.sync);
-    let token = rt.block_on(async { Client::at(http).login("admin", "kill-nine-pw").await["access_token"].as_str().unwrap().to_owned() });
+    let token = rt.block_on(async {
+        Client::at(http).login("admin", "kill-nine-pw").await["access_token"].as_str().unwrap().to_owned()
+    });
     rt.block_on(async {
         let mut c = SyncClient::plain(sync).await;
         c.auth(&auth_payload(&token, "k9", "claude_code")).await.device_id();
@@ -438,7 +464,9 @@ fn hex(s: &str) -> Vec<u8> {
 /// protocol (not against the server's encoder), and its decoder on the server's replies.
 #[test]
 fn test_client_matches_the_protocol_vectors() {
-    use toki_sync::sync::wire::{AuthErrPayload, AuthOkPayload, GetLastTsPayload, LastTsPayload, SyncAckPayload, SyncErrPayload};
+    use toki_sync::sync::wire::{
+        AuthErrPayload, AuthOkPayload, GetLastTsPayload, LastTsPayload, SyncAckPayload, SyncErrPayload,
+    };
     let auth = AuthPayload {
         jwt: "J".into(),
         device_name: "mb".into(),
@@ -562,9 +590,13 @@ async fn huge_token_values_saturate_and_the_server_keeps_acking() {
     let txn = store.read().unwrap();
     let table = txn.open_table(toki_sync::store::schema::ROLLUPS).unwrap();
     let mut huge_bucket = None;
-    for row in table.range((user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX)).unwrap() {
+    for row in
+        table.range((user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX)).unwrap()
+    {
         let (_, v) = row.unwrap();
-        let r = <toki_sync::store::events::RollupRecord as toki_sync::store::codec::Record>::decode(v.value()).unwrap();
+        let r =
+            <toki_sync::store::events::RollupRecord as toki_sync::store::codec::Record>::decode(v.value())
+                .unwrap();
         if r.events == 6 {
             huge_bucket = Some(r);
         }
@@ -585,9 +617,14 @@ async fn a_batch_with_huge_column_lists_is_capped_and_acked() {
     let s = TestServer::start().await;
     let token = access_token(&s.client()).await;
     let mut c = session(&s, &token, "cols", "claude_code").await;
-    let mut b = batch("claude_code", (0..100).map(|i| item(100 + i, &format!("msg-{i}"), 0, [1, 1, 1, 1])).collect());
+    let mut b =
+        batch("claude_code", (0..100).map(|i| item(100 + i, &format!("msg-{i}"), 0, [1, 1, 1, 1])).collect());
     // Repeated names count once (first position wins); then distinct names up to the cap.
-    b.token_columns = ["input", "input", "output"].iter().map(|c| c.to_string()).chain((0..100_000).map(|i| format!("col-{i}"))).collect();
+    b.token_columns = ["input", "input", "output"]
+        .iter()
+        .map(|c| c.to_string())
+        .chain((0..100_000).map(|i| format!("col-{i}")))
+        .collect();
     // The first five items carry 100,003 token values (the decompressed batch must stay under
     // the 64 MiB cap); every item has 1..=64 in the positions that are read.
     for (i, it) in b.items.iter_mut().enumerate() {
@@ -633,7 +670,10 @@ async fn an_oversized_auth_within_the_frame_limit_is_answered() {
     c.send(AUTH, &encode(&p)).await;
     let (kind, payload) = c.recv().await.expect("AUTH_ERR, not a silent close");
     assert_eq!(kind, AUTH_ERR);
-    assert_eq!(decode::<toki_sync::sync::wire::AuthErrPayload>(&payload).unwrap().reason, "malformed AUTH payload");
+    assert_eq!(
+        decode::<toki_sync::sync::wire::AuthErrPayload>(&payload).unwrap().reason,
+        "malformed AUTH payload"
+    );
     assert!(c.closed_by_server().await);
     // 8 MiB of garbage announced as AUTH: read to the end and answered too.
     let mut c = SyncClient::plain(s.sync).await;

@@ -7,7 +7,7 @@ mod common;
 
 use common::usage::*;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use toki_sync::store::teams::TeamRole;
 use toki_sync::store::users::Role;
 
@@ -20,14 +20,49 @@ const LOCAL: &str = "my-local-model";
 /// events on a desktop (one of an unpriced model).
 async fn alice_usage(s: &TestServer, token: &str, d: i64) {
     let claude = [
-        Ev { ts: d + HOUR + 10 * 60_000, id: "msg_1", model: SONNET, session: "s1", project: "alpha", tokens: [1000, 200, 3000, 40000] },
-        Ev { ts: d + 23 * HOUR + 30 * 60_000, id: "msg_2", model: OPUS, session: "s1", project: "alpha", tokens: [10, 20, 0, 0] },
-        Ev { ts: d + DAY + 2 * HOUR, id: "msg_3", model: SONNET, session: "s2", project: "", tokens: [1, 2, 3, 4] },
+        Ev {
+            ts: d + HOUR + 10 * 60_000,
+            id: "msg_1",
+            model: SONNET,
+            session: "s1",
+            project: "alpha",
+            tokens: [1000, 200, 3000, 40000],
+        },
+        Ev {
+            ts: d + 23 * HOUR + 30 * 60_000,
+            id: "msg_2",
+            model: OPUS,
+            session: "s1",
+            project: "alpha",
+            tokens: [10, 20, 0, 0],
+        },
+        Ev {
+            ts: d + DAY + 2 * HOUR,
+            id: "msg_3",
+            model: SONNET,
+            session: "s2",
+            project: "",
+            tokens: [1, 2, 3, 4],
+        },
     ];
     sync(s, token, "k-laptop", "laptop", "claude_code", &claude).await;
     let codex = [
-        Ev { ts: d + 5 * HOUR, id: "codex", model: CODEX, session: "s3", project: "beta", tokens: [1000, 500, 100, 400] },
-        Ev { ts: d + 5 * HOUR + 1000, id: "codex", model: LOCAL, session: "s3", project: "beta", tokens: [10, 10, 0, 0] },
+        Ev {
+            ts: d + 5 * HOUR,
+            id: "codex",
+            model: CODEX,
+            session: "s3",
+            project: "beta",
+            tokens: [1000, 500, 100, 400],
+        },
+        Ev {
+            ts: d + 5 * HOUR + 1000,
+            id: "codex",
+            model: LOCAL,
+            session: "s3",
+            project: "beta",
+            tokens: [10, 10, 0, 0],
+        },
     ];
     sync(s, token, "k-desktop", "desktop", "codex", &codex).await;
 }
@@ -38,7 +73,12 @@ fn window(d: i64, from: i64, to: i64) -> String {
 
 /// `series[].group[key]` -> series, for one grouping key.
 fn by<'a>(report: &'a Value, key: &str) -> std::collections::HashMap<String, &'a Value> {
-    report["series"].as_array().unwrap().iter().map(|s| (s["group"][key].as_str().unwrap().to_owned(), s)).collect()
+    report["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["group"][key].as_str().unwrap().to_owned(), s))
+        .collect()
 }
 
 fn close(a: &Value, b: f64) -> bool {
@@ -71,7 +111,10 @@ async fn totals_grouping_and_costs() {
     let m = by(&r, "model");
     assert_eq!(m.len(), 4);
     assert_eq!(m[SONNET]["totals"]["tokens"]["cache_read"], 40004);
-    assert_eq!((m[SONNET]["totals"]["events"].as_u64(), m[SONNET]["totals"]["total"].as_u64()), (Some(2), Some(44210)));
+    assert_eq!(
+        (m[SONNET]["totals"]["events"].as_u64(), m[SONNET]["totals"]["total"].as_u64()),
+        (Some(2), Some(44210))
+    );
     assert!(close(&m[OPUS]["totals"]["cost_usd"], 0.00165));
     assert!(close(&m[CODEX]["totals"]["cost_usd"], 0.0058));
     assert!(close(&m[LOCAL]["totals"]["cost_usd"], 0.0));
@@ -88,39 +131,67 @@ async fn totals_grouping_and_costs() {
     let sum: f64 = t.values().map(|s| s["totals"]["cost_usd"].as_f64().unwrap()).sum();
     assert!((sum - 0.036745).abs() < 2e-6, "{sum}");
 
-    let r = get_ok(&c, &format!("/api/v1/usage?{}&group_by=device,provider", window(d, 0, 2 * DAY)), &alice).await;
+    let r = get_ok(&c, &format!("/api/v1/usage?{}&group_by=device,provider", window(d, 0, 2 * DAY)), &alice)
+        .await;
     let dev = by(&r, "device_name");
-    assert_eq!((dev["laptop"]["group"]["provider"].as_str(), dev["laptop"]["totals"]["events"].as_u64()), (Some("claude_code"), Some(3)));
+    assert_eq!(
+        (dev["laptop"]["group"]["provider"].as_str(), dev["laptop"]["totals"]["events"].as_u64()),
+        (Some("claude_code"), Some(3))
+    );
     assert_eq!(dev["desktop"]["totals"]["tokens"]["cached_input"], 400);
     let devices = get_ok(&c, "/me/devices", &alice).await;
-    let laptop_id = devices["devices"].as_array().unwrap().iter().find(|d| d["name"] == "laptop").unwrap()["id"].clone();
+    let laptop_id =
+        devices["devices"].as_array().unwrap().iter().find(|d| d["name"] == "laptop").unwrap()["id"].clone();
     assert_eq!(dev["laptop"]["group"]["device"], laptop_id);
 
-    let r = get_ok(&c, &format!("/api/v1/usage?{}&group_by=project,model", window(d, 0, 2 * DAY)), &alice).await;
+    let r =
+        get_ok(&c, &format!("/api/v1/usage?{}&group_by=project,model", window(d, 0, 2 * DAY)), &alice).await;
     let rows: Vec<(String, String, u64)> = r["series"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["group"]["project"].as_str().unwrap().into(), s["group"]["model"].as_str().unwrap().into(), s["totals"]["events"].as_u64().unwrap()))
+        .map(|s| {
+            (
+                s["group"]["project"].as_str().unwrap().into(),
+                s["group"]["model"].as_str().unwrap().into(),
+                s["totals"]["events"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    for want in [("alpha", SONNET, 1), ("alpha", OPUS, 1), ("", SONNET, 1), ("beta", CODEX, 1), ("beta", LOCAL, 1)] {
+    for want in
+        [("alpha", SONNET, 1), ("alpha", OPUS, 1), ("", SONNET, 1), ("beta", CODEX, 1), ("beta", LOCAL, 1)]
+    {
         assert!(rows.contains(&(want.0.into(), want.1.into(), want.2)), "{want:?} in {rows:?}");
     }
 
     // A window not on hour boundaries is widened to whole hours.
-    let r = get_ok(&c, &format!("/api/v1/usage?{}", window(d, HOUR + 30 * 60_000, 2 * HOUR - 1000)), &alice).await;
-    assert_eq!((r["start"].clone(), r["end"].clone(), r["totals"]["events"].as_u64()), (rfc(d + HOUR), rfc(d + 2 * HOUR), Some(1)));
+    let r = get_ok(&c, &format!("/api/v1/usage?{}", window(d, HOUR + 30 * 60_000, 2 * HOUR - 1000)), &alice)
+        .await;
+    assert_eq!(
+        (r["start"].clone(), r["end"].clone(), r["totals"]["events"].as_u64()),
+        (rfc(d + HOUR), rfc(d + 2 * HOUR), Some(1))
+    );
     // RFC 3339 and milliseconds work as well.
     let q = format!("start={}&end={}", enc(rfc(d + 23 * HOUR).as_str().unwrap()), d + DAY);
     assert_eq!(get_ok(&c, &format!("/api/v1/usage?{q}"), &alice).await["totals"]["tokens"]["output"], 20);
 }
 
 fn rfc(ms: i64) -> Value {
-    json!(time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap())
+    json!(
+        time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    )
 }
 
 fn points(series: &Value) -> Vec<(i64, u64)> {
-    series["points"].as_array().unwrap().iter().map(|p| (p["ts"].as_i64().unwrap() * 1000, p["events"].as_u64().unwrap())).collect()
+    series["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["ts"].as_i64().unwrap() * 1000, p["events"].as_u64().unwrap()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,7 +253,9 @@ async fn scopes_and_their_authorization() {
     let (_, carol) = signed_in(&s, "carol", Role::User).await;
     let admin = c.admin_token().await;
     let d = midnight_days_ago(3);
-    let one = |id: &'static str, n: u64| [Ev { ts: d + HOUR, id, model: SONNET, session: "s", project: "p", tokens: [n, 0, 0, 0] }];
+    let one = |id: &'static str, n: u64| {
+        [Ev { ts: d + HOUR, id, model: SONNET, session: "s", project: "p", tokens: [n, 0, 0, 0] }]
+    };
     sync(&s, &alice, "a", "a", "claude_code", &one("msg_a", 1)).await;
     sync(&s, &bob, "b", "b", "claude_code", &one("msg_b", 10)).await;
     sync(&s, &carol, "c", "c", "claude_code", &one("msg_c", 100)).await;
@@ -197,8 +270,15 @@ async fn scopes_and_their_authorization() {
     assert_eq!(input(&get_ok(&c, &format!("/api/v1/usage?{w}&team={}", team.uuid), &alice).await), 11);
     let per_user = get_ok(&c, &format!("/api/v1/usage?{w}&team={}&group_by=user", team.uuid), &bob).await;
     let users = by(&per_user, "username");
-    assert_eq!((users.len(), users["alice"]["group"]["user"].as_str()), (2, Some(alice_user.uuid.to_string().as_str())));
-    assert_eq!(input(&get_ok(&c, &format!("/api/v1/usage?{w}&team={}", team.uuid), &admin).await), 11, "admins may read any team");
+    assert_eq!(
+        (users.len(), users["alice"]["group"]["user"].as_str()),
+        (2, Some(alice_user.uuid.to_string().as_str()))
+    );
+    assert_eq!(
+        input(&get_ok(&c, &format!("/api/v1/usage?{w}&team={}", team.uuid), &admin).await),
+        11,
+        "admins may read any team"
+    );
     assert_eq!(input(&get_ok(&c, &format!("/api/v1/usage?{w}&all=true"), &admin).await), 111);
     assert_eq!(input(&get_ok(&c, &format!("/api/v1/usage?{w}&all"), &admin).await), 111);
     assert_eq!(input(&get_ok(&c, &format!("/api/v1/usage?{w}&user={}", bob_user.uuid), &admin).await), 10);
@@ -240,7 +320,8 @@ async fn bad_parameters_are_400_naming_the_parameter() {
         assert!(r.error().starts_with(starts), "{query}: {}", r.error());
     }
     // A year of days is fine, as are unknown parameters (cache busters).
-    get_ok(&c, "/api/v1/usage?start=2025-01-01T00:00:00Z&end=2026-01-01T00:00:00Z&step=1d&_=123", &alice).await;
+    get_ok(&c, "/api/v1/usage?start=2025-01-01T00:00:00Z&end=2026-01-01T00:00:00Z&step=1d&_=123", &alice)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -283,7 +364,11 @@ async fn without_victoriametrics_the_proxy_is_503_and_the_outbox_keeps_history()
     let (_, alice) = signed_in(&s, "alice", Role::User).await;
     alice_usage(&s, &alice, midnight_days_ago(10)).await;
     let team = s.app().store.create_team("t", 1).unwrap();
-    for path in ["/api/v1/query?query=up".to_owned(), "/api/v1/query_range?query=up&start=0&end=1&step=1".into(), format!("/api/v1/teams/{}/query_range?query=up", team.uuid)] {
+    for path in [
+        "/api/v1/query?query=up".to_owned(),
+        "/api/v1/query_range?query=up&start=0&end=1&step=1".into(),
+        format!("/api/v1/teams/{}/query_range?query=up", team.uuid),
+    ] {
         let r = c.get_auth(&path, &alice).await;
         assert_eq!(r.status, 503, "{path}");
         assert_eq!(r.json(), json!({"error": "PromQL proxy not available: VictoriaMetrics not configured"}));
@@ -294,14 +379,44 @@ async fn without_victoriametrics_the_proxy_is_503_and_the_outbox_keeps_history()
     // Every bucket waits, so configuring VictoriaMetrics later backfills all of it.
     let info = get_ok(&c, "/admin/server-info", &c.admin_token().await).await;
     let oldest = rfc(midnight_days_ago(10) + HOUR);
-    assert_eq!(info["victoriametrics"], json!({"configured": false, "outbox": {"buckets": 5, "deletions": 0}, "outbox_oldest_hour": oldest}));
-    assert_eq!((me["victoriametrics"]["outbox_pending"].clone(), me["victoriametrics"]["outbox_oldest_hour"].clone()), (json!(5), oldest.clone()));
+    assert_eq!(
+        info["victoriametrics"],
+        json!({"configured": false, "outbox": {"buckets": 5, "deletions": 0}, "outbox_oldest_hour": oldest})
+    );
+    assert_eq!(
+        (
+            me["victoriametrics"]["outbox_pending"].clone(),
+            me["victoriametrics"]["outbox_oldest_hour"].clone()
+        ),
+        (json!(5), oldest.clone())
+    );
     // /me shows the caller's own backlog, not the server's.
     let (_, bob) = signed_in(&s, "bob", Role::User).await;
-    assert_eq!(get_ok(&c, "/me", &bob).await["victoriametrics"], json!({"configured": false, "outbox_pending": 0, "outbox_oldest_hour": null}));
+    assert_eq!(
+        get_ok(&c, "/me", &bob).await["victoriametrics"],
+        json!({"configured": false, "outbox_pending": 0, "outbox_oldest_hour": null})
+    );
     let d = midnight_days_ago(2);
-    sync(&s, &bob, "b", "b", "claude_code", &[Ev { ts: d + 5 * HOUR, id: "msg_b", model: SONNET, session: "s", project: "", tokens: [1, 1, 1, 1] }]).await;
-    assert_eq!(get_ok(&c, "/me", &bob).await["victoriametrics"], json!({"configured": false, "outbox_pending": 1, "outbox_oldest_hour": rfc(d + 5 * HOUR)}));
+    sync(
+        &s,
+        &bob,
+        "b",
+        "b",
+        "claude_code",
+        &[Ev {
+            ts: d + 5 * HOUR,
+            id: "msg_b",
+            model: SONNET,
+            session: "s",
+            project: "",
+            tokens: [1, 1, 1, 1],
+        }],
+    )
+    .await;
+    assert_eq!(
+        get_ok(&c, "/me", &bob).await["victoriametrics"],
+        json!({"configured": false, "outbox_pending": 1, "outbox_oldest_hour": rfc(d + 5 * HOUR)})
+    );
     assert_eq!(get_ok(&c, "/me", &alice).await["victoriametrics"]["outbox_pending"], 5);
     let info = get_ok(&c, "/admin/server-info", &c.admin_token().await).await;
     assert_eq!(info["victoriametrics"]["outbox"]["buckets"], 6);

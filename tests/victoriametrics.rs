@@ -12,9 +12,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::usage::*;
-use common::vm::{available, VictoriaMetrics, REQUIRED_FLAGS};
+use common::vm::{REQUIRED_FLAGS, VictoriaMetrics, available};
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use toki_sync::store::teams::TeamRole;
 use toki_sync::store::users::Role;
 
@@ -65,7 +65,11 @@ async fn promql(c: &Client, token: &str, query: &str, time_ms: i64) -> Value {
 fn promql_map(v: &Value, keys: &[&str]) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for s in v["data"]["result"].as_array().unwrap() {
-        let key = keys.iter().map(|k| s["metric"][*k].as_str().unwrap_or("").to_owned()).collect::<Vec<_>>().join("/");
+        let key = keys
+            .iter()
+            .map(|k| s["metric"][*k].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+            .join("/");
         let n: f64 = s["value"][1].as_str().unwrap().parse().unwrap();
         if n != 0.0 {
             out.insert(key, n as u64);
@@ -75,7 +79,12 @@ fn promql_map(v: &Value, keys: &[&str]) -> BTreeMap<String, u64> {
 }
 
 /// The native API's view of the same: (model/type -> tokens, model -> events, model -> total).
-async fn native(c: &Client, token: &str, start: i64, end: i64) -> (BTreeMap<String, u64>, BTreeMap<String, u64>, BTreeMap<String, u64>) {
+async fn native(
+    c: &Client,
+    token: &str,
+    start: i64,
+    end: i64,
+) -> (BTreeMap<String, u64>, BTreeMap<String, u64>, BTreeMap<String, u64>) {
     let path = format!("/api/v1/usage?start={}&end={}&group_by=model", start / 1000, end / 1000);
     let r = get_ok(c, &path, token).await;
     let (mut tokens, mut events, mut totals) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
@@ -98,7 +107,8 @@ async fn agree(c: &Client, token: &str, start: i64, end: i64) -> Result<(), Stri
     let window = format!("{}s", (end - start) / 1000);
     let (tokens, events, totals) = native(c, token, start, end).await;
     let q = |m: &str, by: &str| format!("sum by ({by}) (sum_over_time({m}[{window}]))");
-    let got = promql_map(&promql(c, token, &q("toki_tokens_total", "model, type"), end).await, &["model", "type"]);
+    let got =
+        promql_map(&promql(c, token, &q("toki_tokens_total", "model, type"), end).await, &["model", "type"]);
     if got != tokens {
         return Err(format!("tokens: PromQL {got:?} != native {tokens:?}"));
     }
@@ -127,17 +137,32 @@ async fn agree(c: &Client, token: &str, start: i64, end: i64) -> Result<(), Stri
         for p in s["values"].as_array().unwrap() {
             let n: f64 = p[1].as_str().unwrap().parse().unwrap();
             if n != 0.0 {
-                got.insert(format!("{}@{}", s["metric"]["model"].as_str().unwrap(), p[0].as_i64().unwrap() * 1000 - DAY), n as u64);
+                got.insert(
+                    format!(
+                        "{}@{}",
+                        s["metric"]["model"].as_str().unwrap(),
+                        p[0].as_i64().unwrap() * 1000 - DAY
+                    ),
+                    n as u64,
+                );
             }
         }
     }
-    let daily = get_ok(c, &format!("/api/v1/usage?start={}&end={}&group_by=model&step=1d", start / 1000, end / 1000), token).await;
+    let daily = get_ok(
+        c,
+        &format!("/api/v1/usage?start={}&end={}&group_by=model&step=1d", start / 1000, end / 1000),
+        token,
+    )
+    .await;
     let mut want = BTreeMap::new();
     for s in daily["series"].as_array().unwrap() {
         for p in s["points"].as_array().unwrap() {
             let n = p["tokens"]["input"].as_u64().unwrap();
             if n != 0 {
-                want.insert(format!("{}@{}", s["group"]["model"].as_str().unwrap(), p["ts"].as_i64().unwrap() * 1000), n);
+                want.insert(
+                    format!("{}@{}", s["group"]["model"].as_str().unwrap(), p["ts"].as_i64().unwrap() * 1000),
+                    n,
+                );
             }
         }
     }
@@ -160,19 +185,68 @@ async fn promql_equals_native_after_resends_replacements_and_deletion() {
     let (start, end) = (d, d + 3 * DAY);
 
     let first = [
-        Ev { ts: d + 10 * 60_000, id: "msg_1", model: SONNET, session: "s1", project: "alpha", tokens: [100, 50, 10, 1000] },
-        Ev { ts: d + HOUR + 5 * 60_000, id: "msg_2", model: OPUS, session: "s1", project: "alpha", tokens: [200, 20, 0, 500] },
-        Ev { ts: d + 59 * 60_000, id: "msg_4", model: SONNET, session: "s1", project: "alpha", tokens: [7, 7, 7, 7] },
-        Ev { ts: d + 2 * HOUR + 10 * 60_000, id: "msg_5", model: SONNET, session: "s1", project: "", tokens: [5, 5, 5, 5] },
-        Ev { ts: d + DAY + HOUR, id: "msg_3", model: SONNET, session: "s2", project: "beta", tokens: [1, 2, 3, 4] },
+        Ev {
+            ts: d + 10 * 60_000,
+            id: "msg_1",
+            model: SONNET,
+            session: "s1",
+            project: "alpha",
+            tokens: [100, 50, 10, 1000],
+        },
+        Ev {
+            ts: d + HOUR + 5 * 60_000,
+            id: "msg_2",
+            model: OPUS,
+            session: "s1",
+            project: "alpha",
+            tokens: [200, 20, 0, 500],
+        },
+        Ev {
+            ts: d + 59 * 60_000,
+            id: "msg_4",
+            model: SONNET,
+            session: "s1",
+            project: "alpha",
+            tokens: [7, 7, 7, 7],
+        },
+        Ev {
+            ts: d + 2 * HOUR + 10 * 60_000,
+            id: "msg_5",
+            model: SONNET,
+            session: "s1",
+            project: "",
+            tokens: [5, 5, 5, 5],
+        },
+        Ev {
+            ts: d + DAY + HOUR,
+            id: "msg_3",
+            model: SONNET,
+            session: "s2",
+            project: "beta",
+            tokens: [1, 2, 3, 4],
+        },
     ];
     sync(&s, &alice, "laptop", "laptop", "claude_code", &first).await;
     // Retransmitted, twice: nothing changes.
     sync(&s, &alice, "laptop", "laptop", "claude_code", &first).await;
     sync(&s, &alice, "laptop", "laptop", "claude_code", &first[1..3]).await;
     let codex = [
-        Ev { ts: d + 3 * HOUR, id: "codex", model: "gpt-5-codex", session: "s3", project: "alpha", tokens: [1000, 300, 100, 600] },
-        Ev { ts: d + 3 * HOUR + 1, id: "codex", model: "gpt-5-codex", session: "s3", project: "alpha", tokens: [10, 3, 1, 6] },
+        Ev {
+            ts: d + 3 * HOUR,
+            id: "codex",
+            model: "gpt-5-codex",
+            session: "s3",
+            project: "alpha",
+            tokens: [1000, 300, 100, 600],
+        },
+        Ev {
+            ts: d + 3 * HOUR + 1,
+            id: "codex",
+            model: "gpt-5-codex",
+            session: "s3",
+            project: "alpha",
+            tokens: [10, 3, 1, 6],
+        },
     ];
     let desktop = sync(&s, &alice, "desktop", "desktop", "codex", &codex).await;
     sync(&s, &alice, "desktop", "desktop", "codex", &codex).await;
@@ -185,22 +259,43 @@ async fn promql_equals_native_after_resends_replacements_and_deletion() {
     // (its old bucket keeps msg_1 only); msg_5 moves out of its hour entirely, so that bucket
     // and all its columns drop to zero; msg_1 shrinks in place.
     let later = [
-        Ev { ts: d + HOUR + 2 * 60_000, id: "msg_4", model: OPUS, session: "s1", project: "alpha", tokens: [70, 70, 0, 0] },
+        Ev {
+            ts: d + HOUR + 2 * 60_000,
+            id: "msg_4",
+            model: OPUS,
+            session: "s1",
+            project: "alpha",
+            tokens: [70, 70, 0, 0],
+        },
         Ev { ts: d + 4 * HOUR, id: "msg_5", model: OPUS, session: "s1", project: "", tokens: [50, 0, 0, 0] },
-        Ev { ts: d + 20 * 60_000, id: "msg_1", model: SONNET, session: "s1", project: "alpha", tokens: [100, 60, 0, 0] },
+        Ev {
+            ts: d + 20 * 60_000,
+            id: "msg_1",
+            model: SONNET,
+            session: "s1",
+            project: "alpha",
+            tokens: [100, 60, 0, 0],
+        },
     ];
     sync(&s, &alice, "laptop", "laptop", "claude_code", &later).await;
     drained(&s).await;
-    eventually("PromQL agrees with the native API after replacements", 60, || agree(&c, &alice, start, end)).await;
+    eventually("PromQL agrees with the native API after replacements", 60, || agree(&c, &alice, start, end))
+        .await;
     let (tokens, events, _) = native(&c, &alice, start, end).await;
-    assert_eq!((tokens[&format!("{SONNET}/input")], tokens[&format!("{OPUS}/input")], events[SONNET]), (101, 320, 2));
+    assert_eq!(
+        (tokens[&format!("{SONNET}/input")], tokens[&format!("{OPUS}/input")], events[SONNET]),
+        (101, 320, 2)
+    );
     assert_eq!(tokens[&format!("{SONNET}/cache_create")], 3, "msg_4 and msg_5 took theirs to Opus");
 
     // Deleting a device deletes its series.
     let r = c.send_auth("DELETE", &format!("/me/devices/{desktop}"), &alice, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
     drained(&s).await;
-    eventually("PromQL agrees with the native API after a device deletion", 60, || agree(&c, &alice, start, end)).await;
+    eventually("PromQL agrees with the native API after a device deletion", 60, || {
+        agree(&c, &alice, start, end)
+    })
+    .await;
     let direct = vm.query(&format!("count(last_over_time({{device=\"{desktop}\"}}[30d]))"), end / 1000);
     assert_eq!(direct["data"]["result"], json!([]), "no series of the deleted device remain");
 }
@@ -216,21 +311,40 @@ async fn an_outage_during_ingest_loses_nothing() {
     let (_, alice) = signed_in(&s, "alice", Role::User).await;
     let admin = c.admin_token().await;
     let d = midnight_days_ago(4);
-    let ev = |i: i64, id: &'static str| Ev { ts: d + i * HOUR, id, model: SONNET, session: "s", project: "p", tokens: [10 * i as u64, 1, 2, 3] };
+    let ev = |i: i64, id: &'static str| Ev {
+        ts: d + i * HOUR,
+        id,
+        model: SONNET,
+        session: "s",
+        project: "p",
+        tokens: [10 * i as u64, 1, 2, 3],
+    };
     sync(&s, &alice, "laptop", "laptop", "claude_code", &[ev(1, "msg_1"), ev(2, "msg_2")]).await;
     drained(&s).await;
 
     vm.stop();
     // Ingest goes on (every batch is acknowledged) while VictoriaMetrics is down.
     sync(&s, &alice, "laptop", "laptop", "claude_code", &[ev(3, "msg_3"), ev(30, "msg_4")]).await;
-    sync(&s, &alice, "laptop", "laptop", "claude_code", &[Ev { tokens: [99, 9, 9, 9], ..ev(2, "msg_2") }, ev(40, "msg_6")]).await;
+    sync(
+        &s,
+        &alice,
+        "laptop",
+        "laptop",
+        "claude_code",
+        &[Ev { tokens: [99, 9, 9, 9], ..ev(2, "msg_2") }, ev(40, "msg_6")],
+    )
+    .await;
     let app = s.app().clone();
     eventually("the failure is reported", 30, || {
         let (c, admin, app) = (c, admin.clone(), app.clone());
         async move {
             let info = get_ok(&c, "/admin/server-info", &admin).await["victoriametrics"].clone();
             let backlog = app.store.vm_backlog().map_err(|e| e.to_string())?;
-            if info["configured"] == true && info["last_error"].is_string() && info["failing_since"].is_string() && backlog.buckets > 0 {
+            if info["configured"] == true
+                && info["last_error"].is_string()
+                && info["failing_since"].is_string()
+                && backlog.buckets > 0
+            {
                 Ok(())
             } else {
                 Err(format!("{info} {backlog:?}"))
@@ -242,9 +356,15 @@ async fn an_outage_during_ingest_loses_nothing() {
 
     vm.restart();
     drained(&s).await;
-    eventually("PromQL agrees with the native API after the outage", 60, || agree(&c, &alice, d, d + 2 * DAY)).await;
+    eventually("PromQL agrees with the native API after the outage", 60, || {
+        agree(&c, &alice, d, d + 2 * DAY)
+    })
+    .await;
     let info = get_ok(&c, "/admin/server-info", &admin).await["victoriametrics"].clone();
-    assert_eq!((info["failing_since"].clone(), info["outbox"].clone()), (Value::Null, json!({"buckets": 0, "deletions": 0})));
+    assert_eq!(
+        (info["failing_since"].clone(), info["outbox"].clone()),
+        (Value::Null, json!({"buckets": 0, "deletions": 0}))
+    );
     assert!(info["last_push_at"].is_string() && info["buckets_sent"].as_u64().unwrap() >= 6, "{info}");
 }
 
@@ -276,7 +396,9 @@ async fn users_are_isolated_and_teams_see_exactly_the_team() {
     let (carol_user, carol) = signed_in(&s, "carol", Role::User).await;
     let d = midnight_days_ago(3);
     // Alice's numbers are huge and Bob's small, so any leak is visible in the values.
-    let one = |id: &'static str, n: u64| [Ev { ts: d + HOUR, id, model: SONNET, session: "s", project: "p", tokens: [n, n, 0, 0] }];
+    let one = |id: &'static str, n: u64| {
+        [Ev { ts: d + HOUR, id, model: SONNET, session: "s", project: "p", tokens: [n, n, 0, 0] }]
+    };
     let alice_device = sync(&s, &alice, "a", "a", "claude_code", &one("msg_a", 1_000_000_007)).await;
     sync(&s, &bob, "b", "b", "claude_code", &one("msg_b", 5)).await;
     sync(&s, &carol, "c", "c", "claude_code", &one("msg_c", 300)).await;
@@ -288,9 +410,14 @@ async fn users_are_isolated_and_teams_see_exactly_the_team() {
         let (c, alice) = (c, alice.clone());
         let direct = vm.query("count(last_over_time(toki_events_total[30d]))", t / 1000);
         async move {
-            let mine = promql(&c, &alice, "sum(sum_over_time(toki_tokens_total{type=\"input\"}[30d]))", t).await;
+            let mine =
+                promql(&c, &alice, "sum(sum_over_time(toki_tokens_total{type=\"input\"}[30d]))", t).await;
             let all = direct["data"]["result"][0]["value"][1].as_str().unwrap_or("0").to_owned();
-            if samples(&mine).first().map(|s| s.1) == Some(1_000_000_007.0) && all == "3" { Ok(()) } else { Err(format!("{mine} {all}")) }
+            if samples(&mine).first().map(|s| s.1) == Some(1_000_000_007.0) && all == "3" {
+                Ok(())
+            } else {
+                Err(format!("{mine} {all}"))
+            }
         }
     })
     .await;
@@ -308,7 +435,9 @@ async fn users_are_isolated_and_teams_see_exactly_the_team() {
         "max_over_time(sum by (user) (sum_over_time({__name__=~\"toki_.*\"}[1h]))[30d:1h])".into(),
         format!("absent(toki_tokens_total{{user=\"{a}\"}})"),
         format!("absent_over_time(toki_tokens_total{{user=\"{a}\"}}[30d])"),
-        format!("sum_over_time(toki_tokens_total[30d]) or sum_over_time(toki_tokens_total{{user=\"{a}\"}}[30d])"),
+        format!(
+            "sum_over_time(toki_tokens_total[30d]) or sum_over_time(toki_tokens_total{{user=\"{a}\"}}[30d])"
+        ),
         format!("sum_over_time(toki_tokens_total{{user=\"{a}\"}}[30d]) and on() vector(1)"),
         format!("vector(1) unless on() sum_over_time(toki_tokens_total{{user=\"{a}\"}}[30d])"),
         format!("topk(100, sum_over_time({{device=\"{alice_device}\"}}[30d]))"),
@@ -323,7 +452,8 @@ async fn users_are_isolated_and_teams_see_exactly_the_team() {
                 assert_ne!(labels["user"], json!(a), "{q}: {labels}");
             }
         }
-        if q.contains(&format!("user=\"{a}\"")) && !q.starts_with("sum_over_time(toki_tokens_total[30d]) or") {
+        if q.contains(&format!("user=\"{a}\"")) && !q.starts_with("sum_over_time(toki_tokens_total[30d]) or")
+        {
             // Alice's selectors find nothing: only constants survive.
             assert!(samples(&v).iter().all(|(_, value)| *value == 1.0), "{q}: {v}");
         }
@@ -339,7 +469,15 @@ async fn users_are_isolated_and_teams_see_exactly_the_team() {
     assert_eq!(samples(&r.json()), vec![(json!({}), 10.0)]);
     // Range queries too.
     let r = c
-        .get_auth(&format!("/api/v1/query_range?query={}&start={}&end={}&step=1h", enc("sum by (user) (sum_over_time(toki_tokens_total{user=~\".+\"}[1d]))"), d / 1000, t / 1000), &bob)
+        .get_auth(
+            &format!(
+                "/api/v1/query_range?query={}&start={}&end={}&step=1h",
+                enc("sum by (user) (sum_over_time(toki_tokens_total{user=~\".+\"}[1d]))"),
+                d / 1000,
+                t / 1000
+            ),
+            &bob,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(samples(&r.json()).iter().all(|(l, v)| l["user"] == json!(b) && *v <= 10.0));
@@ -348,8 +486,17 @@ async fn users_are_isolated_and_teams_see_exactly_the_team() {
     let team = s.app().store.create_team("eng", 1).unwrap();
     s.app().store.add_team_member(team.id, alice_user.id, TeamRole::Member, 1).unwrap();
     s.app().store.add_team_member(team.id, bob_user.id, TeamRole::Member, 1).unwrap();
-    let path = |q: &str| format!("/api/v1/teams/{}/query_range?query={}&start={}&end={}&step=1h", team.uuid, enc(q), d / 1000, t / 1000);
-    let r = c.get_auth(&path("sum by (user) (sum_over_time(toki_tokens_total{type=\"input\"}[1d]))"), &bob).await;
+    let path = |q: &str| {
+        format!(
+            "/api/v1/teams/{}/query_range?query={}&start={}&end={}&step=1h",
+            team.uuid,
+            enc(q),
+            d / 1000,
+            t / 1000
+        )
+    };
+    let r =
+        c.get_auth(&path("sum by (user) (sum_over_time(toki_tokens_total{type=\"input\"}[1d]))"), &bob).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let mut seen: BTreeMap<String, f64> = BTreeMap::new();
     for (labels, value) in samples(&r.json()) {
@@ -357,23 +504,48 @@ async fn users_are_isolated_and_teams_see_exactly_the_team() {
         seen.entry(user).and_modify(|m| *m = m.max(value)).or_insert(value);
     }
     assert_eq!(seen, [(a.clone(), 1_000_000_007.0), (b.clone(), 5.0)].into_iter().collect());
-    let r = c.get_auth(&path(&format!("sum(sum_over_time(toki_tokens_total{{user=\"{}\"}}[1d])) or vector(0)", carol_user.uuid)), &bob).await;
+    let r = c
+        .get_auth(
+            &path(&format!(
+                "sum(sum_over_time(toki_tokens_total{{user=\"{}\"}}[1d])) or vector(0)",
+                carol_user.uuid
+            )),
+            &bob,
+        )
+        .await;
     assert!(samples(&r.json()).iter().all(|(_, v)| *v == 0.0), "Carol is outside the team");
     let r = c.get_auth(&path("up"), &carol).await;
     assert_eq!((r.status, r.error().as_str()), (403, "you are not a member of this team"));
     // Admins read any team, as `/api/v1/usage?team=` lets them; they still see only the team.
     let admin = c.admin_token().await;
-    let r = c.get_auth(&path("sum by (user) (sum_over_time(toki_tokens_total{type=\"input\"}[1d]))"), &admin).await;
+    let r = c
+        .get_auth(&path("sum by (user) (sum_over_time(toki_tokens_total{type=\"input\"}[1d]))"), &admin)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let users: std::collections::BTreeSet<String> = samples(&r.json()).iter().map(|(l, _)| l["user"].as_str().unwrap().to_owned()).collect();
+    let users: std::collections::BTreeSet<String> =
+        samples(&r.json()).iter().map(|(l, _)| l["user"].as_str().unwrap().to_owned()).collect();
     assert_eq!(users, [a.clone(), b.clone()].into_iter().collect());
     // An empty team, read by an admin, sees nothing at all.
     let empty = s.app().store.create_team("empty", 1).unwrap();
     let r = c
-        .get_auth(&format!("/api/v1/teams/{}/query_range?query={}&start={}&end={}&step=1h", empty.uuid, enc("count(last_over_time({__name__=~\".+\"}[30d]))"), d / 1000, t / 1000), &admin)
+        .get_auth(
+            &format!(
+                "/api/v1/teams/{}/query_range?query={}&start={}&end={}&step=1h",
+                empty.uuid,
+                enc("count(last_over_time({__name__=~\".+\"}[30d]))"),
+                d / 1000,
+                t / 1000
+            ),
+            &admin,
+        )
         .await;
     assert_eq!((r.status, samples(&r.json()).len()), (200, 0), "{}", r.text());
-    let r = c.get_auth(&format!("/api/v1/teams/{}/query_range?query=up&start=0&end=1&step=1", uuid::Uuid::new_v4()), &bob).await;
+    let r = c
+        .get_auth(
+            &format!("/api/v1/teams/{}/query_range?query=up&start=0&end=1&step=1", uuid::Uuid::new_v4()),
+            &bob,
+        )
+        .await;
     assert_eq!((r.status, r.error().as_str()), (404, "team not found"));
 
     // Errors: ours name the parameter, VictoriaMetrics' come back as its JSON.
@@ -398,30 +570,56 @@ async fn a_victoriametrics_without_hourly_dedup_gets_nothing_until_fixed() {
     let (_, bob) = signed_in(&s, "bob", Role::User).await;
     let admin = c.admin_token().await;
     let d = midnight_days_ago(3);
-    let ev = |i: i64, id: &'static str| Ev { ts: d + i * HOUR, id, model: SONNET, session: "s", project: "p", tokens: [10 * i as u64, 1, 2, 3] };
+    let ev = |i: i64, id: &'static str| Ev {
+        ts: d + i * HOUR,
+        id,
+        model: SONNET,
+        session: "s",
+        project: "p",
+        tokens: [10 * i as u64, 1, 2, 3],
+    };
     sync(&s, &alice, "laptop", "laptop", "claude_code", &[ev(1, "msg_1"), ev(2, "msg_2")]).await;
-    sync(&s, &alice, "laptop", "laptop", "claude_code", &[Ev { tokens: [99, 9, 9, 9], ..ev(2, "msg_2") }]).await;
+    sync(&s, &alice, "laptop", "laptop", "claude_code", &[Ev { tokens: [99, 9, 9, 9], ..ev(2, "msg_2") }])
+        .await;
     eventually("the problem is reported", 30, || {
         let (c, admin) = (c, admin.clone());
         async move {
             let info = get_ok(&c, "/admin/server-info", &admin).await["victoriametrics"].clone();
             let problem = info["config_problem"].as_str().unwrap_or("");
-            if problem.contains("-dedup.minScrapeInterval is not set") && problem.contains("-dedup.minScrapeInterval=1h") { Ok(()) } else { Err(info.to_string()) }
+            if problem.contains("-dedup.minScrapeInterval is not set")
+                && problem.contains("-dedup.minScrapeInterval=1h")
+            {
+                Ok(())
+            } else {
+                Err(info.to_string())
+            }
         }
     })
     .await;
     // Give the drainer time for a few more rounds: still nothing goes out, nothing is dropped.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let info = get_ok(&c, "/admin/server-info", &admin).await["victoriametrics"].clone();
-    assert_eq!((info["buckets_sent"].clone(), info["last_push_at"].clone(), info["failing_since"].clone()), (json!(0), Value::Null, Value::Null), "{info}");
+    assert_eq!(
+        (info["buckets_sent"].clone(), info["last_push_at"].clone(), info["failing_since"].clone()),
+        (json!(0), Value::Null, Value::Null),
+        "{info}"
+    );
     assert_eq!(info["outbox"], json!({"buckets": 2, "deletions": 0}));
-    let first_hour = |ms: i64| time::OffsetDateTime::from_unix_timestamp(ms / 1000).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let first_hour = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
     assert_eq!(info["outbox_oldest_hour"], json!(first_hour(d + HOUR)));
     let direct = vm.query("count(last_over_time({__name__=~\".+\"}[30d]))", (d + 2 * DAY) / 1000);
     assert_eq!(direct["data"]["result"], json!([]), "VictoriaMetrics received nothing");
     // /me counts the caller's own backlog only.
     let me = get_ok(&c, "/me", &alice).await["victoriametrics"].clone();
-    assert_eq!((me["outbox_pending"].clone(), me["outbox_oldest_hour"].clone()), (json!(2), json!(first_hour(d + HOUR))));
+    assert_eq!(
+        (me["outbox_pending"].clone(), me["outbox_oldest_hour"].clone()),
+        (json!(2), json!(first_hour(d + HOUR)))
+    );
     let me = get_ok(&c, "/me", &bob).await["victoriametrics"].clone();
     assert_eq!((me["outbox_pending"].clone(), me["outbox_oldest_hour"].clone()), (json!(0), Value::Null));
 
@@ -429,15 +627,27 @@ async fn a_victoriametrics_without_hourly_dedup_gets_nothing_until_fixed() {
     vm.stop();
     vm.restart_with_flags(REQUIRED_FLAGS);
     drained(&s).await;
-    eventually("PromQL agrees with the native API once fixed", 60, || agree(&c, &alice, d, d + 2 * DAY)).await;
+    eventually("PromQL agrees with the native API once fixed", 60, || agree(&c, &alice, d, d + 2 * DAY))
+        .await;
     let info = get_ok(&c, "/admin/server-info", &admin).await["victoriametrics"].clone();
-    assert_eq!((info["config_problem"].clone(), info["outbox_oldest_hour"].clone()), (Value::Null, Value::Null), "{info}");
+    assert_eq!(
+        (info["config_problem"].clone(), info["outbox_oldest_hour"].clone()),
+        (Value::Null, Value::Null),
+        "{info}"
+    );
 
     // A bucket more than a day ahead waits for its time (VictoriaMetrics would drop it while
     // answering 2xx); it holds back nothing queued after it.
     let now_hour = toki_sync::store::now_ms() / HOUR * HOUR;
     let sent_before = info["buckets_sent"].as_u64().unwrap();
-    let future = Ev { ts: now_hour + 3 * DAY, id: "msg_future", model: SONNET, session: "s", project: "p", tokens: [5, 5, 5, 5] };
+    let future = Ev {
+        ts: now_hour + 3 * DAY,
+        id: "msg_future",
+        model: SONNET,
+        session: "s",
+        project: "p",
+        tokens: [5, 5, 5, 5],
+    };
     sync(&s, &alice, "laptop", "laptop", "claude_code", &[future, ev(3, "msg_3")]).await;
     sync(&s, &bob, "desk", "desk", "claude_code", &[Ev { id: "msg_b", ..ev(4, "msg_b") }]).await;
     let app = s.app().clone();
@@ -447,12 +657,19 @@ async fn a_victoriametrics_without_hourly_dedup_gets_nothing_until_fixed() {
             let info = get_ok(&c, "/admin/server-info", &admin).await["victoriametrics"].clone();
             let backlog = app.store.vm_backlog().map_err(|e| e.to_string())?;
             let sent = info["buckets_sent"].as_u64().unwrap_or(0);
-            if backlog.buckets == 1 && sent >= sent_before + 2 { Ok(()) } else { Err(format!("{info} {backlog:?}")) }
+            if backlog.buckets == 1 && sent >= sent_before + 2 {
+                Ok(())
+            } else {
+                Err(format!("{info} {backlog:?}"))
+            }
         }
     })
     .await;
     let me = get_ok(&c, "/me", &alice).await["victoriametrics"].clone();
-    assert_eq!((me["outbox_pending"].clone(), me["outbox_oldest_hour"].clone()), (json!(1), json!(first_hour(now_hour + 3 * DAY))));
+    assert_eq!(
+        (me["outbox_pending"].clone(), me["outbox_oldest_hour"].clone()),
+        (json!(1), json!(first_hour(now_hour + 3 * DAY)))
+    );
     assert_eq!(get_ok(&c, "/me", &bob).await["victoriametrics"]["outbox_pending"], 0);
     eventually("the sent buckets agree", 60, || agree(&c, &bob, d, d + 2 * DAY)).await;
 }

@@ -66,7 +66,11 @@ impl Jwt {
         validation.validate_exp = false;
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
-        Jwt { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
+        Jwt {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
     }
 
     pub fn sign(&self, claims: &Claims) -> String {
@@ -75,7 +79,14 @@ impl Jwt {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn claims(typ: TokenType, sub: String, now: i64, ttl: u64, fam: Option<u64>, did: Option<String>) -> Claims {
+    pub fn claims(
+        typ: TokenType,
+        sub: String,
+        now: i64,
+        ttl: u64,
+        fam: Option<u64>,
+        did: Option<String>,
+    ) -> Claims {
         Claims {
             sub,
             jti: super::random::token::<16>(),
@@ -113,9 +124,13 @@ mod tests {
         let jwt = Jwt::new(b"0123456789abcdef0123456789abcdef");
         let now = 1_800_000_000;
         let access = jwt.sign(&Jwt::claims(TokenType::Access, "u".into(), now, 60, None, None));
-        let refresh = jwt.sign(&Jwt::claims(TokenType::Refresh, "u".into(), now, 600, Some(7), Some("d".into())));
+        let refresh =
+            jwt.sign(&Jwt::claims(TokenType::Refresh, "u".into(), now, 600, Some(7), Some("d".into())));
         assert_eq!(jwt.verify(&access, TokenType::Access, now).unwrap().sub, "u");
-        assert_eq!(jwt.verify(&access, TokenType::Access, now + 60).unwrap_err(), TokenError::Expired { sub: "u".into() });
+        assert_eq!(
+            jwt.verify(&access, TokenType::Access, now + 60).unwrap_err(),
+            TokenError::Expired { sub: "u".into() }
+        );
         assert_eq!(jwt.verify(&refresh, TokenType::Access, now).unwrap_err(), TokenError::WrongType);
         let r = jwt.verify(&refresh, TokenType::Refresh, now).unwrap();
         assert_eq!((r.fam, r.did.as_deref()), (Some(7), Some("d")));

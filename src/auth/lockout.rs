@@ -106,7 +106,11 @@ impl Lockout {
         if !entries.contains_key(&key) && entries.len() >= self.capacity {
             self.evict(&mut entries, now);
         }
-        let entry = entries.entry(key.clone()).or_insert_with(|| Entry { failures: VecDeque::new(), locked_until: None, last: now });
+        let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
+            failures: VecDeque::new(),
+            locked_until: None,
+            last: now,
+        });
         if let Some(until) = entry.locked_until {
             if until > now {
                 return Err(until - now);

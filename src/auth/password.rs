@@ -81,8 +81,8 @@ impl Passwords {
             let phc = phc.unwrap_or_else(|| dummy.get_or_init(dummy_hash).clone());
             verify_blocking(&password, &phc)
         })
-            .await
-            .expect("password verification does not panic");
+        .await
+        .expect("password verification does not panic");
         ok && real
     }
 }

@@ -18,7 +18,7 @@ use super::jwt::{Claims, Jwt, TokenError, TokenType};
 use crate::config::AuthConfig;
 use crate::store::tokens::{RefreshRecord, Rotation, TokenHash};
 use crate::store::users::{User, UserStatus};
-use crate::store::{now_secs, Store, StoreError};
+use crate::store::{Store, StoreError, now_secs};
 
 /// Upper bound on remembered rotations; entries also expire after the grace time.
 const MAX_REMEMBERED_ROTATIONS: usize = 100_000;
@@ -72,19 +72,43 @@ impl Tokens {
         self.jwt.verify(token, TokenType::Access, now_secs())
     }
 
-    fn make_pair(&self, user: &User, family: u64, device_id: Option<String>, now: i64) -> (TokenPair, TokenHash, RefreshRecord) {
+    fn make_pair(
+        &self,
+        user: &User,
+        family: u64,
+        device_id: Option<String>,
+        now: i64,
+    ) -> (TokenPair, TokenHash, RefreshRecord) {
         let sub = user.uuid.to_string();
-        let access = self.jwt.sign(&Jwt::claims(TokenType::Access, sub.clone(), now, self.access_ttl, None, None));
-        let refresh_claims = Jwt::claims(TokenType::Refresh, sub, now, self.refresh_ttl, Some(family), device_id.clone());
+        let access =
+            self.jwt.sign(&Jwt::claims(TokenType::Access, sub.clone(), now, self.access_ttl, None, None));
+        let refresh_claims =
+            Jwt::claims(TokenType::Refresh, sub, now, self.refresh_ttl, Some(family), device_id.clone());
         let refresh = self.jwt.sign(&refresh_claims);
         let h = hash(&refresh);
-        let rec = RefreshRecord { family, device_id, issued_at: now, expires_at: refresh_claims.exp, rotated_at: None };
-        let pair = TokenPair { access_token: access, refresh_token: refresh, token_type: "Bearer", expires_in: self.access_ttl };
+        let rec = RefreshRecord {
+            family,
+            device_id,
+            issued_at: now,
+            expires_at: refresh_claims.exp,
+            rotated_at: None,
+        };
+        let pair = TokenPair {
+            access_token: access,
+            refresh_token: refresh,
+            token_type: "Bearer",
+            expires_in: self.access_ttl,
+        };
         (pair, h, rec)
     }
 
     /// A new pair starting a new family (password login, device grant). Blocking.
-    pub fn issue(&self, store: &Store, user: &User, device_id: Option<String>) -> Result<TokenPair, StoreError> {
+    pub fn issue(
+        &self,
+        store: &Store,
+        user: &User,
+        device_id: Option<String>,
+    ) -> Result<TokenPair, StoreError> {
         let (pair, h, rec) = self.make_pair(user, super::random::u64(), device_id, now_secs());
         store.insert_refresh(user.id, h, &rec)?;
         Ok(pair)

@@ -8,7 +8,10 @@ use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
 
 use crate::sync::frame::{read_frame, write_frame};
-use crate::sync::wire::{decode, encode_frame, AuthErrPayload, AuthOkPayload, AuthPayload, MsgType, SyncAckPayload, SyncErrPayload, MAX_PAYLOAD};
+use crate::sync::wire::{
+    AuthErrPayload, AuthOkPayload, AuthPayload, MAX_PAYLOAD, MsgType, SyncAckPayload, SyncErrPayload, decode,
+    encode_frame,
+};
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -73,12 +76,19 @@ pub fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConf
     let config = match ca {
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))? {
-                roots.add(cert.map_err(|e| format!("{}: {e}", path.display()))?).map_err(|e| e.to_string())?;
+            for cert in rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+            {
+                roots
+                    .add(cert.map_err(|e| format!("{}: {e}", path.display()))?)
+                    .map_err(|e| e.to_string())?;
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
-        None => builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider))).with_no_client_auth(),
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth(),
     };
     Ok(Arc::new(config))
 }
@@ -90,8 +100,14 @@ impl BenchClient {
         let io: Box<dyn Io> = match transport {
             Transport::Plain => Box::new(tcp),
             Transport::Tls(config) => {
-                let name = rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("server name {host}: {e}"))?;
-                Box::new(tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?)
+                let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|e| format!("server name {host}: {e}"))?;
+                Box::new(
+                    tokio_rustls::TlsConnector::from(Arc::clone(config))
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| format!("TLS: {e}"))?,
+                )
             }
         };
         Ok(BenchClient { io: BufReader::new(io) })
@@ -106,7 +122,10 @@ impl BenchClient {
     pub async fn auth(&mut self, payload: &AuthPayload) -> Result<String, String> {
         match self.round_trip(&encode_frame(MsgType::Auth, payload)).await? {
             (MsgType::AuthOk, p) => Ok(decode::<AuthOkPayload>(&p).map_err(|e| e.to_string())?.device_id),
-            (MsgType::AuthErr, p) => Err(format!("AUTH refused: {}", decode::<AuthErrPayload>(&p).map_err(|e| e.to_string())?.reason)),
+            (MsgType::AuthErr, p) => Err(format!(
+                "AUTH refused: {}",
+                decode::<AuthErrPayload>(&p).map_err(|e| e.to_string())?.reason
+            )),
             (other, _) => Err(format!("unexpected reply to AUTH: {other:?}")),
         }
     }
@@ -115,7 +134,9 @@ impl BenchClient {
     pub async fn batch(&mut self, frame: &[u8]) -> Result<i64, String> {
         match self.round_trip(frame).await? {
             (MsgType::SyncAck, p) => Ok(decode::<SyncAckPayload>(&p).map_err(|e| e.to_string())?.last_ts_ms),
-            (MsgType::SyncErr, p) => Err(format!("SYNC_ERR: {}", decode::<SyncErrPayload>(&p).map_err(|e| e.to_string())?.reason)),
+            (MsgType::SyncErr, p) => {
+                Err(format!("SYNC_ERR: {}", decode::<SyncErrPayload>(&p).map_err(|e| e.to_string())?.reason))
+            }
             (other, _) => Err(format!("unexpected reply to a batch: {other:?}")),
         }
     }

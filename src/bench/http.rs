@@ -5,11 +5,7 @@ use serde_json::{Value, json};
 pub const ADMIN_PASSWORD_ENV: &str = "TOKI_BENCH_ADMIN_PASSWORD";
 
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .into()
+    ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into()
 }
 
 /// A GET with a bearer token on `agent` (kept alive between calls); returns the status and body.
@@ -20,12 +16,8 @@ pub fn get(agent: &ureq::Agent, url: &str, token: &str) -> Result<(u16, Vec<u8>)
         .call()
         .map_err(|e| format!("GET {url}: {e}"))?;
     let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .map_err(|e| format!("GET {url}: {e}"))?;
+    let body =
+        resp.body_mut().with_config().limit(64 << 20).read_to_vec().map_err(|e| format!("GET {url}: {e}"))?;
     Ok((status, body))
 }
 
@@ -34,9 +26,7 @@ fn post(url: &str, token: Option<&str>, body: &Value) -> Result<(u16, Value), St
     if let Some(t) = token {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }
-    let mut resp = req
-        .send_json(body)
-        .map_err(|e| format!("POST {url}: {e}"))?;
+    let mut resp = req.send_json(body).map_err(|e| format!("POST {url}: {e}"))?;
     let status = resp.status().as_u16();
     let value = resp.body_mut().read_json::<Value>().unwrap_or(Value::Null);
     Ok((status, value))
@@ -44,11 +34,7 @@ fn post(url: &str, token: Option<&str>, body: &Value) -> Result<(u16, Value), St
 
 pub fn login(base: &str, username: &str, password: &str) -> Result<String, String> {
     let base = base.trim_end_matches('/');
-    match post(
-        &format!("{base}/login"),
-        None,
-        &json!({ "username": username, "password": password }),
-    )? {
+    match post(&format!("{base}/login"), None, &json!({ "username": username, "password": password }))? {
         (200, v) => v["access_token"]
             .as_str()
             .map(str::to_owned)
@@ -89,8 +75,5 @@ pub fn bench_user(base: &str, admin_user: &str) -> Result<BenchUser, String> {
 pub fn existing_user(base: &str, name: &str) -> Result<BenchUser, String> {
     let env = super::query::PASSWORD_ENV;
     let password = std::env::var(env).map_err(|_| format!("--user needs the password in {env}"))?;
-    Ok(BenchUser {
-        name: name.to_owned(),
-        access_token: login(base, name, &password)?,
-    })
+    Ok(BenchUser { name: name.to_owned(), access_token: login(base, name, &password)? })
 }

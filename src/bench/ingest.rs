@@ -97,10 +97,8 @@ pub struct IngestReport {
 }
 
 pub fn run(args: IngestArgs) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let (token, user) = match (&args.token, &args.http) {
         (Some(t), _) => (t.clone(), None),
         (None, Some(url)) => {
@@ -111,9 +109,7 @@ pub fn run(args: IngestArgs) -> Result<(), String> {
             (user.access_token.clone(), Some(user))
         }
         (None, None) => {
-            return Err(
-                "give --token (or TOKI_BENCH_TOKEN), or --http with admin credentials".into(),
-            );
+            return Err("give --token (or TOKI_BENCH_TOKEN), or --http with admin credentials".into());
         }
     };
     let mut report = runtime.block_on(ingest(args.clone(), token))?;
@@ -122,10 +118,7 @@ pub fn run(args: IngestArgs) -> Result<(), String> {
         report.access_token = Some(u.access_token);
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
         if let (Some(user), Some(token)) = (&report.user, &report.access_token) {
             println!("user {user}; access token {token}");
@@ -163,11 +156,7 @@ fn resolve(server: &str) -> Result<(SocketAddr, String), String> {
         .map_err(|e| format!("--server {server}: {e}"))?
         .next()
         .ok_or_else(|| format!("--server {server}: no address"))?;
-    let host = server
-        .rsplit_once(':')
-        .map(|(h, _)| h.trim_matches(['[', ']']))
-        .unwrap_or(server)
-        .to_owned();
+    let host = server.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']'])).unwrap_or(server).to_owned();
     Ok((addr, host))
 }
 
@@ -210,11 +199,8 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
         let start = now_ms - span_ms;
         let device_frames = (0..args.batches)
             .map(|b| {
-                let batch = stream.batch(
-                    args.batch_size,
-                    start + (b * args.batch_size) as i64 * step_ms,
-                    step_ms,
-                );
+                let batch =
+                    stream.batch(args.batch_size, start + (b * args.batch_size) as i64 * step_ms, step_ms);
                 let plain = encode_frame(MsgType::SyncBatch, &batch);
                 if args.batch_size >= 100 {
                     let z = zstd::encode_all(&plain[8..], 3).expect("zstd in memory");
@@ -235,13 +221,8 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
     let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
     let mut tasks = Vec::new();
     for (d, device_frames) in frames.into_iter().enumerate() {
-        let (barrier, tx, token, transport, host) = (
-            Arc::clone(&barrier),
-            tx.clone(),
-            token.clone(),
-            transport.clone(),
-            host.clone(),
-        );
+        let (barrier, tx, token, transport, host) =
+            (Arc::clone(&barrier), tx.clone(), token.clone(), transport.clone(), host.clone());
         tasks.push(tokio::spawn(async move {
             let connected = async {
                 let mut c = BenchClient::connect(addr, &host, &transport).await?;
@@ -262,10 +243,7 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
             let mut client = match connected {
                 Ok(c) => c,
                 Err(error) => {
-                    let _ = tx.send(Outcome::Failed {
-                        batches: total,
-                        error,
-                    });
+                    let _ = tx.send(Outcome::Failed { batches: total, error });
                     return;
                 }
             };
@@ -277,10 +255,7 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
                     }
                     Err(error) => {
                         // This batch and every one after it on this device are lost.
-                        let _ = tx.send(Outcome::Failed {
-                            batches: total - i as u64,
-                            error,
-                        });
+                        let _ = tx.send(Outcome::Failed { batches: total - i as u64, error });
                         return;
                     }
                 }

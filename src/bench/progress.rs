@@ -14,11 +14,19 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(total: u64, what: &'static str) -> Progress {
-        Progress { total, what, started: Instant::now(), last_draw: None, enabled: std::io::stderr().is_terminal() && total > 0 }
+        Progress {
+            total,
+            what,
+            started: Instant::now(),
+            last_draw: None,
+            enabled: std::io::stderr().is_terminal() && total > 0,
+        }
     }
 
     pub fn update(&mut self, done: u64) {
-        if !self.enabled || self.last_draw.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) && done < self.total {
+        if !self.enabled
+            || self.last_draw.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) && done < self.total
+        {
             return;
         }
         self.last_draw = Some(Instant::now());

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde::Serialize;
 
-use super::progress::{percentile, Progress};
+use super::progress::{Progress, percentile};
 use crate::query::time::{DAY_MS, HOUR_MS};
 
 pub const PASSWORD_ENV: &str = "TOKI_BENCH_PASSWORD";
@@ -54,7 +54,10 @@ fn queries(end_ms: i64) -> Vec<(&'static str, String)> {
     let today = end_ms.div_euclid(DAY_MS) * DAY_MS / 1000;
     let usage = |start: i64, rest: &str| format!("/api/v1/usage?start={start}&end={end_s}{rest}");
     let toki = |query: &str, start: i64| {
-        let q: String = query.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+        let q: String = query
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
         format!("/api/v1/toki/query?query={q}&start={start}&end={end_s}")
     };
     vec![
@@ -80,10 +83,16 @@ pub fn run(args: QueryArgs) -> Result<(), String> {
     let token = match (&args.token, &args.user) {
         (Some(t), _) => t.clone(),
         (None, Some(user)) => {
-            let password = std::env::var(PASSWORD_ENV).map_err(|_| format!("--user needs the password in {PASSWORD_ENV}"))?;
+            let password = std::env::var(PASSWORD_ENV)
+                .map_err(|_| format!("--user needs the password in {PASSWORD_ENV}"))?;
             super::http::login(&base, user, &password)?
         }
-        (None, None) => return Err("give --token (or TOKI_BENCH_TOKEN), or --user with the password in TOKI_BENCH_PASSWORD".into()),
+        (None, None) => {
+            return Err(
+                "give --token (or TOKI_BENCH_TOKEN), or --user with the password in TOKI_BENCH_PASSWORD"
+                    .into(),
+            );
+        }
     };
     let agent = super::http::agent();
     let end_ms = crate::store::now_ms() / 1000 * 1000;
@@ -100,7 +109,10 @@ pub fn run(args: QueryArgs) -> Result<(), String> {
             let (status, body) = super::http::get(&agent, &url, &token)?;
             let elapsed = started.elapsed();
             if status != 200 {
-                return Err(format!("{name}: GET {path} answered {status}: {}", String::from_utf8_lossy(&body)));
+                return Err(format!(
+                    "{name}: GET {path} answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                ));
             }
             if i >= args.warmup {
                 times.push(elapsed);
@@ -127,7 +139,10 @@ pub fn run(args: QueryArgs) -> Result<(), String> {
     } else {
         println!("{:<45} {:>9} {:>9} {:>9} {:>10}", "query", "p50 ms", "p99 ms", "max ms", "bytes");
         for r in &reports {
-            println!("{:<45} {:>9.2} {:>9.2} {:>9.2} {:>10}", r.name, r.p50_ms, r.p99_ms, r.max_ms, r.response_bytes);
+            println!(
+                "{:<45} {:>9.2} {:>9.2} {:>9.2} {:>10}",
+                r.name, r.p50_ms, r.p99_ms, r.max_ms, r.response_bytes
+            );
         }
     }
     Ok(())

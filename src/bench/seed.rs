@@ -68,12 +68,20 @@ pub fn run(args: SeedArgs) -> Result<(), String> {
         let user = match store.user_by_name(&name).map_err(|e| e.to_string())? {
             Some(user) => user,
             None => store
-                .create_user(NewUser { username: name, role: Role::User, status: UserStatus::Active, password_hash: Some(hash.clone()), oidc_subject: None })
+                .create_user(NewUser {
+                    username: name,
+                    role: Role::User,
+                    status: UserStatus::Active,
+                    password_hash: Some(hash.clone()),
+                    oidc_subject: None,
+                })
                 .map_err(|e| e.to_string())?,
         };
         for d in 1..=args.devices_per_user {
             let key = format!("seed-device-{u}-{d}");
-            let AuthDevice::Ready(device) = store.auth_device(user.id, &key, &format!("seed-{u}-{d}"), now).map_err(|e| e.to_string())? else {
+            let AuthDevice::Ready(device) =
+                store.auth_device(user.id, &key, &format!("seed-{u}-{d}"), now).map_err(|e| e.to_string())?
+            else {
                 return Err(format!("device {key} was deleted; use a fresh data dir"));
             };
             for provider in ["claude_code", "codex"] {
@@ -87,7 +95,8 @@ pub fn run(args: SeedArgs) -> Result<(), String> {
     let start_ms = now * 1000 - span_ms;
 
     let (ingest, writer) = Ingest::start(Arc::clone(&store)).map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut progress = Progress::new(args.events, "events");
     let mut done = 0u64;
@@ -108,7 +117,9 @@ pub fn run(args: SeedArgs) -> Result<(), String> {
             sent[i] += n as u64;
             done += n as u64;
             let (ingest, user, device) = (ingest.clone(), *user, *device);
-            pending.spawn(async move { ingest.submit(BatchJob { device, user, batch }).await.map(|_| n as u64) });
+            pending.spawn(
+                async move { ingest.submit(BatchJob { device, user, batch }).await.map(|_| n as u64) },
+            );
             while pending.len() >= IN_FLIGHT {
                 if let Some(r) = pending.join_next().await {
                     r.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
@@ -135,13 +146,23 @@ pub fn run(args: SeedArgs) -> Result<(), String> {
         file_bytes: stats.file_bytes,
         bytes_per_event: stats.file_bytes as f64 / stats.events.max(1) as f64,
     };
-    Arc::try_unwrap(store).map_err(|_| "store still in use".to_owned())?.close().map_err(|e| e.to_string())?;
+    Arc::try_unwrap(store)
+        .map_err(|_| "store still in use".to_owned())?
+        .close()
+        .map_err(|e| e.to_string())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
         println!(
             "seeded {} events ({} users, {} devices, {} days) in {:.1} s ({:.0} events/s); file {} bytes, {:.1} bytes/event",
-            report.events, report.users, report.devices, args.days, report.seconds, report.events_per_sec, report.file_bytes, report.bytes_per_event
+            report.events,
+            report.users,
+            report.devices,
+            args.days,
+            report.seconds,
+            report.events_per_sec,
+            report.file_bytes,
+            report.bytes_per_event
         );
     }
     Ok(())

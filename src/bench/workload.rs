@@ -5,11 +5,22 @@ use std::collections::HashMap;
 
 use crate::sync::wire::{StoredEvent, SyncBatchPayload, SyncItem};
 
-const CLAUDE_MODELS: &[&str] = &["claude-sonnet-4-5-20250929", "claude-opus-4-1-20250805", "claude-haiku-4-5-20251001"];
+const CLAUDE_MODELS: &[&str] =
+    &["claude-sonnet-4-5-20250929", "claude-opus-4-1-20250805", "claude-haiku-4-5-20251001"];
 const CODEX_MODELS: &[&str] = &["gpt-5-codex", "gpt-5", "gpt-5-mini"];
 const PROJECTS: &[&str] = &[
-    "toki-sync", "toki", "website", "infra", "mobile-app", "data-pipeline", "docs", "billing", "search", "auth-service",
-    "ml-experiments", "dotfiles",
+    "toki-sync",
+    "toki",
+    "website",
+    "infra",
+    "mobile-app",
+    "data-pipeline",
+    "docs",
+    "billing",
+    "search",
+    "auth-service",
+    "ml-experiments",
+    "dotfiles",
 ];
 
 /// splitmix64: small, fast and good enough for synthetic data.
@@ -89,7 +100,9 @@ impl Stream {
                 self.session_no += 1;
                 self.session_left = 100 + self.rng.below(500);
                 // A few projects get most of the work.
-                self.session_project = (self.rng.below(PROJECTS.len() as u64) * self.rng.below(PROJECTS.len() as u64) / PROJECTS.len() as u64) as u32;
+                self.session_project = (self.rng.below(PROJECTS.len() as u64)
+                    * self.rng.below(PROJECTS.len() as u64)
+                    / PROJECTS.len() as u64) as u32;
                 self.session_model = if self.rng.below(3) == 0 { 1 } else { 0 };
             }
             self.session_left -= 1;
@@ -98,14 +111,24 @@ impl Stream {
             let project = proj_base + self.session_project;
             let session = session_base + (self.session_no % 4) as u32;
             let (device, session_no) = (self.device, self.session_no);
-            dict.entry(session).or_insert_with(|| format!("{device:08x}-{:04x}-4000-8000-{session_no:012x}", session_no & 0xffff));
+            dict.entry(session).or_insert_with(|| {
+                format!("{device:08x}-{:04x}-4000-8000-{session_no:012x}", session_no & 0xffff)
+            });
             let input = r.log_between(5, 20_000);
             let output = r.log_between(20, 4_000);
             let (tokens, usage_total, message_id) = if claude {
                 let cache_create = if r.below(4) == 0 { r.log_between(500, 30_000) } else { 0 };
                 let cache_read = r.log_between(1_000, 200_000);
-                let id = format!("msg_01{:016x}{:06x}", self.device.wrapping_mul(0x1000_0000) ^ self.seq, self.seq & 0xff_ffff);
-                (vec![input, output, cache_create, cache_read], input + output + cache_create + cache_read, id)
+                let id = format!(
+                    "msg_01{:016x}{:06x}",
+                    self.device.wrapping_mul(0x1000_0000) ^ self.seq,
+                    self.seq & 0xff_ffff
+                );
+                (
+                    vec![input, output, cache_create, cache_read],
+                    input + output + cache_create + cache_read,
+                    id,
+                )
             } else {
                 let cached = input / 2;
                 let reasoning = output / 3;
@@ -114,7 +137,13 @@ impl Stream {
             items.push(SyncItem {
                 ts_ms: start_ms + i as i64 * step_ms,
                 message_id,
-                event: StoredEvent { model_id: model, session_id: session, source_file_id: 0, project_name_id: project, tokens },
+                event: StoredEvent {
+                    model_id: model,
+                    session_id: session,
+                    source_file_id: 0,
+                    project_name_id: project,
+                    tokens,
+                },
                 usage_total,
                 is_correction: false,
             });
@@ -124,6 +153,11 @@ impl Stream {
         } else {
             &["input", "output", "reasoning_output", "cached_input"]
         };
-        SyncBatchPayload { items, dict, provider: self.provider.to_owned(), token_columns: columns.iter().map(|c| (*c).to_owned()).collect() }
+        SyncBatchPayload {
+            items,
+            dict,
+            provider: self.provider.to_owned(),
+            token_columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+        }
     }
 }

@@ -8,15 +8,15 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
-use super::{load_config, CommonArgs};
+use super::{CommonArgs, load_config};
 use crate::app::effective_registration_mode;
 use crate::auth::{password, rules};
 use crate::config::{Config, RegistrationMode};
 use crate::store::devices::delete_in;
 use crate::store::settings::REGISTRATION_MODE;
-use crate::store::teams::{clean_name, Team, TeamRole};
-use crate::store::users::{delete_user_in, user_in, NewUser, Role, User, UserError, UserStatus};
-use crate::store::{now_secs, Store};
+use crate::store::teams::{Team, TeamRole, clean_name};
+use crate::store::users::{NewUser, Role, User, UserError, UserStatus, delete_user_in, user_in};
+use crate::store::{Store, now_secs};
 
 #[derive(Args)]
 pub struct AdminArgs {
@@ -334,7 +334,11 @@ fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
             let store = open(config)?;
             let user = find(&store, &name)?;
             if user.status != UserStatus::Pending {
-                return Err(Failure(format!("`{}` is not waiting for approval (status: {})", user.username, user.status.as_str())));
+                return Err(Failure(format!(
+                    "`{}` is not waiting for approval (status: {})",
+                    user.username,
+                    user.status.as_str()
+                )));
             }
             store.update_user(user.id, |u| u.status = UserStatus::Active)?;
             println!("approved `{}`", user.username);
@@ -343,17 +347,22 @@ fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
             let store = open(config)?;
             let user = find(&store, &name)?;
             let id = user.id;
-            store.write(|txn| {
-                // Checked inside the transaction that deletes.
-                match user_in(txn, id)? {
-                    Some(u) if u.status == UserStatus::Pending => delete_user_in(txn, id, now_secs()).map(drop),
-                    _ => Err(UserError::NotFound),
-                }
-            })
-            .map_err(|e| match e {
-                UserError::NotFound => Failure(format!("`{}` is not waiting for approval", user.username)),
-                other => other.into(),
-            })?;
+            store
+                .write(|txn| {
+                    // Checked inside the transaction that deletes.
+                    match user_in(txn, id)? {
+                        Some(u) if u.status == UserStatus::Pending => {
+                            delete_user_in(txn, id, now_secs()).map(drop)
+                        }
+                        _ => Err(UserError::NotFound),
+                    }
+                })
+                .map_err(|e| match e {
+                    UserError::NotFound => {
+                        Failure(format!("`{}` is not waiting for approval", user.username))
+                    }
+                    other => other.into(),
+                })?;
             println!("rejected and deleted `{}`", user.username);
         }
     }
@@ -431,7 +440,8 @@ fn device(config: &Config, command: DeviceCommand) -> Result<(), Failure> {
         DeviceCommand::List { user, json } => {
             let owner = user.map(|name| find(&store, &name)).transpose()?;
             let devices = store.devices(owner.as_ref().map(|u| u.id))?;
-            let names: HashMap<u32, String> = store.users()?.into_iter().map(|u| (u.id, u.username)).collect();
+            let names: HashMap<u32, String> =
+                store.users()?.into_iter().map(|u| (u.id, u.username)).collect();
             let owner_name = |id: u32| names.get(&id).cloned().unwrap_or_default();
             if json {
                 let list: Vec<_> = devices
@@ -457,8 +467,10 @@ fn device(config: &Config, command: DeviceCommand) -> Result<(), Failure> {
             }
         }
         DeviceCommand::Delete { id } => {
-            let uuid = uuid::Uuid::try_parse(&id).map_err(|_| Failure(format!("`{id}` is not a device id; `device list` shows them")))?;
-            let device = store.device_by_uuid(uuid)?.ok_or_else(|| Failure(format!("no device with id {uuid}")))?;
+            let uuid = uuid::Uuid::try_parse(&id)
+                .map_err(|_| Failure(format!("`{id}` is not a device id; `device list` shows them")))?;
+            let device =
+                store.device_by_uuid(uuid)?.ok_or_else(|| Failure(format!("no device with id {uuid}")))?;
             store.write(|txn| delete_in(txn, device.id, now_secs()))?;
             println!("deleted device `{}` ({}) and its usage data", device.name, device.uuid);
         }
@@ -471,7 +483,11 @@ fn settings(config: &Config, command: SettingsCommand) -> Result<(), Failure> {
     match command {
         SettingsCommand::Get { key: None | Some(SettingKey::RegistrationMode) } => {
             let mode = effective_registration_mode(&store, config)?;
-            let origin = if store.setting(REGISTRATION_MODE)?.is_some() { "stored setting" } else { "configuration default" };
+            let origin = if store.setting(REGISTRATION_MODE)?.is_some() {
+                "stored setting"
+            } else {
+                "configuration default"
+            };
             println!("registration_mode = {mode} ({origin})");
         }
         SettingsCommand::Set { setting: SetCommand::RegistrationMode { mode } } => {

@@ -79,7 +79,11 @@ pub struct ServeArgs {
 
 impl CommonArgs {
     fn overrides(&self) -> Overrides {
-        Overrides { config_file: self.config.clone(), data_dir: self.data_dir.clone(), ..Overrides::default() }
+        Overrides {
+            config_file: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            ..Overrides::default()
+        }
     }
 }
 

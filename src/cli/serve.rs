@@ -3,10 +3,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use super::{init_logging, load_config, ServeArgs};
+use super::{ServeArgs, init_logging, load_config};
 use crate::bootstrap::admin_password_banner;
 use crate::config::Overrides;
-use crate::{launch, Listeners};
+use crate::{Listeners, launch};
 
 pub fn run(args: ServeArgs) -> ExitCode {
     let overrides = Overrides {
@@ -91,7 +91,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 /// A future that resolves on SIGINT or SIGTERM; the handlers are registered when this returns.
 fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     Ok(async move {

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
+use hyper::header::{ALLOW, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
 use crate::auth::lockout::retry_secs;
+use crate::store::StoreError;
 use crate::store::teams::TeamError;
 use crate::store::users::UserError;
-use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -113,7 +113,9 @@ impl From<UserError> for ApiError {
 impl From<TeamError> for ApiError {
     fn from(e: TeamError) -> Self {
         match e {
-            TeamError::NotFound | TeamError::UserNotFound | TeamError::NotMember => Self::not_found(e.to_string()),
+            TeamError::NotFound | TeamError::UserNotFound | TeamError::NotMember => {
+                Self::not_found(e.to_string())
+            }
             TeamError::DuplicateName | TeamError::AlreadyMember => Self::conflict(e.to_string()),
             TeamError::Store(s) => s.into(),
         }

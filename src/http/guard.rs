@@ -14,7 +14,10 @@ pub async fn user(app: &Arc<App>, req: &Request) -> Result<User, ApiError> {
     let token = req.bearer()?;
     let claims = app.tokens.verify_access(token).map_err(|_| ApiError::unauthorized(INVALID))?;
     let uuid = uuid::Uuid::parse_str(&claims.sub).map_err(|_| ApiError::unauthorized(INVALID))?;
-    let user = app.blocking(move |a| a.store.user_by_uuid(uuid)).await??.ok_or_else(|| ApiError::unauthorized(INVALID))?;
+    let user = app
+        .blocking(move |a| a.store.user_by_uuid(uuid))
+        .await??
+        .ok_or_else(|| ApiError::unauthorized(INVALID))?;
     match user.status {
         UserStatus::Active => Ok(user),
         UserStatus::Pending => Err(ApiError::forbidden("account is pending admin approval")),

@@ -4,12 +4,12 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use hyper::header::{HeaderMap, AUTHORIZATION};
+use hyper::header::{AUTHORIZATION, HeaderMap};
 use hyper::{Method, Uri};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::net::{canonical, Cidr};
+use crate::net::{Cidr, canonical};
 
 pub struct Request {
     pub method: Method,
@@ -27,7 +27,8 @@ impl Request {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request("request body is empty; expected a JSON object"));
         }
-        serde_json::from_slice(&self.body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 
     /// Like [`Request::json`], but an empty body gives the default value.
@@ -68,15 +69,13 @@ pub fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;

@@ -2,14 +2,17 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use hyper::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
 pub fn json(status: StatusCode, value: &impl Serialize) -> HttpResponse {
-    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{\"error\":\"internal server error\"}".to_vec());
+    let body =
+        serde_json::to_vec(value).unwrap_or_else(|_| b"{\"error\":\"internal server error\"}".to_vec());
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -62,7 +62,10 @@ pub enum Endpoint {
     AdminTeamDelete(String),
     AdminTeamMembers(String),
     AdminTeamMemberAdd(String),
-    AdminTeamMemberRemove { team: String, user: String },
+    AdminTeamMemberRemove {
+        team: String,
+        user: String,
+    },
 
     // Usage queries.
     Usage,
@@ -79,13 +82,13 @@ pub enum RouteError {
 }
 
 /// Picks the endpoint for `method` among those a path offers.
-fn pick(method: &Method, allow: &'static str, options: Vec<(Method, Endpoint)>) -> Result<Endpoint, RouteError> {
+fn pick(
+    method: &Method,
+    allow: &'static str,
+    options: Vec<(Method, Endpoint)>,
+) -> Result<Endpoint, RouteError> {
     let method = if method == Method::HEAD { &Method::GET } else { method };
-    options
-        .into_iter()
-        .find(|(m, _)| m == method)
-        .map(|(_, e)| e)
-        .ok_or(RouteError::MethodNotAllowed(allow))
+    options.into_iter().find(|(m, _)| m == method).map(|(_, e)| e).ok_or(RouteError::MethodNotAllowed(allow))
 }
 
 pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
@@ -111,7 +114,9 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         ["auth", "device", "code"] | ["device", "code"] => pick(method, "POST", vec![(post, E::DeviceCode)]),
         ["auth", "device", "token"] => pick(method, "POST", vec![(post, E::DeviceTokenReference)]),
         ["device", "token"] => pick(method, "POST", vec![(post, E::DeviceTokenClient)]),
-        ["auth", "device", "verify"] | ["device", "approve"] => pick(method, "POST", vec![(post, E::DeviceApprove)]),
+        ["auth", "device", "verify"] | ["device", "approve"] => {
+            pick(method, "POST", vec![(post, E::DeviceApprove)])
+        }
         ["device", "lookup"] => pick(method, "POST", vec![(post, E::DeviceLookup)]),
 
         ["device"] | ["login", "device"] => pick(method, "GET, HEAD", vec![(get, E::DevicePage)]),
@@ -131,17 +136,27 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         ["admin", "settings", key] => pick(method, "PUT", vec![(put, E::AdminSettingPut(s(key)))]),
         ["admin", "pending"] => pick(method, "GET, HEAD", vec![(get, E::AdminPending)]),
         ["admin", "pending", id] => pick(method, "DELETE", vec![(delete, E::AdminPendingReject(s(id)))]),
-        ["admin", "pending", id, "approve"] => pick(method, "POST", vec![(post, E::AdminPendingApprove(s(id)))]),
-        ["admin", "pending", id, "reject"] => pick(method, "POST", vec![(post, E::AdminPendingReject(s(id)))]),
+        ["admin", "pending", id, "approve"] => {
+            pick(method, "POST", vec![(post, E::AdminPendingApprove(s(id)))])
+        }
+        ["admin", "pending", id, "reject"] => {
+            pick(method, "POST", vec![(post, E::AdminPendingReject(s(id)))])
+        }
         ["admin", "server-info"] => pick(method, "GET, HEAD", vec![(get, E::AdminServerInfo)]),
         ["admin", "active"] => pick(method, "GET, HEAD", vec![(get, E::AdminActive)]),
-        ["admin", "users"] => pick(method, "GET, HEAD, POST", vec![(get, E::AdminUsers), (post, E::AdminUserCreate)]),
+        ["admin", "users"] => {
+            pick(method, "GET, HEAD, POST", vec![(get, E::AdminUsers), (post, E::AdminUserCreate)])
+        }
         ["admin", "users", id] => pick(method, "DELETE", vec![(delete, E::AdminUserDelete(s(id)))]),
         ["admin", "users", id, "role"] => pick(method, "PATCH", vec![(patch, E::AdminUserRole(s(id)))]),
-        ["admin", "users", id, "password"] => pick(method, "PATCH", vec![(patch, E::AdminUserPassword(s(id)))]),
+        ["admin", "users", id, "password"] => {
+            pick(method, "PATCH", vec![(patch, E::AdminUserPassword(s(id)))])
+        }
         ["admin", "devices"] => pick(method, "GET, HEAD", vec![(get, E::AdminDevices)]),
         ["admin", "devices", id] => pick(method, "DELETE", vec![(delete, E::AdminDeviceDelete(s(id)))]),
-        ["admin", "teams"] => pick(method, "GET, HEAD, POST", vec![(get, E::AdminTeams), (post, E::AdminTeamCreate)]),
+        ["admin", "teams"] => {
+            pick(method, "GET, HEAD, POST", vec![(get, E::AdminTeams), (post, E::AdminTeamCreate)])
+        }
         ["admin", "teams", id] => pick(method, "DELETE", vec![(delete, E::AdminTeamDelete(s(id)))]),
         ["admin", "teams", id, "members"] => pick(
             method,
@@ -156,7 +171,9 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         ["api", "v1", "toki", "query"] => pick(method, "GET, HEAD", vec![(get, E::TokiQuery)]),
         ["api", "v1", "query"] => pick(method, "GET, HEAD", vec![(get, E::PromQuery)]),
         ["api", "v1", "query_range"] => pick(method, "GET, HEAD", vec![(get, E::PromQueryRange)]),
-        ["api", "v1", "teams", team, "query_range"] => pick(method, "GET, HEAD", vec![(get, E::TeamQueryRange(s(team)))]),
+        ["api", "v1", "teams", team, "query_range"] => {
+            pick(method, "GET, HEAD", vec![(get, E::TeamQueryRange(s(team)))])
+        }
         _ => Err(RouteError::NotFound),
     }
 }
@@ -197,9 +214,18 @@ mod tests {
         assert_eq!(route(&Method::DELETE, "/me/devices/abc"), Ok(Endpoint::MyDeviceDelete("abc".into())));
         assert_eq!(route(&Method::PATCH, "/me/devices/abc/name"), Ok(Endpoint::MyDeviceRename("abc".into())));
         assert_eq!(route(&Method::GET, "/me/devices/abc"), Err(RouteError::MethodNotAllowed("DELETE")));
-        assert_eq!(route(&Method::DELETE, "/admin/pending/u1"), Ok(Endpoint::AdminPendingReject("u1".into())));
-        assert_eq!(route(&Method::POST, "/admin/pending/u1/reject"), Ok(Endpoint::AdminPendingReject("u1".into())));
-        assert_eq!(route(&Method::PUT, "/admin/settings/registration_mode"), Ok(Endpoint::AdminSettingPut("registration_mode".into())));
+        assert_eq!(
+            route(&Method::DELETE, "/admin/pending/u1"),
+            Ok(Endpoint::AdminPendingReject("u1".into()))
+        );
+        assert_eq!(
+            route(&Method::POST, "/admin/pending/u1/reject"),
+            Ok(Endpoint::AdminPendingReject("u1".into()))
+        );
+        assert_eq!(
+            route(&Method::PUT, "/admin/settings/registration_mode"),
+            Ok(Endpoint::AdminSettingPut("registration_mode".into()))
+        );
         assert_eq!(
             route(&Method::DELETE, "/admin/teams/t/members/u"),
             Ok(Endpoint::AdminTeamMemberRemove { team: "t".into(), user: "u".into() })
@@ -209,7 +235,13 @@ mod tests {
         assert_eq!(route(&Method::GET, "/api/v1/usage"), Ok(Endpoint::Usage));
         assert_eq!(route(&Method::GET, "/api/v1/toki/query"), Ok(Endpoint::TokiQuery));
         assert_eq!(route(&Method::GET, "/api/v1/query"), Ok(Endpoint::PromQuery));
-        assert_eq!(route(&Method::POST, "/api/v1/query_range"), Err(RouteError::MethodNotAllowed("GET, HEAD")));
-        assert_eq!(route(&Method::GET, "/api/v1/teams/t1/query_range"), Ok(Endpoint::TeamQueryRange("t1".into())));
+        assert_eq!(
+            route(&Method::POST, "/api/v1/query_range"),
+            Err(RouteError::MethodNotAllowed("GET, HEAD"))
+        );
+        assert_eq!(
+            route(&Method::GET, "/api/v1/teams/t1/query_range"),
+            Ok(Endpoint::TeamQueryRange("t1".into()))
+        );
     }
 }

@@ -20,9 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::error::{ApiError, ErrorNote};
-use super::request::{client_ip, Request};
-use super::response::{apply_security_headers, HttpResponse};
-use super::router::{route, RouteError};
+use super::request::{Request, client_ip};
+use super::response::{HttpResponse, apply_security_headers};
+use super::router::{RouteError, route};
 use crate::app::App;
 use crate::shutdown::ShutdownSignal;
 
@@ -89,7 +89,11 @@ async fn refuse_busy(mut stream: TcpStream) {
     .await;
 }
 
-async fn handle(app: Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) -> Result<HttpResponse, Infallible> {
+async fn handle(
+    app: Arc<App>,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Result<HttpResponse, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -104,7 +108,11 @@ async fn handle(app: Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) 
     Ok(resp)
 }
 
-async fn process(app: &Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) -> Result<HttpResponse, ApiError> {
+async fn process(
+    app: &Arc<App>,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
     let endpoint = match route(req.method(), req.uri().path()) {
         Ok(e) => e,
         Err(RouteError::NotFound) => return Err(ApiError::not_found("not found")),

@@ -6,16 +6,18 @@ use std::ops::Bound;
 
 use redb::{ReadableTable, WriteTransaction};
 
-use crate::fasthash::FxHashMap;
 use super::intern::Interner;
 use super::recent::RecentIds;
 use super::{BatchJob, IngestError};
+use crate::fasthash::FxHashMap;
+use crate::store::StoreError;
 use crate::store::codec::Record;
-use crate::store::events::{hour_of, id_hash, EventKey, EventRecord, RollupDelta, RollupKey, RollupRecord, RECENT_SPILL};
+use crate::store::events::{
+    EventKey, EventRecord, RECENT_SPILL, RollupDelta, RollupKey, RollupRecord, hour_of, id_hash,
+};
 use crate::store::schema::{CURSORS, DEVICES, EVENTS, ROLLUPS};
 use crate::store::streams::stream_in;
 use crate::store::vm_outbox;
-use crate::store::StoreError;
 use crate::sync::wire::MAX_TOKEN_COLUMNS;
 
 /// The provider whose message ids identify a message across its streaming versions.
@@ -159,7 +161,11 @@ pub fn apply_batch(
             // Project id 0 means "no project", even though 0 is also a real dict entry.
             project: if ev.project_name_id == 0 { 0 } else { resolve(&mut st.interner, ev.project_name_id)? },
             // Tokens are read by column name; values beyond the shorter list are dropped.
-            tokens: columns.iter().zip(&ev.tokens).filter_map(|(c, n)| c.filter(|_| *n > 0).map(|c| (c, *n))).collect(),
+            tokens: columns
+                .iter()
+                .zip(&ev.tokens)
+                .filter_map(|(c, n)| c.filter(|_| *n > 0).map(|c| (c, *n)))
+                .collect(),
             usage_total: item.usage_total,
         };
         let message_id = match item.message_id.find(':') {
@@ -175,7 +181,9 @@ pub fn apply_batch(
             // spill table.
             let known = match st.recent.get(stream, hash) {
                 Some(ts) => Some(ts),
-                None if st.recent.spilled(stream) => txn.open_table(RECENT_SPILL)?.get((stream, hash))?.map(|v| v.value()),
+                None if st.recent.spilled(stream) => {
+                    txn.open_table(RECENT_SPILL)?.get((stream, hash))?.map(|v| v.value())
+                }
                 None => None,
             };
             match known {

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use redb::WriteTransaction;
 
-use crate::store::strings::{clip, intern_in};
 use crate::store::StoreError;
+use crate::store::strings::{clip, intern_in};
 
 /// The cache is dropped and refilled from the file when it grows past this many strings
 /// (session ids are many and mostly used for a short time).

@@ -12,15 +12,15 @@ pub mod recent;
 mod writer;
 
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::WriteTransaction;
 use tokio::sync::{mpsc, oneshot};
 
-pub use apply::{Applied, CLAUDE_CODE};
 use crate::store::{Store, StoreError};
 use crate::sync::wire::SyncBatchPayload;
+pub use apply::{Applied, CLAUDE_CODE};
 
 /// Jobs waiting for the writer. A full queue makes sessions wait (back-pressure) instead of
 /// growing without bound.
@@ -95,7 +95,11 @@ pub struct WriterStats {
 
 impl WriterStats {
     pub fn snapshot(&self) -> (u64, u64, u64) {
-        (self.commits.load(Ordering::Relaxed), self.batches.load(Ordering::Relaxed), self.items.load(Ordering::Relaxed))
+        (
+            self.commits.load(Ordering::Relaxed),
+            self.batches.load(Ordering::Relaxed),
+            self.items.load(Ordering::Relaxed),
+        )
     }
 }
 

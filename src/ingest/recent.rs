@@ -69,7 +69,9 @@ impl RecentIds {
                 continue;
             }
             last = Some(*stream);
-            if self.streams.get(stream).is_some_and(|s| s.ids.len() > MAX_PER_STREAM) && !over.contains(stream) {
+            if self.streams.get(stream).is_some_and(|s| s.ids.len() > MAX_PER_STREAM)
+                && !over.contains(stream)
+            {
                 over.push(*stream);
             }
         }

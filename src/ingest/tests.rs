@@ -5,7 +5,7 @@ use redb::ReadableTableMetadata;
 
 use super::*;
 use crate::store::codec::Record;
-use crate::store::devices::{delete_in, AuthDevice};
+use crate::store::devices::{AuthDevice, delete_in};
 use crate::store::events::RollupRecord;
 use crate::store::schema::{EVENTS, ROLLUPS};
 use crate::sync::wire::{StoredEvent, SyncItem};
@@ -55,7 +55,9 @@ impl Fixture {
         let t = txn.open_table(ROLLUPS).unwrap();
         let names = self.store.strings().unwrap();
         let (mut events, mut total, mut cols) = (0, 0, HashMap::new());
-        for row in t.range((user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX)).unwrap() {
+        for row in
+            t.range((user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX)).unwrap()
+        {
             let (_, v) = row.unwrap();
             let r = RollupRecord::decode(v.value()).unwrap();
             events += r.events;
@@ -72,7 +74,13 @@ fn item(ts: i64, id: &str, model: u32, tokens: &[u64]) -> SyncItem {
     SyncItem {
         ts_ms: ts,
         message_id: id.into(),
-        event: StoredEvent { model_id: model, session_id: 1, source_file_id: 2, project_name_id: 3, tokens: tokens.to_vec() },
+        event: StoredEvent {
+            model_id: model,
+            session_id: 1,
+            source_file_id: 2,
+            project_name_id: 3,
+            tokens: tokens.to_vec(),
+        },
         usage_total: tokens.iter().sum(),
         is_correction: false,
     }
@@ -86,7 +94,12 @@ fn batch(provider: &str, items: Vec<SyncItem>) -> SyncBatchPayload {
     };
     SyncBatchPayload {
         items,
-        dict: HashMap::from([(0, "model-a".into()), (1, "session-1".into()), (3, "proj".into()), (9, "model-b".into())]),
+        dict: HashMap::from([
+            (0, "model-a".into()),
+            (1, "session-1".into()),
+            (3, "proj".into()),
+            (9, "model-b".into()),
+        ]),
         provider: provider.into(),
         token_columns: columns.into_iter().map(String::from).collect(),
     }
@@ -100,7 +113,16 @@ async fn send(f: &Fixture, device: u32, user: u32, b: SyncBatchPayload) -> Batch
 async fn claude_versions_replace_and_retransmissions_dedup() {
     let f = fixture();
     let d = f.device(1, "k");
-    let out = send(&f, d, 1, batch("claude_code", vec![item(1000, "msg_a:0", 0, &[10, 1, 0, 0]), item(1000, "msg_b", 0, &[5, 5, 0, 0])])).await;
+    let out = send(
+        &f,
+        d,
+        1,
+        batch(
+            "claude_code",
+            vec![item(1000, "msg_a:0", 0, &[10, 1, 0, 0]), item(1000, "msg_b", 0, &[5, 5, 0, 0])],
+        ),
+    )
+    .await;
     assert_eq!(out.cursor, 1000);
     assert_eq!((out.applied.inserted, out.applied.duplicates), (2, 0));
     // Resend: nothing doubles.
@@ -125,7 +147,14 @@ async fn claude_versions_replace_and_retransmissions_dedup() {
         &f,
         d,
         1,
-        batch("claude_code", vec![item(3000, "msg_c", 0, &[1, 0, 0, 0]), item(3100, "msg_c", 0, &[1, 2, 0, 0]), item(3100, "msg_c", 0, &[1, 2, 0, 0])]),
+        batch(
+            "claude_code",
+            vec![
+                item(3000, "msg_c", 0, &[1, 0, 0, 0]),
+                item(3100, "msg_c", 0, &[1, 2, 0, 0]),
+                item(3100, "msg_c", 0, &[1, 2, 0, 0]),
+            ],
+        ),
     )
     .await;
     assert_eq!((out.applied.inserted, out.applied.replaced, out.applied.duplicates), (1, 1, 1));
@@ -146,7 +175,16 @@ async fn a_retransmitted_stored_version_followed_by_a_later_one_replaces_it() {
     let d = f.device(1, "k");
     send(&f, d, 1, batch("claude_code", vec![item(100, "msg_x", 0, &[10, 0, 0, 0])])).await;
     // The client resends the stored version and then a newer one in the same batch.
-    let out = send(&f, d, 1, batch("claude_code", vec![item(100, "msg_x", 0, &[10, 0, 0, 0]), item(200, "msg_x", 0, &[25, 5, 0, 0])])).await;
+    let out = send(
+        &f,
+        d,
+        1,
+        batch(
+            "claude_code",
+            vec![item(100, "msg_x", 0, &[10, 0, 0, 0]), item(200, "msg_x", 0, &[25, 5, 0, 0])],
+        ),
+    )
+    .await;
     assert_eq!(out.applied.replaced, 1);
     assert_eq!(f.event_count(), 1, "only the newest version is stored");
     let (events, total, cols) = f.totals(1);
@@ -157,7 +195,11 @@ async fn a_retransmitted_stored_version_followed_by_a_later_one_replaces_it() {
 async fn codex_and_empty_ids_include_ts_in_identity() {
     let f = fixture();
     let d = f.device(1, "k");
-    let items = vec![item(100, "codex", 0, &[10, 2, 1, 4]), item(200, "codex", 0, &[10, 2, 1, 4]), item(300, "sess-uuid", 0, &[1, 1, 0, 0])];
+    let items = vec![
+        item(100, "codex", 0, &[10, 2, 1, 4]),
+        item(200, "codex", 0, &[10, 2, 1, 4]),
+        item(300, "sess-uuid", 0, &[1, 1, 0, 0]),
+    ];
     send(&f, d, 1, batch("codex", items.clone())).await;
     let out = send(&f, d, 1, batch("codex", items)).await;
     assert_eq!(out.applied.duplicates, 3);
@@ -167,7 +209,13 @@ async fn codex_and_empty_ids_include_ts_in_identity() {
     assert_eq!(cols["reasoning_output"], 2);
     assert_eq!(cols["cached_input"], 8);
     // Claude events without an id are also kept per ts.
-    send(&f, d, 1, batch("claude_code", vec![item(10, "", 0, &[1, 0, 0, 0]), item(11, "", 0, &[1, 0, 0, 0])])).await;
+    send(
+        &f,
+        d,
+        1,
+        batch("claude_code", vec![item(10, "", 0, &[1, 0, 0, 0]), item(11, "", 0, &[1, 0, 0, 0])]),
+    )
+    .await;
     assert_eq!(f.event_count(), 5);
     // Unknown providers are stored as given.
     let out = send(&f, d, 1, batch("gemini", vec![item(5, "x", 0, &[1, 0, 0, 0])])).await;
@@ -218,7 +266,14 @@ async fn deleted_devices_and_exec_jobs() {
     assert_eq!(f.event_count(), 1);
     assert_eq!(f.totals(1).2["input"], 2);
     assert_eq!(f.store.cursor(d1, "claude_code").unwrap(), 0);
-    let gone = f.ingest.submit(BatchJob { device: d1, user: 1, batch: batch("claude_code", vec![item(2, "b", 0, &[1, 0, 0, 0])]) }).await;
+    let gone = f
+        .ingest
+        .submit(BatchJob {
+            device: d1,
+            user: 1,
+            batch: batch("claude_code", vec![item(2, "b", 0, &[1, 0, 0, 0])]),
+        })
+        .await;
     assert!(matches!(gone, Err(IngestError::DeviceGone)));
     // An exec error aborts only its own transaction.
     let err = f.ingest.exec(|_| Err::<(), _>(StoreError::Corrupt("nope".into()))).await;
@@ -240,8 +295,13 @@ async fn concurrent_batches_share_commits() {
         let d = *d;
         tasks.push(tokio::spawn(async move {
             for b in 0..10 {
-                let items = (0..100).map(|n| item(1 + b * 1000 + n, &format!("m{i}-{b}-{n}"), 0, &[1, 1, 0, 0])).collect();
-                ingest.submit(BatchJob { device: d, user: 1, batch: batch("claude_code", items) }).await.unwrap();
+                let items = (0..100)
+                    .map(|n| item(1 + b * 1000 + n, &format!("m{i}-{b}-{n}"), 0, &[1, 1, 0, 0]))
+                    .collect();
+                ingest
+                    .submit(BatchJob { device: d, user: 1, batch: batch("claude_code", items) })
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -265,34 +325,59 @@ async fn dedup_holds_after_the_recent_index_overflows_and_after_a_restart() {
     // A flood of distinct ids at one constant ts (the time window never prunes them).
     let flood = MAX_PER_STREAM + 5_000;
     for chunk in 0..flood.div_ceil(20_000) {
-        let items = (chunk * 20_000..((chunk + 1) * 20_000).min(flood)).map(|i| item(20, &format!("flood-{i}"), 0, &[1, 0, 0, 0])).collect();
+        let items = (chunk * 20_000..((chunk + 1) * 20_000).min(flood))
+            .map(|i| item(20, &format!("flood-{i}"), 0, &[1, 0, 0, 0]))
+            .collect();
         send(&f, device, user, batch(CLAUDE_CODE, items)).await;
     }
-    let spilled = f.store.read().unwrap().open_table(crate::store::events::RECENT_SPILL).unwrap().len().unwrap();
+    let spilled =
+        f.store.read().unwrap().open_table(crate::store::events::RECENT_SPILL).unwrap().len().unwrap();
     assert!(spilled > 0, "the flood overflowed the in-memory index");
     let events = 1 + flood as u64;
     assert_eq!(f.event_count(), events);
 
     // A later version replaces the evicted one, an older one is ignored, and a flood id sent
     // again (evicted or not) is a retransmission.
-    let out = send(&f, device, user, batch(CLAUDE_CODE, vec![item(30, "msg_target", 0, &[7, 0, 0, 0]), item(5, "flood-0", 0, &[9, 9, 9, 9])])).await;
+    let out = send(
+        &f,
+        device,
+        user,
+        batch(
+            CLAUDE_CODE,
+            vec![item(30, "msg_target", 0, &[7, 0, 0, 0]), item(5, "flood-0", 0, &[9, 9, 9, 9])],
+        ),
+    )
+    .await;
     assert_eq!((out.applied.replaced, out.applied.stale), (1, 1));
     assert_eq!(f.event_count(), events);
     assert_eq!(f.totals(user).2["input"], 7 + flood as u64);
 
     // After a restart the index is rebuilt within its cap and the spill table still answers.
     let f = f.restart();
-    let out = send(&f, device, user, batch(CLAUDE_CODE, vec![item(40, "msg_target", 0, &[8, 0, 0, 0]), item(6, "flood-1", 0, &[5, 0, 0, 0])])).await;
+    let out = send(
+        &f,
+        device,
+        user,
+        batch(
+            CLAUDE_CODE,
+            vec![item(40, "msg_target", 0, &[8, 0, 0, 0]), item(6, "flood-1", 0, &[5, 0, 0, 0])],
+        ),
+    )
+    .await;
     assert_eq!((out.applied.replaced, out.applied.stale), (1, 1));
     assert_eq!(f.event_count(), events);
     assert_eq!(f.totals(user).2["input"], 8 + flood as u64);
 
     // Deleting the device removes its spill rows.
-    f.ingest.exec(move |ctx| {
-        ctx.forget_device(device);
-        delete_in(ctx.txn, device, 1)
-    })
-    .await
-    .unwrap();
-    assert_eq!(f.store.read().unwrap().open_table(crate::store::events::RECENT_SPILL).unwrap().len().unwrap(), 0);
+    f.ingest
+        .exec(move |ctx| {
+            ctx.forget_device(device);
+            delete_in(ctx.txn, device, 1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.read().unwrap().open_table(crate::store::events::RECENT_SPILL).unwrap().len().unwrap(),
+        0
+    );
 }

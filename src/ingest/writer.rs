@@ -2,13 +2,13 @@
 //! answer. If a batch fails to apply, the group is rolled back and its batches are retried one
 //! transaction each, so one bad batch cannot fail the others.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use redb::ReadableTable;
 use tokio::sync::{mpsc, oneshot};
 
-use super::apply::{apply_batch, cursor_in, Pending, WriterState, CLAUDE_CODE};
+use super::apply::{CLAUDE_CODE, Pending, WriterState, apply_batch, cursor_in};
 use super::recent::{MAX_PER_STREAM, WINDOW_MS};
 use super::{BatchJob, BatchOutcome, BatchReply, ExecCtx, ExecFn, ExecResult, IngestError, Job, WriterStats};
 use crate::store::events::RECENT_SPILL;
@@ -182,7 +182,10 @@ fn try_group(
     }
     let evicted = state.recent.evict_over_cap();
     if !evicted.is_empty() {
-        tracing::debug!(ids = evicted.len(), "recent message index over its cap; oldest ids moved to the data file");
+        tracing::debug!(
+            ids = evicted.len(),
+            "recent message index over its cap; oldest ids moved to the data file"
+        );
         let mut spill = txn.open_table(RECENT_SPILL)?;
         for (stream, hash, ts) in evicted {
             spill.insert((stream, hash), ts)?;

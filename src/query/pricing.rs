@@ -156,14 +156,22 @@ fn parse_overrides(text: &str) -> Result<Vec<(String, Price)>, String> {
     }
     let mut out = Vec::with_capacity(models.len());
     for (name, value) in models {
-        let name_ok = !name.trim().is_empty() && name.chars().count() <= MAX_NAME_CHARS && !name.chars().any(char::is_control);
+        let name_ok = !name.trim().is_empty()
+            && name.chars().count() <= MAX_NAME_CHARS
+            && !name.chars().any(char::is_control);
         if !name_ok {
-            return Err(format!("model name {name:?} must be 1-{MAX_NAME_CHARS} characters without control characters"));
+            return Err(format!(
+                "model name {name:?} must be 1-{MAX_NAME_CHARS} characters without control characters"
+            ));
         }
-        let entry = value.as_table().ok_or_else(|| format!("models.\"{name}\" must be a table with input, output, cache_write and cache_read"))?;
+        let entry = value.as_table().ok_or_else(|| {
+            format!("models.\"{name}\" must be a table with input, output, cache_write and cache_read")
+        })?;
         const FIELDS: [&str; 4] = ["input", "output", "cache_write", "cache_read"];
         if let Some(k) = entry.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(format!("models.\"{name}\": unknown key `{k}`; the keys are input, output, cache_write, cache_read (USD per million tokens)"));
+            return Err(format!(
+                "models.\"{name}\": unknown key `{k}`; the keys are input, output, cache_write, cache_read (USD per million tokens)"
+            ));
         }
         let field = |k: &str| -> Result<f64, String> {
             let v = entry.get(k).ok_or_else(|| format!("models.\"{name}\": `{k}` is missing (USD per million tokens; write 0 if there is no such price)"))?;
@@ -173,11 +181,16 @@ fn parse_overrides(text: &str) -> Result<Vec<(String, Price)>, String> {
                 _ => return Err(format!("models.\"{name}\".{k} must be a number, got {v}")),
             };
             if !n.is_finite() || !(0.0..=MAX_USD_PER_MTOK).contains(&n) {
-                return Err(format!("models.\"{name}\".{k} must be from 0 to {MAX_USD_PER_MTOK} (USD per million tokens), got {n}"));
+                return Err(format!(
+                    "models.\"{name}\".{k} must be from 0 to {MAX_USD_PER_MTOK} (USD per million tokens), got {n}"
+                ));
             }
             Ok(n)
         };
-        out.push((name.trim().to_lowercase(), p(field("input")?, field("output")?, field("cache_write")?, field("cache_read")?)));
+        out.push((
+            name.trim().to_lowercase(),
+            p(field("input")?, field("output")?, field("cache_write")?, field("cache_read")?),
+        ));
     }
     Ok(out)
 }
@@ -243,7 +256,8 @@ mod tests {
         }
         // A dot is part of a version, never the end of a family: an unlisted version is unpriced
         // rather than priced as its major version.
-        for model in ["gpt-5.3-codex", "gpt-5.3", "gpt-5.10", "gpt-4.5-preview", "o3.5", "claude-sonnet-4.7"] {
+        for model in ["gpt-5.3-codex", "gpt-5.3", "gpt-5.10", "gpt-4.5-preview", "o3.5", "claude-sonnet-4.7"]
+        {
             assert_eq!(t.find(model), None, "{model}");
         }
         assert_eq!(t.find(""), None);
@@ -277,8 +291,14 @@ mod tests {
         assert_eq!(t.find("claude-opus-4-1").unwrap().input, 15.0, "other built-ins stay");
         for (text, needle) in [
             ("[models.x]\ninput = 1\noutput = 1\ncache_write = 0\n", "`cache_read` is missing"),
-            ("[models.x]\ninput = 1\noutput = 1\ncache_write = 0\ncache_read = 0\ncache = 1\n", "unknown key `cache`"),
-            ("[models.x]\ninput = -1\noutput = 1\ncache_write = 0\ncache_read = 0\n", "models.\"x\".input must be from 0"),
+            (
+                "[models.x]\ninput = 1\noutput = 1\ncache_write = 0\ncache_read = 0\ncache = 1\n",
+                "unknown key `cache`",
+            ),
+            (
+                "[models.x]\ninput = -1\noutput = 1\ncache_write = 0\ncache_read = 0\n",
+                "models.\"x\".input must be from 0",
+            ),
             ("[models.x]\ninput = \"1\"\noutput = 1\ncache_write = 0\ncache_read = 0\n", "must be a number"),
             ("[model.x]\ninput = 1\n", "unknown top-level key `model`"),
             ("[models\n", "not valid TOML"),

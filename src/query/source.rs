@@ -64,7 +64,13 @@ impl Reader {
 
 impl UsageTables {
     /// Every rollup bucket of `user` with an hour in `[from_hour, to_hour)`, in key order.
-    pub fn rollups<E: From<StoreError>>(&self, user: u32, from_hour: u32, to_hour: u32, mut f: impl FnMut(&Usage<'_>) -> Result<(), E>) -> Result<(), E> {
+    pub fn rollups<E: From<StoreError>>(
+        &self,
+        user: u32,
+        from_hour: u32,
+        to_hour: u32,
+        mut f: impl FnMut(&Usage<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
         if from_hour >= to_hour {
             return Ok(());
         }
@@ -90,13 +96,23 @@ impl UsageTables {
     }
 
     /// Every event of `user` (all devices and providers) with `from_ms <= ts < to_ms`.
-    pub fn events<E: From<StoreError>>(&self, user: u32, from_ms: i64, to_ms: i64, mut f: impl FnMut(&Usage<'_>) -> Result<(), E>) -> Result<(), E> {
+    pub fn events<E: From<StoreError>>(
+        &self,
+        user: u32,
+        from_ms: i64,
+        to_ms: i64,
+        mut f: impl FnMut(&Usage<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
         if from_ms >= to_ms {
             return Ok(());
         }
         let next_user = user.checked_add(1).map_or(Bound::Unbounded, |n| Bound::Excluded((n, "")));
         let mut devices = Vec::new();
-        for row in self.device_keys.range::<(u32, &str)>((Bound::Included((user, "")), next_user)).map_err(StoreError::from)? {
+        for row in self
+            .device_keys
+            .range::<(u32, &str)>((Bound::Included((user, "")), next_user))
+            .map_err(StoreError::from)?
+        {
             devices.push(row.map_err(StoreError::from)?.1.value());
         }
         for device in devices {
@@ -108,7 +124,9 @@ impl UsageTables {
                 .collect::<Result<_, _>>()
                 .map_err(StoreError::from)?;
             for (provider, stream) in streams {
-                for row in self.events.range((stream, from_ms, 0)..(stream, to_ms, 0)).map_err(StoreError::from)? {
+                for row in
+                    self.events.range((stream, from_ms, 0)..(stream, to_ms, 0)).map_err(StoreError::from)?
+                {
                     let (k, v) = row.map_err(StoreError::from)?;
                     let e = EventRecord::decode(v.value()).map_err(StoreError::from)?;
                     f(&Usage {
@@ -131,7 +149,13 @@ impl UsageTables {
 
     /// Usage of `user` in `[from_ms, to_ms)` at millisecond precision: rollups for the whole
     /// hours inside the window, events for the partial hours at its edges.
-    pub fn window<E: From<StoreError>>(&self, user: u32, from_ms: i64, to_ms: i64, mut f: impl FnMut(&Usage<'_>) -> Result<(), E>) -> Result<(), E> {
+    pub fn window<E: From<StoreError>>(
+        &self,
+        user: u32,
+        from_ms: i64,
+        to_ms: i64,
+        mut f: impl FnMut(&Usage<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
         if from_ms >= to_ms {
             return Ok(());
         }

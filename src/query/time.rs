@@ -38,11 +38,7 @@ pub fn parse_instant(s: &str) -> Result<i64, String> {
 }
 
 fn check_range(ms: i64) -> Result<i64, String> {
-    if (0..=MAX_MS).contains(&ms) {
-        Ok(ms)
-    } else {
-        Err("must lie between 1970-01-01 and 9999-12-31".into())
-    }
+    if (0..=MAX_MS).contains(&ms) { Ok(ms) } else { Err("must lie between 1970-01-01 and 9999-12-31".into()) }
 }
 
 /// RFC 3339, also when a query string turned the `+` of the offset into a space.
@@ -74,11 +70,13 @@ pub fn parse_toki_time(s: &str, end: bool) -> Result<i64, String> {
     let ms = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         match s.len() {
             8 => day(Date::parse(s, format_description!("[year][month][day]")).map_err(|_| bad())?),
-            14 => PrimitiveDateTime::parse(s, format_description!("[year][month][day][hour][minute][second]"))
-                .map_err(|_| bad())?
-                .assume_utc()
-                .unix_timestamp()
-                .saturating_mul(1000),
+            14 => {
+                PrimitiveDateTime::parse(s, format_description!("[year][month][day][hour][minute][second]"))
+                    .map_err(|_| bad())?
+                    .assume_utc()
+                    .unix_timestamp()
+                    .saturating_mul(1000)
+            }
             13 => s.parse().map_err(|_| bad())?,
             1..=10 => s.parse::<i64>().map_err(|_| bad())? * 1000,
             _ => return Err(bad()),
@@ -88,9 +86,15 @@ pub fn parse_toki_time(s: &str, end: bool) -> Result<i64, String> {
     } else if let Ok(d) = Date::parse(s, format_description!("[year]-[month]-[day]")) {
         day(d)
     } else {
-        let t = PrimitiveDateTime::parse(s, format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"))
-            .or_else(|_| PrimitiveDateTime::parse(s, format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")))
-            .map_err(|_| bad())?;
+        let t =
+            PrimitiveDateTime::parse(s, format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"))
+                .or_else(|_| {
+                    PrimitiveDateTime::parse(
+                        s,
+                        format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+                    )
+                })
+                .map_err(|_| bad())?;
         t.assume_utc().unix_timestamp().saturating_mul(1000)
     };
     check_range(ms)
@@ -99,8 +103,15 @@ pub fn parse_toki_time(s: &str, end: bool) -> Result<i64, String> {
 /// A duration: integers with units in descending order, e.g. `1d12h`, `90m`, `2w`, `500ms`
 /// (units `y` = 365 d, `w`, `d`, `h`, `m`, `s`, `ms`). Returns milliseconds (at least 1).
 pub fn parse_duration(s: &str) -> Result<i64, String> {
-    const UNITS: &[(&str, i64)] =
-        &[("y", 365 * DAY_MS), ("w", 7 * DAY_MS), ("d", DAY_MS), ("h", HOUR_MS), ("ms", 1), ("m", 60_000), ("s", SECOND_MS)];
+    const UNITS: &[(&str, i64)] = &[
+        ("y", 365 * DAY_MS),
+        ("w", 7 * DAY_MS),
+        ("d", DAY_MS),
+        ("h", HOUR_MS),
+        ("ms", 1),
+        ("m", 60_000),
+        ("s", SECOND_MS),
+    ];
     let bad = || format!("expected a duration such as 1h, 7d, 1d12h or 30m, got {s:?}");
     let mut rest = s.trim();
     if rest.is_empty() {
@@ -121,7 +132,11 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         }
         last_unit = *size;
         rest = &rest[unit.len()..];
-        total = n.checked_mul(*size).and_then(|v| total.checked_add(v)).filter(|t| *t <= MAX_MS).ok_or_else(bad)?;
+        total = n
+            .checked_mul(*size)
+            .and_then(|v| total.checked_add(v))
+            .filter(|t| *t <= MAX_MS)
+            .ok_or_else(bad)?;
     }
     if total == 0 {
         return Err(format!("{s:?} is zero; a duration must be positive"));
@@ -142,7 +157,10 @@ pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
         _ => return Err(bad()),
     };
     let digits: String = rest.chars().filter(|c| *c != ':').collect();
-    if !digits.bytes().all(|b| b.is_ascii_digit()) || !(digits.len() == 2 || digits.len() == 4) || rest.matches(':').count() > 1 {
+    if !digits.bytes().all(|b| b.is_ascii_digit())
+        || !(digits.len() == 2 || digits.len() == 4)
+        || rest.matches(':').count() > 1
+    {
         return Err(bad());
     }
     if rest.contains(':') && rest.find(':') != Some(2) {
@@ -188,7 +206,9 @@ mod tests {
         assert_eq!(parse_instant("1774693800.5"), Ok(T + 500));
         assert_eq!(parse_instant("1774693800000"), Ok(T));
         assert_eq!(parse_instant("0"), Ok(0));
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "-5", "1e400", "nan", "99999999999999999999", "1-2"] {
+        for bad in
+            ["", "yesterday", "2026-13-01T00:00:00Z", "-5", "1e400", "nan", "99999999999999999999", "1-2"]
+        {
             assert!(parse_instant(bad).is_err(), "{bad}");
         }
         assert!(parse_instant("abc").unwrap_err().contains("RFC 3339"));

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::columns::{Column, STANDARD};
 use super::pricing::{Price, PriceTable};
-use super::source::{hour_u32, Names, Reader, Usage};
+use super::source::{Names, Reader, Usage, hour_u32};
 use super::time::{self, DAY_MS, HOUR_MS};
 use crate::fasthash::FxHashMap;
 use crate::store::{Store, StoreError};
@@ -149,8 +149,9 @@ impl UsageParams {
         };
         let mut group_by = Vec::new();
         for part in get("group_by").unwrap_or_default().split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let key = GroupKey::parse(part)
-                .ok_or_else(|| param_err("group_by", format!("unknown key {part:?}; use any of {}", GroupKey::NAMES)))?;
+            let key = GroupKey::parse(part).ok_or_else(|| {
+                param_err("group_by", format!("unknown key {part:?}; use any of {}", GroupKey::NAMES))
+            })?;
             if !group_by.contains(&key) {
                 group_by.push(key);
             }
@@ -161,7 +162,10 @@ impl UsageParams {
             if points > MAX_POINTS {
                 return Err(param_err(
                     "step",
-                    format!("{} over this window gives {points} points (at most {MAX_POINTS}); use a coarser step or a shorter window", step.as_str()),
+                    format!(
+                        "{} over this window gives {points} points (at most {MAX_POINTS}); use a coarser step or a shorter window",
+                        step.as_str()
+                    ),
                 ));
             }
         }
@@ -274,7 +278,12 @@ impl Acc {
 type GroupIds = [u32; 6];
 
 /// Runs a usage query for the rollups of `users`.
-pub fn run(store: &Store, prices: &PriceTable, users: &[u32], p: &UsageParams) -> Result<UsageReport, UsageError> {
+pub fn run(
+    store: &Store,
+    prices: &PriceTable,
+    users: &[u32],
+    p: &UsageParams,
+) -> Result<UsageReport, UsageError> {
     let Reader { usage, mut names } = Reader::new(store)?;
     let mut columns: FxHashMap<u32, Column> = FxHashMap::default();
     let mut model_prices: FxHashMap<u32, Option<Price>> = FxHashMap::default();
@@ -301,11 +310,17 @@ pub fn run(store: &Store, prices: &PriceTable, users: &[u32], p: &UsageParams) -
             // Each column's kind, looked up once per record.
             kinds.clear();
             kinds.extend(u.tokens.iter().map(|(c, _)| columns[c]));
-            let cached_input = u.tokens.iter().zip(&kinds).find(|(_, k)| **k == Column::CachedInput).map_or(0, |((_, n), _)| *n);
+            let cached_input = u
+                .tokens
+                .iter()
+                .zip(&kinds)
+                .find(|(_, k)| **k == Column::CachedInput)
+                .map_or(0, |((_, n), _)| *n);
             if price.is_none() && !u.tokens.is_empty() {
                 unpriced.insert(u.model);
             }
-            let cost_of = |kind: Column, n: u64| price.map_or(0.0, |pr| pr.column_cost(kind, n, cached_input));
+            let cost_of =
+                |kind: Column, n: u64| price.map_or(0.0, |pr| pr.column_cost(kind, n, cached_input));
             let record_cost: f64 = u.tokens.iter().zip(&kinds).map(|((_, n), k)| cost_of(*k, *n)).sum();
             let ids: GroupIds = [
                 if by(GroupKey::User) { u.user } else { 0 },
@@ -355,7 +370,9 @@ pub fn run(store: &Store, prices: &PriceTable, users: &[u32], p: &UsageParams) -
             group.insert("device".to_owned(), uuid.to_string());
             group.insert("device_name".to_owned(), name);
         }
-        for (key, i) in [(GroupKey::Provider, 2), (GroupKey::Model, 3), (GroupKey::Project, 4), (GroupKey::Type, 5)] {
+        for (key, i) in
+            [(GroupKey::Provider, 2), (GroupKey::Model, 3), (GroupKey::Project, 4), (GroupKey::Type, 5)]
+        {
             if by(key) {
                 group.insert(key.as_str().to_owned(), names.string(ids[i])?.to_owned());
             }
@@ -372,12 +389,17 @@ pub fn run(store: &Store, prices: &PriceTable, users: &[u32], p: &UsageParams) -
                 });
             }
         }
-        series.push(Series { group, totals: sums(&mut names, &totals, !by_type)?, points: p.step.map(|_| points) });
+        series.push(Series {
+            group,
+            totals: sums(&mut names, &totals, !by_type)?,
+            points: p.step.map(|_| points),
+        });
     }
     // Largest first (what a dashboard shows on top), then by labels for a stable order.
     series.sort_by(|a, b| b.totals.total.cmp(&a.totals.total).then_with(|| a.group.cmp(&b.group)));
 
-    let unpriced_models = unpriced.into_iter().map(|m| names.string(m).map(str::to_owned)).collect::<Result<_, _>>()?;
+    let unpriced_models =
+        unpriced.into_iter().map(|m| names.string(m).map(str::to_owned)).collect::<Result<_, _>>()?;
     Ok(UsageReport {
         start: time::rfc3339_at(p.first_hour() * HOUR_MS, p.offset_secs),
         end: time::rfc3339_at(p.end_hour() * HOUR_MS, p.offset_secs),
@@ -414,7 +436,8 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> Result<UsageParams, ParamError> {
-        let map: std::collections::HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         UsageParams::parse(|k| map.get(k).cloned(), 1_774_693_800_000)
     }
 
@@ -422,7 +445,11 @@ mod tests {
     fn buckets_follow_the_offset() {
         let h = 1_774_656_000_000; // 2026-03-28T00:00Z, a Saturday
         assert_eq!(Step::Day.bucket(h + 23 * HOUR_MS, 0), h);
-        assert_eq!(Step::Day.bucket(h + 23 * HOUR_MS, 2 * HOUR_MS), h + DAY_MS - 2 * HOUR_MS, "23:00Z is the next day at +02:00");
+        assert_eq!(
+            Step::Day.bucket(h + 23 * HOUR_MS, 2 * HOUR_MS),
+            h + DAY_MS - 2 * HOUR_MS,
+            "23:00Z is the next day at +02:00"
+        );
         assert_eq!(Step::Day.bucket(h, -5 * HOUR_MS), h - DAY_MS + 5 * HOUR_MS);
         assert_eq!(Step::Week.bucket(h, 0), h - 5 * DAY_MS, "Monday 2026-03-23");
         assert_eq!(Step::Week.bucket(0, 0), -3 * DAY_MS);
@@ -431,7 +458,14 @@ mod tests {
 
     #[test]
     fn parameters() {
-        let p = params(&[("start", "2026-03-01T00:00:00Z"), ("end", "1774656000"), ("step", "1d"), ("group_by", "model, type,model"), ("utc_offset", "+02:00")]).unwrap();
+        let p = params(&[
+            ("start", "2026-03-01T00:00:00Z"),
+            ("end", "1774656000"),
+            ("step", "1d"),
+            ("group_by", "model, type,model"),
+            ("utc_offset", "+02:00"),
+        ])
+        .unwrap();
         assert_eq!(p.group_by, vec![GroupKey::Model, GroupKey::Type]);
         assert_eq!((p.step, p.offset_secs), (Some(Step::Day), 7200));
         assert_eq!(p.points(Step::Day), 28, "27 whole days plus the partial local day at the start");
@@ -444,7 +478,10 @@ mod tests {
             (vec![("step", "5m")], "step: must be 1h, 1d or 1w"),
             (vec![("group_by", "model,colour")], "group_by: unknown key \"colour\""),
             (vec![("utc_offset", "+25:00")], "utc_offset:"),
-            (vec![("start", "2000-01-01T00:00:00Z"), ("step", "1h")], "step: 1h over this window gives 230003 points (at most 5000)"),
+            (
+                vec![("start", "2000-01-01T00:00:00Z"), ("step", "1h")],
+                "step: 1h over this window gives 230003 points (at most 5000)",
+            ),
         ] {
             let e = params(&pairs).unwrap_err().0;
             assert!(e.starts_with(needle.split(':').next().unwrap()) && e.contains(needle), "{pairs:?}: {e}");

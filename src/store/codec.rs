@@ -127,7 +127,11 @@ impl<'a> Dec<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or_else(|| {
-            CodecError(format!("truncated value: wanted {n} bytes at offset {}, have {}", self.pos, self.buf.len()))
+            CodecError(format!(
+                "truncated value: wanted {n} bytes at offset {}, have {}",
+                self.pos,
+                self.buf.len()
+            ))
         })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
@@ -162,7 +166,11 @@ impl<'a> Dec<'a> {
             }
         }
         if rest.len() < 10 && rest.iter().all(|b| b & 0x80 != 0) {
-            return Err(CodecError(format!("truncated value: varint at offset {} runs past the end ({} bytes)", self.pos, self.buf.len())));
+            return Err(CodecError(format!(
+                "truncated value: varint at offset {} runs past the end ({} bytes)",
+                self.pos,
+                self.buf.len()
+            )));
         }
         Err(CodecError("varint overflows 64 bits".into()))
     }

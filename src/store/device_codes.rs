@@ -20,7 +20,9 @@ pub type CodeHash = [u8; 32];
 pub enum CodeStatus {
     Pending,
     /// Approved by this user; the next poll gets their tokens.
-    Approved { user: u32 },
+    Approved {
+        user: u32,
+    },
     Denied,
 }
 
@@ -101,7 +103,6 @@ pub enum CreateError {
     Store(StoreError),
 }
 
-
 /// Why a user code cannot be approved or denied.
 #[derive(Debug)]
 pub enum DecideError {
@@ -123,7 +124,9 @@ pub enum PollState {
     SlowDown,
     Pending,
     Denied,
-    Approved { user: u32 },
+    Approved {
+        user: u32,
+    },
 }
 
 pub struct Limits {
@@ -131,7 +134,10 @@ pub struct Limits {
     pub per_address: usize,
 }
 
-fn load(table: &impl ReadableTable<CodeHash, &'static [u8]>, hash: CodeHash) -> Result<Option<DeviceCode>, StoreError> {
+fn load(
+    table: &impl ReadableTable<CodeHash, &'static [u8]>,
+    hash: CodeHash,
+) -> Result<Option<DeviceCode>, StoreError> {
     Ok(table.get(hash)?.map(|v| DeviceCode::decode(v.value())).transpose()?)
 }
 
@@ -174,7 +180,11 @@ pub fn prune_in(txn: &WriteTransaction, now: i64) -> Result<usize, StoreError> {
 
 /// Takes an approved, unexpired code out of the table (single use). `None` if it is not (or no
 /// longer) approved: a concurrent poll redeemed it first, or it expired.
-pub fn redeem_in(txn: &WriteTransaction, hash: CodeHash, now: i64) -> Result<Option<(u32, DeviceCode)>, StoreError> {
+pub fn redeem_in(
+    txn: &WriteTransaction,
+    hash: CodeHash,
+    now: i64,
+) -> Result<Option<(u32, DeviceCode)>, StoreError> {
     let Some(rec) = load(&txn.open_table(DEVICE_CODES)?, hash)? else { return Ok(None) };
     match rec.status {
         CodeStatus::Approved { user } if !rec.is_expired(now) => {
@@ -237,7 +247,13 @@ impl Store {
     }
 
     /// Approves (for `user`) or denies a pending code.
-    pub fn decide_device_code(&self, user_code: &str, user: u32, approve: bool, now: i64) -> Result<DeviceCode, DecideError> {
+    pub fn decide_device_code(
+        &self,
+        user_code: &str,
+        user: u32,
+        approve: bool,
+        now: i64,
+    ) -> Result<DeviceCode, DecideError> {
         self.write(|txn| {
             let Some(hash) = txn.open_table(DEVICE_USER_CODES)?.get(user_code)?.map(|v| v.value()) else {
                 return Err(DecideError::Unknown);
@@ -269,7 +285,9 @@ impl Store {
         device_name: Option<&str>,
     ) -> Result<PollState, StoreError> {
         let now = now_ms.div_euclid(1000);
-        let Some(rec) = load(&self.read()?.open_table(DEVICE_CODES)?, hash)? else { return Ok(PollState::Unknown) };
+        let Some(rec) = load(&self.read()?.open_table(DEVICE_CODES)?, hash)? else {
+            return Ok(PollState::Unknown);
+        };
         if rec.is_expired(now) {
             // Left for pruning: the approval page still recognises it as expired.
             return Ok(PollState::Unknown);
@@ -284,7 +302,9 @@ impl Store {
         }
         self.write(|txn| {
             // Read again inside the write: an approval may have landed since the read above.
-            let Some(mut rec) = load(&txn.open_table(DEVICE_CODES)?, hash)? else { return Ok(PollState::Unknown) };
+            let Some(mut rec) = load(&txn.open_table(DEVICE_CODES)?, hash)? else {
+                return Ok(PollState::Unknown);
+            };
             Ok(match rec.status {
                 CodeStatus::Denied => PollState::Denied,
                 CodeStatus::Approved { user } => PollState::Approved { user },
@@ -326,23 +346,37 @@ mod tests {
         s.create_device_code([1; 32], code("AAAA-AAAA", 1, 1000), &limits, never).unwrap();
         // A taken user code is replaced by the next candidate.
         let mut next = vec!["CCCC-CCCC".to_owned()];
-        let b = s.create_device_code([2; 32], code("AAAA-AAAA", 1, 1000), &limits, || next.pop().unwrap()).unwrap();
+        let b = s
+            .create_device_code([2; 32], code("AAAA-AAAA", 1, 1000), &limits, || next.pop().unwrap())
+            .unwrap();
         assert_eq!(b.user_code, "CCCC-CCCC");
         assert!(matches!(
             s.create_device_code([3; 32], code("DDDD-DDDD", 1, 1000), &limits, never),
             Err(CreateError::TooManyFromAddress)
         ));
         s.create_device_code([3; 32], code("DDDD-DDDD", 2, 1000), &limits, never).unwrap();
-        assert!(matches!(s.create_device_code([4; 32], code("EEEE-EEEE", 3, 1000), &limits, never), Err(CreateError::TooMany)));
+        assert!(matches!(
+            s.create_device_code([4; 32], code("EEEE-EEEE", 3, 1000), &limits, never),
+            Err(CreateError::TooMany)
+        ));
 
         // Poll pacing, approval, single-use redemption.
         assert_eq!(s.poll_device_code([1; 32], 1_000_000, 4000, Some("laptop")).unwrap(), PollState::Pending);
         assert_eq!(s.poll_device_code([1; 32], 1_003_000, 4000, None).unwrap(), PollState::SlowDown);
         assert_eq!(s.poll_device_code([1; 32], 1_004_000, 4000, None).unwrap(), PollState::Pending);
-        assert_eq!(s.device_code_by_user_code("AAAA-AAAA").unwrap().unwrap().device_name.as_deref(), Some("laptop"));
+        assert_eq!(
+            s.device_code_by_user_code("AAAA-AAAA").unwrap().unwrap().device_name.as_deref(),
+            Some("laptop")
+        );
         s.decide_device_code("AAAA-AAAA", 7, true, 1005).unwrap();
-        assert!(matches!(s.decide_device_code("AAAA-AAAA", 7, false, 1005), Err(DecideError::AlreadyApproved)));
-        assert_eq!(s.poll_device_code([1; 32], 1_004_001, 4000, None).unwrap(), PollState::Approved { user: 7 });
+        assert!(matches!(
+            s.decide_device_code("AAAA-AAAA", 7, false, 1005),
+            Err(DecideError::AlreadyApproved)
+        ));
+        assert_eq!(
+            s.poll_device_code([1; 32], 1_004_001, 4000, None).unwrap(),
+            PollState::Approved { user: 7 }
+        );
         let (user, _) = s.write(|t| redeem_in(t, [1; 32], 1006)).unwrap().unwrap();
         assert_eq!(user, 7);
         assert!(s.write(|t| redeem_in(t, [1; 32], 1006)).unwrap().is_none(), "single use");
@@ -351,7 +385,10 @@ mod tests {
 
         s.decide_device_code("CCCC-CCCC", 7, false, 1005).unwrap();
         assert_eq!(s.poll_device_code([2; 32], 1_005_000, 4000, None).unwrap(), PollState::Denied);
-        assert!(s.write(|t| redeem_in(t, [2; 32], 1006)).unwrap().is_none(), "a denied code is never redeemed");
+        assert!(
+            s.write(|t| redeem_in(t, [2; 32], 1006)).unwrap().is_none(),
+            "a denied code is never redeemed"
+        );
 
         // Expiry: refused for approval, unknown to polls, kept (not counted against the limits)
         // for EXPIRED_KEPT_SECS so the page can say "expired", then pruned on a later creation.
@@ -359,8 +396,12 @@ mod tests {
         assert_eq!(s.poll_device_code([3; 32], 1_900_000, 4000, None).unwrap(), PollState::Unknown);
         s.create_device_code([5; 32], code("FFFF-FFFF", 1, 2000), &limits, never).unwrap();
         s.create_device_code([6; 32], code("GGGG-GGGG", 1, 2000), &limits, never).unwrap();
-        assert!(matches!(s.decide_device_code("DDDD-DDDD", 7, true, 2000), Err(DecideError::Expired)), "kept a while");
-        s.create_device_code([7; 32], code("HHHH-HHHH", 2, 1900 + EXPIRED_KEPT_SECS), &limits, never).unwrap();
+        assert!(
+            matches!(s.decide_device_code("DDDD-DDDD", 7, true, 2000), Err(DecideError::Expired)),
+            "kept a while"
+        );
+        s.create_device_code([7; 32], code("HHHH-HHHH", 2, 1900 + EXPIRED_KEPT_SECS), &limits, never)
+            .unwrap();
         assert!(s.device_code_by_user_code("DDDD-DDDD").unwrap().is_none(), "pruned");
         assert!(matches!(s.decide_device_code("DDDD-DDDD", 7, true, 6000), Err(DecideError::Unknown)));
         assert_eq!(s.poll_device_code([5; 32], 2_900_000, 4000, None).unwrap(), PollState::Unknown);

@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::codec::{CodecError, Dec, Enc, Record};
 use super::events::EventKey;
 use super::schema::{
-    next_id, CURSORS, DEVICES, DEVICE_KEYS, DEVICE_TOMBSTONES, DEVICE_UUIDS, EVENTS, META_NEXT_DEVICE_ID, ROLLUPS,
-    STREAMS, STREAM_KEYS,
+    CURSORS, DEVICE_KEYS, DEVICE_TOMBSTONES, DEVICE_UUIDS, DEVICES, EVENTS, META_NEXT_DEVICE_ID, ROLLUPS,
+    STREAM_KEYS, STREAMS, next_id,
 };
 use super::{Store, StoreError};
 
@@ -85,7 +85,13 @@ fn put(txn: &WriteTransaction, d: &Device) -> Result<(), StoreError> {
 }
 
 /// Finds (user, key) or creates it; a new device gets `name` as both names.
-pub fn find_or_create_in(txn: &WriteTransaction, user: u32, key: &str, name: &str, now: i64) -> Result<(Device, bool), StoreError> {
+pub fn find_or_create_in(
+    txn: &WriteTransaction,
+    user: u32,
+    key: &str,
+    name: &str,
+    now: i64,
+) -> Result<(Device, bool), StoreError> {
     let existing = txn.open_table(DEVICE_KEYS)?.get((user, key))?.map(|v| v.value());
     if let Some(id) = existing {
         if let Some(d) = load(&txn.open_table(DEVICES)?, id)? {
@@ -143,7 +149,13 @@ pub fn delete_in(txn: &WriteTransaction, id: u32, now: i64) -> Result<Option<Dev
 }
 
 /// Registers (user, key) for the device-code flow: clears a tombstone and creates the device.
-pub fn register_in(txn: &WriteTransaction, user: u32, key: &str, name: &str, now: i64) -> Result<Device, StoreError> {
+pub fn register_in(
+    txn: &WriteTransaction,
+    user: u32,
+    key: &str,
+    name: &str,
+    now: i64,
+) -> Result<Device, StoreError> {
     txn.open_table(DEVICE_TOMBSTONES)?.remove((user, key))?;
     let (mut device, created) = find_or_create_in(txn, user, key, name, now)?;
     let name = clean_name(name);
@@ -158,7 +170,13 @@ pub fn register_in(txn: &WriteTransaction, user: u32, key: &str, name: &str, now
 impl Store {
     /// The device side of a sync AUTH: refuses tombstoned keys, finds or creates the device,
     /// updates last-seen, and takes the reported name if it changed since the last report.
-    pub fn auth_device(&self, user: u32, key: &str, reported_name: &str, now: i64) -> Result<AuthDevice, StoreError> {
+    pub fn auth_device(
+        &self,
+        user: u32,
+        key: &str,
+        reported_name: &str,
+        now: i64,
+    ) -> Result<AuthDevice, StoreError> {
         self.write(|txn| {
             if txn.open_table(DEVICE_TOMBSTONES)?.get((user, key))?.is_some() {
                 return Ok(AuthDevice::Removed);
@@ -234,12 +252,22 @@ mod tests {
 
         s.rename_device(a.id, "work").unwrap();
         let AuthDevice::Ready(a2) = s.auth_device(1, "key-1", "laptop", 200).unwrap() else { panic!() };
-        assert_eq!((a2.id, a2.name.as_str(), a2.last_seen_at), (a.id, "work", Some(200)), "unchanged report keeps the rename");
-        let AuthDevice::Ready(a3) = s.auth_device(1, "key-1", &"x".repeat(100), 300).unwrap() else { panic!() };
+        assert_eq!(
+            (a2.id, a2.name.as_str(), a2.last_seen_at),
+            (a.id, "work", Some(200)),
+            "unchanged report keeps the rename"
+        );
+        let AuthDevice::Ready(a3) = s.auth_device(1, "key-1", &"x".repeat(100), 300).unwrap() else {
+            panic!()
+        };
         assert_eq!(a3.name.chars().count(), MAX_NAME_CHARS, "a new report wins and is truncated");
         for empty in ["", "  ", "\u{7}"] {
             let AuthDevice::Ready(a4) = s.auth_device(1, "key-1", empty, 350).unwrap() else { panic!() };
-            assert_eq!((a4.name.clone(), a4.last_seen_at), (a3.name.clone(), Some(350)), "an empty report {empty:?} keeps the name");
+            assert_eq!(
+                (a4.name.clone(), a4.last_seen_at),
+                (a3.name.clone(), Some(350)),
+                "an empty report {empty:?} keeps the name"
+            );
         }
         let AuthDevice::Ready(fresh) = s.auth_device(1, "key-2", "", 360).unwrap() else { panic!() };
         assert_eq!(fresh.name, "", "a new device without a reported name has none");
@@ -247,9 +275,14 @@ mod tests {
         s.write(|t| delete_in(t, a.id, 400)).unwrap();
         assert!(matches!(s.auth_device(1, "key-1", "laptop", 500).unwrap(), AuthDevice::Removed));
         assert!(s.device(a.id).unwrap().is_none());
-        assert!(matches!(s.auth_device(2, "key-1", "other", 500).unwrap(), AuthDevice::Ready(_)), "other user unaffected");
+        assert!(
+            matches!(s.auth_device(2, "key-1", "other", 500).unwrap(), AuthDevice::Ready(_)),
+            "other user unaffected"
+        );
         let again = s.write(|t| register_in(t, 1, "key-1", "laptop", 600)).unwrap();
         assert_ne!(again.id, a.id, "a re-added device is a new device");
-        assert!(matches!(s.auth_device(1, "key-1", "laptop", 700).unwrap(), AuthDevice::Ready(d) if d.id == again.id));
+        assert!(
+            matches!(s.auth_device(1, "key-1", "laptop", 700).unwrap(), AuthDevice::Ready(d) if d.id == again.id)
+        );
     }
 }

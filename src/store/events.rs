@@ -224,7 +224,13 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_are_compact() {
-        let e = EventRecord { model: 3, session: 200, project: 0, tokens: vec![(1, 1200), (2, 350), (4, 90_000)], usage_total: 91_550 };
+        let e = EventRecord {
+            model: 3,
+            session: 200,
+            project: 0,
+            tokens: vec![(1, 1200), (2, 350), (4, 90_000)],
+            usage_total: 91_550,
+        };
         let bytes = e.encode();
         assert!(bytes.len() <= 20, "{} bytes", bytes.len());
         assert_eq!(EventRecord::decode(&bytes).unwrap(), e);
@@ -255,12 +261,17 @@ mod tests {
     fn rollup_sums_saturate_instead_of_overflowing() {
         // Client-chosen values near u64::MAX: two of them in one bucket exceed every integer
         // type the old code used. Nothing may panic (debug) or wrap (release).
-        let huge = EventRecord { tokens: vec![(1, u64::MAX), (2, 1 << 61)], usage_total: u64::MAX, ..Default::default() };
+        let huge = EventRecord {
+            tokens: vec![(1, u64::MAX), (2, 1 << 61)],
+            usage_total: u64::MAX,
+            ..Default::default()
+        };
         let mut d = RollupDelta::default();
         for _ in 0..4 {
             d.apply(&huge, 1);
         }
-        let mut stored = RollupRecord { events: u64::MAX - 1, usage_total: u64::MAX - 5, tokens: vec![(1, 7), (2, 1)] };
+        let mut stored =
+            RollupRecord { events: u64::MAX - 1, usage_total: u64::MAX - 5, tokens: vec![(1, 7), (2, 1)] };
         stored.merge(&d);
         assert_eq!(stored.events, u64::MAX);
         assert_eq!(stored.usage_total, u64::MAX);
@@ -284,7 +295,10 @@ mod tests {
         for col in (0..50_000u32).rev() {
             d.apply(&EventRecord { tokens: vec![(col, 1)], ..Default::default() }, 1);
         }
-        let mut stored = RollupRecord { tokens: (0..50_000u32).step_by(2).map(|c| (c, 1)).collect(), ..Default::default() };
+        let mut stored = RollupRecord {
+            tokens: (0..50_000u32).step_by(2).map(|c| (c, 1)).collect(),
+            ..Default::default()
+        };
         stored.merge(&d);
         assert_eq!(stored.tokens.len(), 50_000);
         assert!(stored.tokens.windows(2).all(|w| w[0].0 < w[1].0));

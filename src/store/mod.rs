@@ -38,7 +38,10 @@ pub enum StoreError {
     /// Another process (a running server, or an admin command) holds the file.
     Locked(PathBuf),
     /// The file was written by a newer toki-sync.
-    NewerSchema { found: u32, supported: u32 },
+    NewerSchema {
+        found: u32,
+        supported: u32,
+    },
     /// A value or key could not be decoded.
     Corrupt(String),
     /// A commit failed; redb refuses further writes, so the server stops.

@@ -1,14 +1,14 @@
 //! Id-to-name lookups with a cache, over the tables of one transaction (read or write): a query
 //! or an outbox claim meets the same few ids many times and loads each once, never a whole table.
 
-use redb::{ReadTransaction, ReadOnlyTable, ReadableTable, Table, WriteTransaction};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, Table, WriteTransaction};
 use uuid::Uuid;
 
+use super::StoreError;
 use super::codec::Record;
 use super::devices::Device;
 use super::schema::{DEVICES, STRINGS, USERS};
 use super::users::User;
-use super::StoreError;
 use crate::fasthash::FxHashMap;
 
 pub struct Names<S, B> {
@@ -61,7 +61,12 @@ impl<S: ReadableTable<u32, &'static str>, B: ReadableTable<u32, &'static [u8]>> 
     /// A device's external id and name.
     pub fn device(&mut self, id: u32) -> Result<Option<&(Uuid, String)>, StoreError> {
         if !self.device_cache.contains_key(&id) {
-            let d = self.devices.get(id)?.map(|v| Device::decode(v.value())).transpose()?.map(|d| (d.uuid, d.name));
+            let d = self
+                .devices
+                .get(id)?
+                .map(|v| Device::decode(v.value()))
+                .transpose()?
+                .map(|d| (d.uuid, d.name));
             self.device_cache.insert(id, d);
         }
         Ok(self.device_cache.get(&id).and_then(Option::as_ref))
@@ -70,7 +75,12 @@ impl<S: ReadableTable<u32, &'static str>, B: ReadableTable<u32, &'static [u8]>> 
     /// A user's external id and username.
     pub fn user(&mut self, id: u32) -> Result<Option<&(Uuid, String)>, StoreError> {
         if !self.user_cache.contains_key(&id) {
-            let u = self.users.get(id)?.map(|v| User::decode(v.value())).transpose()?.map(|u| (u.uuid, u.username));
+            let u = self
+                .users
+                .get(id)?
+                .map(|v| User::decode(v.value()))
+                .transpose()?
+                .map(|u| (u.uuid, u.username));
             self.user_cache.insert(id, u);
         }
         Ok(self.user_cache.get(&id).and_then(Option::as_ref))

@@ -75,7 +75,8 @@ pub const USER_TEAMS: TableDefinition<(u32, u32), ()> = TableDefinition::new("us
 pub const VM_OUTBOX: TableDefinition<super::events::RollupKey, ()> = TableDefinition::new("vm_outbox");
 /// Rollup key -> the last revision assigned to its VictoriaMetrics samples and every token
 /// column ever sent for it.
-pub const VM_REVISIONS: TableDefinition<super::events::RollupKey, &[u8]> = TableDefinition::new("vm_revisions");
+pub const VM_REVISIONS: TableDefinition<super::events::RollupKey, &[u8]> =
+    TableDefinition::new("vm_revisions");
 /// UUIDs of deleted devices whose VictoriaMetrics series are still to be deleted.
 pub const VM_DELETIONS: TableDefinition<u128, ()> = TableDefinition::new("vm_deletions");
 
@@ -167,8 +168,7 @@ pub fn migrate(txn: &WriteTransaction) -> Result<u32, StoreError> {
         }
     }
     if found != SCHEMA_VERSION {
-        txn.open_table(META)?
-            .insert(META_SCHEMA_VERSION, SCHEMA_VERSION.to_le_bytes().as_slice())?;
+        txn.open_table(META)?.insert(META_SCHEMA_VERSION, SCHEMA_VERSION.to_le_bytes().as_slice())?;
     }
     Ok(found)
 }

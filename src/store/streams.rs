@@ -3,7 +3,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::schema::{next_id, CURSORS, META_NEXT_STREAM_ID, STREAMS, STREAM_KEYS, STRING_IDS};
+use super::schema::{CURSORS, META_NEXT_STREAM_ID, STREAM_KEYS, STREAMS, STRING_IDS, next_id};
 use super::{Store, StoreError};
 
 /// The stream of (device, provider), created if new.
@@ -18,7 +18,10 @@ pub fn stream_in(txn: &WriteTransaction, device: u32, provider: u32) -> Result<u
 }
 
 /// (provider id, stream id) of every stream of a device.
-pub fn device_streams(table: &impl ReadableTable<(u32, u32), u32>, device: u32) -> Result<Vec<(u32, u32)>, StoreError> {
+pub fn device_streams(
+    table: &impl ReadableTable<(u32, u32), u32>,
+    device: u32,
+) -> Result<Vec<(u32, u32)>, StoreError> {
     let mut out = Vec::new();
     for row in table.range((device, 0)..=(device, u32::MAX))? {
         let (k, v) = row?;

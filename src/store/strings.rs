@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::schema::{next_id, META_NEXT_STRING_ID, STRINGS, STRING_IDS};
+use super::schema::{META_NEXT_STRING_ID, STRING_IDS, STRINGS, next_id};
 use super::{Store, StoreError};
 
 /// Strings longer than this are cut (at a character boundary) before interning: they come from

@@ -5,7 +5,9 @@ use redb::{ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 use super::codec::{CodecError, Dec, Enc, Record};
-use super::schema::{next_id, META_NEXT_TEAM_ID, TEAMS, TEAM_MEMBERS, TEAM_NAMES, TEAM_UUIDS, USERS, USER_TEAMS};
+use super::schema::{
+    META_NEXT_TEAM_ID, TEAM_MEMBERS, TEAM_NAMES, TEAM_UUIDS, TEAMS, USER_TEAMS, USERS, next_id,
+};
 use super::{Store, StoreError};
 
 pub const MAX_NAME_CHARS: usize = 64;
@@ -31,7 +33,12 @@ impl Record for Team {
     }
 
     fn decode_fields(_version: u8, d: &mut Dec<'_>) -> Result<Self, CodecError> {
-        Ok(Team { id: d.u32var()?, uuid: Uuid::from_bytes(d.fixed()?), name: d.string()?, created_at: d.ivar()? })
+        Ok(Team {
+            id: d.u32var()?,
+            uuid: Uuid::from_bytes(d.fixed()?),
+            name: d.string()?,
+            created_at: d.ivar()?,
+        })
     }
 }
 
@@ -156,7 +163,12 @@ impl Store {
             if names.get(key.as_str())?.is_some() {
                 return Err(TeamError::DuplicateName);
             }
-            let team = Team { id: next_id(txn, META_NEXT_TEAM_ID, 1)?, uuid: Uuid::new_v4(), name: name.to_owned(), created_at: now };
+            let team = Team {
+                id: next_id(txn, META_NEXT_TEAM_ID, 1)?,
+                uuid: Uuid::new_v4(),
+                name: name.to_owned(),
+                created_at: now,
+            };
             names.insert(key.as_str(), team.id)?;
             txn.open_table(TEAM_UUIDS)?.insert(team.uuid.as_u128(), team.id)?;
             txn.open_table(TEAMS)?.insert(team.id, team.encode().as_slice())?;
@@ -166,13 +178,16 @@ impl Store {
 
     pub fn team_by_uuid(&self, uuid: Uuid) -> Result<Option<Team>, StoreError> {
         let txn = self.read()?;
-        let Some(id) = txn.open_table(TEAM_UUIDS)?.get(uuid.as_u128())?.map(|v| v.value()) else { return Ok(None) };
+        let Some(id) = txn.open_table(TEAM_UUIDS)?.get(uuid.as_u128())?.map(|v| v.value()) else {
+            return Ok(None);
+        };
         load(&txn.open_table(TEAMS)?, id)
     }
 
     pub fn team_by_name(&self, name: &str) -> Result<Option<Team>, StoreError> {
         let txn = self.read()?;
-        let Some(id) = txn.open_table(TEAM_NAMES)?.get(name_key(name.trim()).as_str())?.map(|v| v.value()) else {
+        let Some(id) = txn.open_table(TEAM_NAMES)?.get(name_key(name.trim()).as_str())?.map(|v| v.value())
+        else {
             return Ok(None);
         };
         load(&txn.open_table(TEAMS)?, id)
@@ -212,7 +227,13 @@ impl Store {
         })
     }
 
-    pub fn add_team_member(&self, team: u32, user: u32, role: TeamRole, now: i64) -> Result<Membership, TeamError> {
+    pub fn add_team_member(
+        &self,
+        team: u32,
+        user: u32,
+        role: TeamRole,
+        now: i64,
+    ) -> Result<Membership, TeamError> {
         self.write(|txn| {
             if txn.open_table(TEAMS)?.get(team)?.is_none() {
                 return Err(TeamError::NotFound);
@@ -270,7 +291,9 @@ impl Store {
             let (k, _) = row?;
             let team_id = k.value().1;
             let (Some(team), Some(m)) = (load(&teams, team_id)?, members.get((team_id, user))?) else {
-                return Err(StoreError::Corrupt(format!("team membership ({team_id}, {user}) has no team or member record")));
+                return Err(StoreError::Corrupt(format!(
+                    "team membership ({team_id}, {user}) has no team or member record"
+                )));
             };
             out.push((team, Membership::decode(m.value())?));
         }
@@ -288,9 +311,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("t.redb")).unwrap();
         let user = |name: &str| {
-            s.create_user(NewUser { username: name.into(), role: Role::User, status: UserStatus::Active, password_hash: None, oidc_subject: None })
-                .unwrap()
-                .id
+            s.create_user(NewUser {
+                username: name.into(),
+                role: Role::User,
+                status: UserStatus::Active,
+                password_hash: None,
+                oidc_subject: None,
+            })
+            .unwrap()
+            .id
         };
         let (a, b) = (user("alice"), user("bob"));
         let eng = s.create_team("Engineering", 1).unwrap();
@@ -303,7 +332,8 @@ mod tests {
         assert!(matches!(s.add_team_member(eng.id, 999, TeamRole::Member, 3), Err(TeamError::UserNotFound)));
         assert!(matches!(s.add_team_member(999, a, TeamRole::Member, 3), Err(TeamError::NotFound)));
         assert_eq!(s.team_member_ids(eng.id).unwrap(), vec![a, b]);
-        let mine: Vec<(String, TeamRole)> = s.user_teams(a).unwrap().into_iter().map(|(t, m)| (t.name, m.role)).collect();
+        let mine: Vec<(String, TeamRole)> =
+            s.user_teams(a).unwrap().into_iter().map(|(t, m)| (t.name, m.role)).collect();
         assert_eq!(mine, vec![("Engineering".into(), TeamRole::Admin), ("ops".into(), TeamRole::Member)]);
         assert_eq!(s.teams().unwrap().iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![2, 1]);
 
@@ -318,6 +348,8 @@ mod tests {
         assert!(s.team_by_uuid(ops.uuid).unwrap().is_none());
         assert_eq!(s.team_by_name(" ENGINEERING ").unwrap().unwrap().id, eng.id);
         assert_eq!(clean_name("  x  "), Ok("x".into()));
-        assert!(clean_name("").is_err() && clean_name(&"t".repeat(65)).is_err() && clean_name("a\u{7}b").is_err());
+        assert!(
+            clean_name("").is_err() && clean_name(&"t".repeat(65)).is_err() && clean_name("a\u{7}b").is_err()
+        );
     }
 }

@@ -89,7 +89,9 @@ impl Store {
     ) -> Result<Rotation, StoreError> {
         self.write(|txn| {
             let mut table = txn.open_table(REFRESH_TOKENS)?;
-            let Some(mut rec) = table.get((user, old))?.map(|v| RefreshRecord::decode(v.value())).transpose()? else {
+            let Some(mut rec) =
+                table.get((user, old))?.map(|v| RefreshRecord::decode(v.value())).transpose()?
+            else {
                 return Ok(Rotation::Unknown);
             };
             if let Some(rotated_at) = rec.rotated_at {
@@ -111,13 +113,16 @@ impl Store {
             let mut table = txn.open_table(REFRESH_TOKENS)?;
             let mut decode_error = None;
             let removed = table
-                .extract_from_if((user, [0u8; 32])..=(user, [0xffu8; 32]), |_, v| match RefreshRecord::decode(v) {
-                    Ok(r) => r.family == family,
-                    Err(e) => {
-                        decode_error = Some(e);
-                        false
-                    }
-                })?
+                .extract_from_if(
+                    (user, [0u8; 32])..=(user, [0xffu8; 32]),
+                    |_, v| match RefreshRecord::decode(v) {
+                        Ok(r) => r.family == family,
+                        Err(e) => {
+                            decode_error = Some(e);
+                            false
+                        }
+                    },
+                )?
                 .count();
             match decode_error {
                 Some(e) => Err(e.into()),
@@ -132,7 +137,9 @@ impl Store {
             let mut table = txn.open_table(REFRESH_TOKENS)?;
             let removed = table
                 .extract_from_if::<(u32, [u8; 32]), _>(.., |_, v| match RefreshRecord::decode(v) {
-                    Ok(r) => r.expires_at <= now || r.rotated_at.is_some_and(|t| t + RETIRED_KEEP_SECS <= now),
+                    Ok(r) => {
+                        r.expires_at <= now || r.rotated_at.is_some_and(|t| t + RETIRED_KEEP_SECS <= now)
+                    }
                     // An unreadable record is useless: no token can match it.
                     Err(_) => true,
                 })?
@@ -147,7 +154,13 @@ mod tests {
     use super::*;
 
     fn rec(family: u64, exp: i64) -> RefreshRecord {
-        RefreshRecord { family, device_id: Some("dev".into()), issued_at: 0, expires_at: exp, rotated_at: None }
+        RefreshRecord {
+            family,
+            device_id: Some("dev".into()),
+            issued_at: 0,
+            expires_at: exp,
+            rotated_at: None,
+        }
     }
 
     #[test]

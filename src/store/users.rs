@@ -6,8 +6,10 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use uuid::Uuid;
 
 use super::codec::{CodecError, Dec, Enc, Record};
-use super::schema::{next_id, DEVICE_KEYS, DEVICE_TOMBSTONES, META_NEXT_USER_ID, USERS, USER_NAMES, USER_UUIDS};
-use super::{devices, teams, tokens, Store, StoreError};
+use super::schema::{
+    DEVICE_KEYS, DEVICE_TOMBSTONES, META_NEXT_USER_ID, USER_NAMES, USER_UUIDS, USERS, next_id,
+};
+use super::{Store, StoreError, devices, teams, tokens};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -193,7 +195,11 @@ fn active_admins(txn: &WriteTransaction) -> Result<usize, StoreError> {
     Ok(n)
 }
 
-fn would_lose_last_admin(txn: &WriteTransaction, before: &User, after: Option<&User>) -> Result<bool, StoreError> {
+fn would_lose_last_admin(
+    txn: &WriteTransaction,
+    before: &User,
+    after: Option<&User>,
+) -> Result<bool, StoreError> {
     let was = before.role == Role::Admin && before.status == UserStatus::Active;
     let stays = after.is_some_and(|u| u.role == Role::Admin && u.status == UserStatus::Active);
     Ok(was && !stays && active_admins(txn)? <= 1)
@@ -232,7 +238,8 @@ impl Store {
 
     pub fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
         let txn = self.read()?;
-        let Some(id) = txn.open_table(USER_NAMES)?.get(name_key(username).as_str())?.map(|v| v.value()) else {
+        let Some(id) = txn.open_table(USER_NAMES)?.get(name_key(username).as_str())?.map(|v| v.value())
+        else {
             return Ok(None);
         };
         load(&txn.open_table(USERS)?, id)
@@ -293,7 +300,10 @@ type UserKeyRange = (Bound<(u32, &'static str)>, Bound<(u32, &'static str)>);
 
 /// Every (user, string) key of one user: a key range of DEVICE_KEYS or DEVICE_TOMBSTONES.
 fn keys_of(id: u32) -> UserKeyRange {
-    (Bound::Included((id, "")), id.checked_add(1).map_or(Bound::Unbounded, |next| Bound::Excluded((next, ""))))
+    (
+        Bound::Included((id, "")),
+        id.checked_add(1).map_or(Bound::Unbounded, |next| Bound::Excluded((next, ""))),
+    )
 }
 
 /// What [`delete_user_in`] removed.
@@ -345,7 +355,13 @@ mod tests {
     }
 
     fn new(name: &str, role: Role) -> NewUser {
-        NewUser { username: name.into(), role, status: UserStatus::Active, password_hash: Some("h".into()), oidc_subject: None }
+        NewUser {
+            username: name.into(),
+            role,
+            status: UserStatus::Active,
+            password_hash: Some("h".into()),
+            oidc_subject: None,
+        }
     }
 
     #[test]
@@ -368,7 +384,10 @@ mod tests {
         let (_d, s) = store();
         let root = s.create_user(new("root", Role::Admin)).unwrap();
         assert!(matches!(s.update_user(root.id, |u| u.role = Role::User), Err(UserError::LastAdmin)));
-        assert!(matches!(s.update_user(root.id, |u| u.status = UserStatus::Disabled), Err(UserError::LastAdmin)));
+        assert!(matches!(
+            s.update_user(root.id, |u| u.status = UserStatus::Disabled),
+            Err(UserError::LastAdmin)
+        ));
         assert!(matches!(s.write(|t| delete_user_in(t, root.id, 0)), Err(UserError::LastAdmin)));
         let second = s.create_user(new("second", Role::Admin)).unwrap();
         s.update_user(root.id, |u| u.role = Role::User).unwrap();
@@ -377,7 +396,7 @@ mod tests {
 
     #[test]
     fn deleting_a_user_removes_what_they_own_and_nothing_else() {
-        use crate::store::devices::{delete_in, AuthDevice};
+        use crate::store::devices::{AuthDevice, delete_in};
         use crate::store::teams::TeamRole;
         let (_d, s) = store();
         let a = s.create_user(new("alice", Role::User)).unwrap();
@@ -391,7 +410,13 @@ mod tests {
         let team = s.create_team("t", 1).unwrap();
         s.add_team_member(team.id, a.id, TeamRole::Member, 1).unwrap();
         s.add_team_member(team.id, b.id, TeamRole::Member, 1).unwrap();
-        let token = crate::store::tokens::RefreshRecord { family: 1, device_id: None, issued_at: 0, expires_at: i64::MAX, rotated_at: None };
+        let token = crate::store::tokens::RefreshRecord {
+            family: 1,
+            device_id: None,
+            issued_at: 0,
+            expires_at: i64::MAX,
+            rotated_at: None,
+        };
         s.insert_refresh(a.id, [1; 32], &token).unwrap();
 
         let gone = s.write(|t| delete_user_in(t, a.id, 3)).unwrap();

@@ -85,10 +85,19 @@ impl<'t> Marker<'t> {
 
 /// Inside a device deletion: drop the device's queued buckets and revisions, and queue the
 /// deletion of its series.
-pub fn device_deleted_in(txn: &WriteTransaction, user: u32, device: u32, uuid: Uuid) -> Result<(), StoreError> {
+pub fn device_deleted_in(
+    txn: &WriteTransaction,
+    user: u32,
+    device: u32,
+    uuid: Uuid,
+) -> Result<(), StoreError> {
     let range = (user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX);
-    txn.open_table(VM_OUTBOX)?.extract_from_if::<RollupKey, _>(range.clone(), |k, _| k.2 == device)?.for_each(drop);
-    txn.open_table(VM_REVISIONS)?.extract_from_if::<RollupKey, _>(range, |k, _| k.2 == device)?.for_each(drop);
+    txn.open_table(VM_OUTBOX)?
+        .extract_from_if::<RollupKey, _>(range.clone(), |k, _| k.2 == device)?
+        .for_each(drop);
+    txn.open_table(VM_REVISIONS)?
+        .extract_from_if::<RollupKey, _>(range, |k, _| k.2 == device)?
+        .for_each(drop);
     txn.open_table(VM_DELETIONS)?.insert(uuid.as_u128(), ())?;
     Ok(())
 }
@@ -129,7 +138,11 @@ pub struct Claim {
 /// Up to `max` queued keys whose hour is at most `last_hour`, in key order. Keys sort by user
 /// and then hour, so a user's due keys are the start of its range and its later ones are
 /// skipped with one seek per user: buckets far in the future never hold back the rest.
-fn due_keys(outbox: &impl ReadableTable<RollupKey, ()>, last_hour: u32, max: usize) -> Result<Vec<RollupKey>, StoreError> {
+fn due_keys(
+    outbox: &impl ReadableTable<RollupKey, ()>,
+    last_hour: u32,
+    max: usize,
+) -> Result<Vec<RollupKey>, StoreError> {
     let mut keys = Vec::new();
     let mut from: RollupKey = (0, 0, 0, 0, 0, 0);
     while keys.len() < max {
@@ -157,14 +170,17 @@ pub fn claim_in(txn: &WriteTransaction, max: usize, last_hour: u32) -> Result<Cl
     let mut orphans = Vec::new();
     for key in keys {
         let (user, hour, device, provider, model, project) = key;
-        let (Some(user_uuid), Some(device_uuid)) = (names.user(user)?.map(|u| u.0), names.device(device)?.map(|d| d.0)) else {
+        let (Some(user_uuid), Some(device_uuid)) =
+            (names.user(user)?.map(|u| u.0), names.device(device)?.map(|d| d.0))
+        else {
             // Deleting a user or device removes its marks in the same transaction, so this is a
             // leftover; there is nothing left to label it with.
             orphans.push(key);
             continue;
         };
         let record = rollups.get(key)?.map(|v| RollupRecord::decode(v.value())).transpose()?;
-        let mut rev = revisions.get(key)?.map(|v| Revision::decode(v.value())).transpose()?.unwrap_or_default();
+        let mut rev =
+            revisions.get(key)?.map(|v| Revision::decode(v.value())).transpose()?.unwrap_or_default();
         if rev.revision >= MAX_REVISION {
             claim.revision_capped = true;
         }
@@ -177,7 +193,9 @@ pub fn claim_in(txn: &WriteTransaction, max: usize, last_hour: u32) -> Result<Cl
             }
         }
         revisions.insert(key, rev.encode().as_slice())?;
-        let current = |col: u32| record.as_ref().and_then(|r| r.tokens.iter().find(|(c, _)| *c == col)).map_or(0, |(_, n)| *n);
+        let current = |col: u32| {
+            record.as_ref().and_then(|r| r.tokens.iter().find(|(c, _)| *c == col)).map_or(0, |(_, n)| *n)
+        };
         let mut tokens = Vec::with_capacity(rev.columns.len());
         for col in &rev.columns {
             tokens.push((names.string(*col)?.to_owned(), current(*col)));
@@ -200,7 +218,10 @@ pub fn claim_in(txn: &WriteTransaction, max: usize, last_hour: u32) -> Result<Cl
         });
     }
     if !orphans.is_empty() {
-        tracing::warn!(buckets = orphans.len(), "dropping VictoriaMetrics outbox entries of deleted users or devices");
+        tracing::warn!(
+            buckets = orphans.len(),
+            "dropping VictoriaMetrics outbox entries of deleted users or devices"
+        );
         let mut outbox = txn.open_table(VM_OUTBOX)?;
         for key in orphans {
             outbox.remove(key)?;
@@ -211,7 +232,11 @@ pub fn claim_in(txn: &WriteTransaction, max: usize, last_hour: u32) -> Result<Cl
 
 /// Unmarks the sent buckets whose sums are unchanged since [`claim_in`] read them, and the sent
 /// deletions. Returns how many buckets stay queued because they changed meanwhile.
-pub fn ack_in(txn: &WriteTransaction, sent: &[(RollupKey, Option<RollupRecord>)], deletions: &[Uuid]) -> Result<usize, StoreError> {
+pub fn ack_in(
+    txn: &WriteTransaction,
+    sent: &[(RollupKey, Option<RollupRecord>)],
+    deletions: &[Uuid],
+) -> Result<usize, StoreError> {
     let rollups = txn.open_table(ROLLUPS)?;
     let mut outbox = txn.open_table(VM_OUTBOX)?;
     let mut changed = 0;
@@ -267,7 +292,10 @@ impl Store {
     /// The outbox size (redb keeps table lengths, so this does not scan).
     pub fn vm_backlog(&self) -> Result<Backlog, StoreError> {
         let txn = self.read()?;
-        Ok(Backlog { buckets: txn.open_table(VM_OUTBOX)?.len()?, deletions: txn.open_table(VM_DELETIONS)?.len()? })
+        Ok(Backlog {
+            buckets: txn.open_table(VM_OUTBOX)?.len()?,
+            deletions: txn.open_table(VM_DELETIONS)?.len()?,
+        })
     }
 
     /// Whether some queued bucket has an hour of at most `last_hour` (a read transaction, so
@@ -299,7 +327,9 @@ impl Store {
         let txn = self.read()?;
         let outbox = txn.open_table(VM_OUTBOX)?;
         let mut backlog = UserBacklog::default();
-        for row in outbox.range((user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX))? {
+        for row in
+            outbox.range((user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX))?
+        {
             let hour = row?.0.value().1;
             backlog.oldest_hour.get_or_insert(hour);
             backlog.buckets += 1;
@@ -328,7 +358,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("t.redb")).unwrap();
         let u = s
-            .create_user(NewUser { username: "u".into(), role: Role::User, status: UserStatus::Active, password_hash: None, oidc_subject: None })
+            .create_user(NewUser {
+                username: "u".into(),
+                role: Role::User,
+                status: UserStatus::Active,
+                password_hash: None,
+                oidc_subject: None,
+            })
             .unwrap();
         let AuthDevice::Ready(d) = s.auth_device(u.id, "k", "laptop", 1).unwrap() else { panic!() };
         (dir, s, u.id, d)
@@ -342,7 +378,8 @@ mod tests {
                 delta.tokens.insert(intern_in(txn, name)?, i128::from(*n));
             }
             let mut rollups = txn.open_table(ROLLUPS)?;
-            let mut rec = rollups.get(key)?.map(|v| RollupRecord::decode(v.value())).transpose()?.unwrap_or_default();
+            let mut rec =
+                rollups.get(key)?.map(|v| RollupRecord::decode(v.value())).transpose()?.unwrap_or_default();
             rec.merge(&delta);
             if rec.is_empty() {
                 rollups.remove(key)?;
@@ -373,7 +410,11 @@ mod tests {
         let c = s.write(|t| claim_in(t, 10, u32::MAX)).unwrap();
         let b = &c.buckets[0];
         assert_eq!(b.revision, 2);
-        assert_eq!(b.tokens, vec![("input".into(), 5), ("output".into(), 0)], "a column that went to zero is sent as 0");
+        assert_eq!(
+            b.tokens,
+            vec![("input".into(), 5), ("output".into(), 0)],
+            "a column that went to zero is sent as 0"
+        );
         let sent = vec![(b.key, b.record.clone())];
         assert_eq!(s.write(|t| ack_in(t, &sent, &[])).unwrap(), 0);
         assert!(s.vm_backlog().unwrap().is_empty());
@@ -400,7 +441,13 @@ mod tests {
     fn future_buckets_wait_without_holding_back_the_rest() {
         let (_d, s, user, dev) = setup();
         let other = s
-            .create_user(NewUser { username: "v".into(), role: Role::User, status: UserStatus::Active, password_hash: None, oidc_subject: None })
+            .create_user(NewUser {
+                username: "v".into(),
+                role: Role::User,
+                status: UserStatus::Active,
+                password_hash: None,
+                oidc_subject: None,
+            })
             .unwrap();
         let AuthDevice::Ready(dev2) = s.auth_device(other.id, "k2", "desktop", 1).unwrap() else { panic!() };
         // The first user's future hours sort before everything of the second user.
@@ -429,7 +476,10 @@ mod tests {
         assert_eq!(s.vm_backlog().unwrap().buckets, 3);
         assert_eq!(s.vm_oldest_hour().unwrap(), Some(900));
         // Their time comes.
-        assert_eq!(hours(&s.write(|t| claim_in(t, 10, 950)).unwrap()), vec![(user, 900), (user, 901), (other.id, 950)]);
+        assert_eq!(
+            hours(&s.write(|t| claim_in(t, 10, 950)).unwrap()),
+            vec![(user, 900), (user, 901), (other.id, 950)]
+        );
     }
 
     #[test]

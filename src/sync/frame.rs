@@ -4,7 +4,7 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::wire::{MsgType, HEADER_LEN};
+use super::wire::{HEADER_LEN, MsgType};
 
 #[derive(Debug)]
 pub enum FrameError {
@@ -12,9 +12,16 @@ pub enum FrameError {
     Closed,
     Io(std::io::Error),
     UnknownType(u32),
-    TooLarge { kind: MsgType, len: u32, max: usize },
+    TooLarge {
+        kind: MsgType,
+        len: u32,
+        max: usize,
+    },
     /// The connection ended inside a frame.
-    Truncated { expected: u32, got: usize },
+    Truncated {
+        expected: u32,
+        got: usize,
+    },
 }
 
 impl std::fmt::Display for FrameError {
@@ -23,8 +30,12 @@ impl std::fmt::Display for FrameError {
             FrameError::Closed => f.write_str("connection closed"),
             FrameError::Io(e) => write!(f, "i/o error: {e}"),
             FrameError::UnknownType(t) => write!(f, "unknown message type {t:#x}"),
-            FrameError::TooLarge { kind, len, max } => write!(f, "{kind:?} frame of {len} bytes exceeds the {max}-byte limit"),
-            FrameError::Truncated { expected, got } => write!(f, "truncated frame: {got} of {expected} payload bytes"),
+            FrameError::TooLarge { kind, len, max } => {
+                write!(f, "{kind:?} frame of {len} bytes exceeds the {max}-byte limit")
+            }
+            FrameError::Truncated { expected, got } => {
+                write!(f, "truncated frame: {got} of {expected} payload bytes")
+            }
         }
     }
 }

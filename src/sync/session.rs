@@ -10,11 +10,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::sync::Semaphore;
 
-use super::frame::{discard, read_frame, write_frame, Frame, FrameError};
+use super::frame::{Frame, FrameError, discard, read_frame, write_frame};
 use super::registry::SessionInfo;
 use super::wire::{
-    self, decode, decode_zstd_batch, empty_frame, encode_frame, AuthErrPayload, AuthOkPayload, AuthPayload,
-    GetLastTsPayload, LastTsPayload, MsgType, SyncAckPayload, SyncBatchPayload, SyncErrPayload,
+    self, AuthErrPayload, AuthOkPayload, AuthPayload, GetLastTsPayload, LastTsPayload, MsgType,
+    SyncAckPayload, SyncBatchPayload, SyncErrPayload, decode, decode_zstd_batch, empty_frame, encode_frame,
 };
 use crate::app::App;
 use crate::auth::jwt::TokenError;
@@ -70,7 +70,12 @@ fn refuse(reason: impl Into<String>) -> AuthOutcome {
     AuthOutcome::Refused { reason: reason.into(), reset_required: false }
 }
 
-pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(app: Arc<App>, stream: S, conn: Conn, mut shutdown: ShutdownSignal) {
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    app: Arc<App>,
+    stream: S,
+    conn: Conn,
+    mut shutdown: ShutdownSignal,
+) {
     let mut io = BufReader::new(stream);
     let peer = conn.peer;
     // One deadline for the whole AUTH frame, including an oversized one that is read to discard.
@@ -206,7 +211,10 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(app: Arc<App>, stream
                     Err(e @ IngestError::Store(_)) => {
                         // Transient for the client, which reconnects and resends at once: slow it down.
                         tokio::time::sleep(Duration::from_secs(cfg.sync_err_delay_secs)).await;
-                        encode_frame(MsgType::SyncErr, &SyncErrPayload { reason: format!("batch not stored: {e}; retry later") })
+                        encode_frame(
+                            MsgType::SyncErr,
+                            &SyncErrPayload { reason: format!("batch not stored: {e}; retry later") },
+                        )
                     }
                 }
             }
@@ -242,7 +250,8 @@ async fn decode_batch(app: &Arc<App>, frame: Frame) -> Result<SyncBatchPayload, 
         return decode(&frame.payload);
     }
     let max = app.config.sync.max_decompressed_bytes;
-    let permit = decode_permits().acquire().await.map_err(|_| wire::DecodeError("decoder unavailable".into()))?;
+    let permit =
+        decode_permits().acquire().await.map_err(|_| wire::DecodeError("decoder unavailable".into()))?;
     let payload = frame.payload;
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -278,8 +287,12 @@ async fn authenticate(app: &Arc<App>, frame: Frame, conn: &Conn) -> AuthOutcome 
     let (sub, expired) = match app.tokens.verify_access(&auth.jwt) {
         Ok(claims) => (claims.sub, false),
         Err(TokenError::Expired { sub }) => (sub, true),
-        Err(TokenError::WrongType) => return refuse("invalid access token: this is a refresh token; sign in again"),
-        Err(TokenError::Invalid) => return refuse("invalid access token; sign in again with toki settings sync enable"),
+        Err(TokenError::WrongType) => {
+            return refuse("invalid access token: this is a refresh token; sign in again");
+        }
+        Err(TokenError::Invalid) => {
+            return refuse("invalid access token; sign in again with toki settings sync enable");
+        }
     };
     let user = match lookup_user(app, &sub).await {
         Ok(u) => u,
@@ -308,13 +321,19 @@ async fn authenticate(app: &Arc<App>, frame: Frame, conn: &Conn) -> AuthOutcome 
     }
     if auth.schema_version != wire::SCHEMA_VERSION {
         return AuthOutcome::Refused {
-            reason: format!("schema version mismatch: client={}, server={}", auth.schema_version, wire::SCHEMA_VERSION),
+            reason: format!(
+                "schema version mismatch: client={}, server={}",
+                auth.schema_version,
+                wire::SCHEMA_VERSION
+            ),
             reset_required: true,
         };
     }
     let (key, name) = (auth.device_key, auth.device_name);
     match app.blocking(move |a| a.store.auth_device(user_id, &key, &name, now_secs())).await {
-        Ok(Ok(AuthDevice::Ready(device))) => AuthOutcome::Accepted(Box::new(Authed { user, device, provider: auth.provider })),
+        Ok(Ok(AuthDevice::Ready(device))) => {
+            AuthOutcome::Accepted(Box::new(Authed { user, device, provider: auth.provider }))
+        }
         Ok(Ok(AuthDevice::Removed)) => refuse(DEVICE_REMOVED),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "registering a device failed");

@@ -46,7 +46,9 @@ pub fn load(config: &Config) -> Result<Tls, String> {
         .map_err(|e| format!("cannot read TLS certificate {}: {e}", cert_path.display()))?
         .collect::<Result<_, _>>()
         .map_err(|e| format!("TLS certificate {} is not valid PEM: {e}", cert_path.display()))?;
-    let leaf = certs.first().ok_or_else(|| format!("TLS certificate file {} holds no certificate", cert_path.display()))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| format!("TLS certificate file {} holds no certificate", cert_path.display()))?;
     let fingerprint = fingerprint(leaf);
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| format!("cannot read TLS private key {}: {e}", key_path.display()))?;
@@ -56,7 +58,13 @@ pub fn load(config: &Config) -> Result<Tls, String> {
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("TLS certificate {} and key {} do not work together: {e}", cert_path.display(), key_path.display()))?;
+        .map_err(|e| {
+            format!(
+                "TLS certificate {} and key {} do not work together: {e}",
+                cert_path.display(),
+                key_path.display()
+            )
+        })?;
     Ok(Tls { config: Arc::new(server), fingerprint, cert_path, generated })
 }
 
@@ -95,7 +103,8 @@ fn subject_names(config: &Config) -> Vec<String> {
 
 fn generate(config: &Config, cert_path: &Path, key_path: &Path) -> Result<(), String> {
     let names = subject_names(config);
-    let mut params = rcgen::CertificateParams::new(names.clone()).map_err(|e| format!("certificate names {names:?}: {e}"))?;
+    let mut params = rcgen::CertificateParams::new(names.clone())
+        .map_err(|e| format!("certificate names {names:?}: {e}"))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(rcgen::DnType::CommonName, "toki-sync self-signed");
     let key = rcgen::KeyPair::generate().map_err(|e| format!("generating a TLS key: {e}"))?;
@@ -103,7 +112,8 @@ fn generate(config: &Config, cert_path: &Path, key_path: &Path) -> Result<(), St
     let dir = cert_path.parent().expect("tls dir");
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     write_private(key_path, key.serialize_pem().as_bytes())?;
-    std::fs::write(cert_path, cert.pem()).map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+    std::fs::write(cert_path, cert.pem())
+        .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
     tracing::info!(cert = %cert_path.display(), names = ?names, "generated a self-signed TLS certificate for the sync port");
     Ok(())
 }

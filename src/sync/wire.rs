@@ -155,7 +155,9 @@ fn bounded_items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SyncItem>, D::Er
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let n = seq.size_hint().unwrap_or(0);
             if n > MAX_BATCH_ITEMS {
-                return Err(serde::de::Error::custom(format!("batch has {n} items; the limit is {MAX_BATCH_ITEMS}")));
+                return Err(serde::de::Error::custom(format!(
+                    "batch has {n} items; the limit is {MAX_BATCH_ITEMS}"
+                )));
             }
             // Capacity follows the claimed count only up to a small bound; a lying count runs
             // into the end of the input instead of a huge allocation.
@@ -181,7 +183,9 @@ fn bounded_dict<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<u32, String>,
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let n = map.size_hint().unwrap_or(0);
             if n > MAX_DICT_ENTRIES {
-                return Err(serde::de::Error::custom(format!("dict has {n} entries; the limit is {MAX_DICT_ENTRIES}")));
+                return Err(serde::de::Error::custom(format!(
+                    "dict has {n} entries; the limit is {MAX_DICT_ENTRIES}"
+                )));
             }
             let mut dict = HashMap::with_capacity(n.min(1024));
             while let Some((k, v)) = map.next_entry()? {
@@ -277,7 +281,8 @@ pub fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeErro
 /// Decompressing in large reads rather than letting bincode pull bytes one field at a time
 /// through the decoder is several times faster.
 pub fn decode_zstd_batch(payload: &[u8], max_decompressed: usize) -> Result<SyncBatchPayload, DecodeError> {
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(payload).map_err(|e| DecodeError(format!("zstd: {e}")))?;
+    let mut decoder =
+        zstd::stream::read::Decoder::with_buffer(payload).map_err(|e| DecodeError(format!("zstd: {e}")))?;
     decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(|e| DecodeError(format!("zstd: {e}")))?;
     let mut out = Vec::with_capacity((payload.len() * 6).min(max_decompressed));
     decoder
@@ -482,7 +487,11 @@ mod tests {
         enc.window_log(25).unwrap();
         std::io::Write::write_all(&mut enc, &payload[..1 << 20]).unwrap();
         let z = enc.finish().unwrap();
-        assert_eq!(zstd::decode_all(&z[..]).unwrap().len(), 1 << 20, "a valid frame, only its window is too big");
+        assert_eq!(
+            zstd::decode_all(&z[..]).unwrap().len(),
+            1 << 20,
+            "a valid frame, only its window is too big"
+        );
         let err = decode_zstd_batch(&z, MAX_DECOMPRESSED).unwrap_err().0;
         assert!(err.contains("zstd"), "{err}");
     }

@@ -15,9 +15,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
+use toki_sync::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use toki_sync::config::Config;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
 
@@ -76,7 +76,12 @@ impl TestServer {
 }
 
 /// Creates an active account with a password directly in the store; returns it.
-pub fn create_user(app: &toki_sync::app::App, name: &str, password: &str, role: toki_sync::store::users::Role) -> toki_sync::store::users::User {
+pub fn create_user(
+    app: &toki_sync::app::App,
+    name: &str,
+    password: &str,
+    role: toki_sync::store::users::Role,
+) -> toki_sync::store::users::User {
     app.store
         .create_user(toki_sync::store::users::NewUser {
             username: name.into(),
@@ -89,7 +94,13 @@ pub fn create_user(app: &toki_sync::app::App, name: &str, password: &str, role: 
 }
 
 /// A device as the sync AUTH path creates it (last seen = `now`); returns it.
-pub fn sync_device(app: &toki_sync::app::App, user: u32, key: &str, name: &str, now: i64) -> toki_sync::store::devices::Device {
+pub fn sync_device(
+    app: &toki_sync::app::App,
+    user: u32,
+    key: &str,
+    name: &str,
+    now: i64,
+) -> toki_sync::store::devices::Device {
     match app.store.auth_device(user, key, name, now).expect("auth device") {
         toki_sync::store::devices::AuthDevice::Ready(d) => d,
         toki_sync::store::devices::AuthDevice::Removed => panic!("device {key} is tombstoned"),
@@ -114,7 +125,10 @@ impl Resp {
     }
 
     pub fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error field: {:?}", self.json())).to_owned()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {:?}", self.json()))
+            .to_owned()
     }
 
     pub fn text(&self) -> String {
@@ -175,7 +189,13 @@ impl Client {
         match body {
             Some(b) => {
                 let b = serde_json::to_vec(b).unwrap();
-                self.raw(method, path, &[("Authorization", &h), ("Content-Type", "application/json")], Some(&b)).await
+                self.raw(
+                    method,
+                    path,
+                    &[("Authorization", &h), ("Content-Type", "application/json")],
+                    Some(&b),
+                )
+                .await
             }
             None => self.raw(method, path, &[("Authorization", &h)], None).await,
         }
@@ -252,7 +272,13 @@ impl BinServer {
                 }
             }
         });
-        let mut server = BinServer { child, http: "0.0.0.0:0".parse().unwrap(), sync: "0.0.0.0:0".parse().unwrap(), data_dir: data_dir.to_owned(), stderr_lines: rx };
+        let mut server = BinServer {
+            child,
+            http: "0.0.0.0:0".parse().unwrap(),
+            sync: "0.0.0.0:0".parse().unwrap(),
+            data_dir: data_dir.to_owned(),
+            stderr_lines: rx,
+        };
         let line = server.wait_for_log("toki-sync is serving", Duration::from_secs(30));
         server.http = field(&line, "http").parse().expect("http address in the ready line");
         server.sync = field(&line, "sync").parse().expect("sync address in the ready line");
@@ -324,14 +350,18 @@ pub fn admin(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, Strin
 }
 
 /// Sums over every rollup of a user: (events, usage_total, column name -> tokens).
-pub fn usage_totals(store: &toki_sync::store::Store, user: u32) -> (u64, u64, std::collections::HashMap<String, u64>) {
-
+pub fn usage_totals(
+    store: &toki_sync::store::Store,
+    user: u32,
+) -> (u64, u64, std::collections::HashMap<String, u64>) {
     use toki_sync::store::codec::Record;
     let txn = store.read().unwrap();
     let table = txn.open_table(toki_sync::store::schema::ROLLUPS).unwrap();
     let names = store.strings().unwrap();
     let (mut events, mut total, mut cols) = (0, 0, std::collections::HashMap::new());
-    for row in table.range((user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX)).unwrap() {
+    for row in
+        table.range((user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX)).unwrap()
+    {
         let (_, v) = row.unwrap();
         let r = toki_sync::store::events::RollupRecord::decode(v.value()).unwrap();
         events += r.events;
@@ -390,14 +420,24 @@ pub async fn ingest_events(s: &TestServer, user: u32, device: u32, n: i64) {
         .map(|i| SyncItem {
             ts_ms: 1_700_000_000_000 + i * 60_000,
             message_id: format!("msg-{device}-{i}"),
-            event: StoredEvent { model_id: 0, session_id: 1, source_file_id: 2, project_name_id: 3, tokens: vec![10, 5, 0, 0] },
+            event: StoredEvent {
+                model_id: 0,
+                session_id: 1,
+                source_file_id: 2,
+                project_name_id: 3,
+                tokens: vec![10, 5, 0, 0],
+            },
             usage_total: 15,
             is_correction: false,
         })
         .collect();
     let batch = SyncBatchPayload {
         items,
-        dict: std::collections::HashMap::from([(0, "model-a".into()), (1, "session-1".into()), (3, "proj".into())]),
+        dict: std::collections::HashMap::from([
+            (0, "model-a".into()),
+            (1, "session-1".into()),
+            (3, "proj".into()),
+        ]),
         provider: "claude_code".into(),
         token_columns: ["input", "output", "cache_create", "cache_read"].map(String::from).to_vec(),
     };

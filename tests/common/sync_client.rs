@@ -7,12 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use toki_sync::sync::wire::{
+    AuthErrPayload, AuthOkPayload, AuthPayload, GetLastTsPayload, LastTsPayload, StoredEvent, SyncAckPayload,
+    SyncBatchPayload, SyncErrPayload, SyncItem,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use toki_sync::sync::wire::{
-    AuthErrPayload, AuthOkPayload, AuthPayload, GetLastTsPayload, LastTsPayload, StoredEvent, SyncAckPayload, SyncBatchPayload,
-    SyncErrPayload, SyncItem,
-};
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -79,7 +79,10 @@ impl AuthReply {
     }
 }
 
-pub fn tls_client_config(trusted_pem: &Path, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<rustls::ClientConfig> {
+pub fn tls_client_config(
+    trusted_pem: &Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_file_iter(trusted_pem).unwrap() {
@@ -107,7 +110,11 @@ impl SyncClient {
     }
 
     /// TLS to 127.0.0.1, trusting the certificate(s) in `trusted_pem`.
-    pub async fn tls(addr: SocketAddr, trusted_pem: &Path, versions: &[&'static rustls::SupportedProtocolVersion]) -> SyncClient {
+    pub async fn tls(
+        addr: SocketAddr,
+        trusted_pem: &Path,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> SyncClient {
         let config = tls_client_config(trusted_pem, versions);
         let s = TcpStream::connect(addr).await.expect("connect to the sync port");
         s.set_nodelay(true).unwrap();
@@ -135,7 +142,9 @@ impl SyncClient {
     /// The next frame, or `None` if the server closed the connection.
     pub async fn recv(&mut self) -> Option<(u32, Vec<u8>)> {
         let mut header = [0u8; 8];
-        let read = tokio::time::timeout(Duration::from_secs(60), self.io.read_exact(&mut header)).await.expect("reply within 60 s");
+        let read = tokio::time::timeout(Duration::from_secs(60), self.io.read_exact(&mut header))
+            .await
+            .expect("reply within 60 s");
         if read.is_err() {
             return None;
         }
@@ -193,7 +202,10 @@ impl SyncClient {
     /// True if the server closes the connection (within 10 s) without sending anything else.
     pub async fn closed_by_server(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(tokio::time::timeout(Duration::from_secs(10), self.io.read(&mut b)).await, Ok(Ok(0)) | Ok(Err(_)))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), self.io.read(&mut b)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
     }
 
     pub async fn auth(&mut self, p: &AuthPayload) -> AuthReply {
@@ -259,7 +271,13 @@ pub fn item(ts_ms: i64, message_id: &str, model_id: u32, tokens: [u64; 4]) -> Sy
     SyncItem {
         ts_ms,
         message_id: message_id.into(),
-        event: StoredEvent { model_id, session_id: 1, source_file_id: 2, project_name_id: 3, tokens: tokens.to_vec() },
+        event: StoredEvent {
+            model_id,
+            session_id: 1,
+            source_file_id: 2,
+            project_name_id: 3,
+            tokens: tokens.to_vec(),
+        },
         usage_total: tokens.iter().sum(),
         is_correction: false,
     }
@@ -273,10 +291,16 @@ pub fn batch(provider: &str, items: Vec<SyncItem>) -> SyncBatchPayload {
     };
     SyncBatchPayload {
         items,
-        dict: [(0, "claude-sonnet-4-5"), (1, "session-1"), (2, "/home/u/.claude/x.jsonl"), (3, "toki-sync"), (4, "claude-opus-4-1")]
-            .into_iter()
-            .map(|(k, v)| (k, v.to_owned()))
-            .collect(),
+        dict: [
+            (0, "claude-sonnet-4-5"),
+            (1, "session-1"),
+            (2, "/home/u/.claude/x.jsonl"),
+            (3, "toki-sync"),
+            (4, "claude-opus-4-1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect(),
         provider: provider.into(),
         token_columns: columns.iter().map(|c| c.to_string()).collect(),
     }

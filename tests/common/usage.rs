@@ -5,8 +5,8 @@ use serde_json::Value;
 use toki_sync::store::users::{Role, User};
 use toki_sync::sync::wire::{StoredEvent, SyncBatchPayload, SyncItem};
 
-use super::sync_client::{auth_payload, SyncClient};
-use super::{create_user, Client, TestServer};
+use super::sync_client::{SyncClient, auth_payload};
+use super::{Client, TestServer, create_user};
 
 pub const HOUR: i64 = 3_600_000;
 pub const DAY: i64 = 24 * HOUR;
@@ -64,8 +64,11 @@ pub fn batch_of(provider: &str, events: &[Ev<'_>]) -> SyncBatchPayload {
             is_correction: false,
         })
         .collect();
-    let columns: &[&str] =
-        if codex { &["input", "output", "reasoning_output", "cached_input"] } else { &["input", "output", "cache_create", "cache_read"] };
+    let columns: &[&str] = if codex {
+        &["input", "output", "reasoning_output", "cached_input"]
+    } else {
+        &["input", "output", "cache_create", "cache_read"]
+    };
     SyncBatchPayload {
         items,
         dict: dict.into_iter().enumerate().map(|(i, s)| (i as u32, s)).collect(),
@@ -76,12 +79,25 @@ pub fn batch_of(provider: &str, events: &[Ev<'_>]) -> SyncBatchPayload {
 
 /// Syncs `events` as `token` from the device `device_key` (named `device_name`); returns the
 /// device id from AUTH_OK.
-pub async fn sync(s: &TestServer, token: &str, device_key: &str, device_name: &str, provider: &str, events: &[Ev<'_>]) -> String {
+pub async fn sync(
+    s: &TestServer,
+    token: &str,
+    device_key: &str,
+    device_name: &str,
+    provider: &str,
+    events: &[Ev<'_>],
+) -> String {
     sync_batch(s, token, device_key, device_name, &batch_of(provider, events)).await
 }
 
 /// Syncs one prepared batch (e.g. with other token columns); returns the device id.
-pub async fn sync_batch(s: &TestServer, token: &str, device_key: &str, device_name: &str, batch: &SyncBatchPayload) -> String {
+pub async fn sync_batch(
+    s: &TestServer,
+    token: &str,
+    device_key: &str,
+    device_name: &str,
+    batch: &SyncBatchPayload,
+) -> String {
     let mut c = SyncClient::plain(s.sync).await;
     let mut auth = auth_payload(token, device_key, &batch.provider);
     auth.device_name = device_name.into();

@@ -24,7 +24,9 @@ pub fn available(test: &str) -> bool {
     if std::env::var("TOKI_SYNC_FULL_TESTS").is_ok_and(|v| v == "1") {
         panic!("{test}: {VM_BIN} not found (Debian package `victoria-metrics`); tests/run.sh installs it");
     }
-    eprintln!("SKIPPED {test}: {VM_BIN} not found (install the Debian package `victoria-metrics`, or set TOKI_SYNC_FULL_TESTS=1 to make this a failure)");
+    eprintln!(
+        "SKIPPED {test}: {VM_BIN} not found (install the Debian package `victoria-metrics`, or set TOKI_SYNC_FULL_TESTS=1 to make this a failure)"
+    );
     false
 }
 
@@ -67,7 +69,10 @@ impl VictoriaMetrics {
                 return vm;
             }
         }
-        panic!("VictoriaMetrics did not start; log:\n{}", std::fs::read_to_string(&vm.log).unwrap_or_default());
+        panic!(
+            "VictoriaMetrics did not start; log:\n{}",
+            std::fs::read_to_string(&vm.log).unwrap_or_default()
+        );
     }
 
     fn spawn(&mut self) -> bool {
@@ -121,7 +126,11 @@ impl VictoriaMetrics {
     /// Starts it again on the same port with the same data.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop it first");
-        assert!(self.spawn(), "VictoriaMetrics did not restart; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        assert!(
+            self.spawn(),
+            "VictoriaMetrics did not restart; log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 
     /// A query straight to VictoriaMetrics (no isolation), for checks.

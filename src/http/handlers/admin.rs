@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use hyper::StatusCode;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::{me, views};
 use crate::app::App;
@@ -15,11 +15,11 @@ use crate::config::RegistrationMode;
 use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
-use crate::http::response::{json, ok, HttpResponse};
+use crate::http::response::{HttpResponse, json, ok};
 use crate::query::vm::drain::hour_rfc3339;
-use crate::store::{now_secs, StoreError};
 use crate::store::settings::REGISTRATION_MODE;
-use crate::store::users::{delete_user_in, user_in, Role, User, UserError, UserStatus};
+use crate::store::users::{Role, User, UserError, UserStatus, delete_user_in, user_in};
+use crate::store::{StoreError, now_secs};
 
 const NO_USER: &str = "user not found";
 const NO_PENDING: &str = "pending user not found";
@@ -56,7 +56,9 @@ pub async fn update_settings(app: &Arc<App>, req: Request) -> Result<HttpRespons
     guard::admin(app, &req).await?;
     let body: Map<String, Value> = req.json()?;
     if let Some(unknown) = body.keys().find(|k| k.as_str() != REGISTRATION_MODE) {
-        return Err(ApiError::bad_request(format!("unknown setting `{unknown}`; settings are: {REGISTRATION_MODE}")));
+        return Err(ApiError::bad_request(format!(
+            "unknown setting `{unknown}`; settings are: {REGISTRATION_MODE}"
+        )));
     }
     for (key, value) in &body {
         set_setting(app, key, value).await?;
@@ -74,7 +76,9 @@ pub async fn put_setting(app: &Arc<App>, req: Request, key: &str) -> Result<Http
     guard::admin(app, &req).await?;
     let body: SettingBody = req.json()?;
     if !set_setting(app, key, &body.value).await? {
-        return Err(ApiError::not_found(format!("unknown setting `{key}`; settings are: {REGISTRATION_MODE}")));
+        return Err(ApiError::not_found(format!(
+            "unknown setting `{key}`; settings are: {REGISTRATION_MODE}"
+        )));
     }
     settings_json(app).await
 }
@@ -142,7 +146,8 @@ pub async fn create_user(app: &Arc<App>, req: Request) -> Result<HttpResponse, A
     guard::admin(app, &req).await?;
     let body: CreateUserBody = req.json()?;
     let role = body.role.as_deref().map(parse_role).transpose()?.unwrap_or(Role::User);
-    let user = super::auth::create_password_user(app, body.username, body.password, role, UserStatus::Active).await?;
+    let user = super::auth::create_password_user(app, body.username, body.password, role, UserStatus::Active)
+        .await?;
     tracing::info!(user = %user.username, role = user.role.as_str(), "user created by an admin");
     Ok(json(
         StatusCode::CREATED,
@@ -232,7 +237,8 @@ pub async fn reject_pending(app: &Arc<App>, req: Request, raw_id: &str) -> Resul
 
 pub async fn devices(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     guard::admin(app, &req).await?;
-    let (devices, users) = app.blocking(|a| Ok::<_, StoreError>((a.store.devices(None)?, a.store.users()?))).await??;
+    let (devices, users) =
+        app.blocking(|a| Ok::<_, StoreError>((a.store.devices(None)?, a.store.users()?))).await??;
     let owners: HashMap<u32, &User> = users.iter().map(|u| (u.id, u)).collect();
     let list: Vec<_> = devices
         .iter()
@@ -250,7 +256,10 @@ pub async fn devices(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiEr
 pub async fn delete_device(app: &Arc<App>, req: Request, raw_id: &str) -> Result<HttpResponse, ApiError> {
     guard::admin(app, &req).await?;
     let uuid = views::path_uuid(raw_id, "device not found")?;
-    let device = app.blocking(move |a| a.store.device_by_uuid(uuid)).await??.ok_or_else(|| ApiError::not_found("device not found"))?;
+    let device = app
+        .blocking(move |a| a.store.device_by_uuid(uuid))
+        .await??
+        .ok_or_else(|| ApiError::not_found("device not found"))?;
     me::delete_device(app, device.id).await?.ok_or_else(|| ApiError::not_found("device not found"))?;
     Ok(ok(&json!({ "deleted": true })))
 }
@@ -260,11 +269,20 @@ pub async fn delete_device(app: &Arc<App>, req: Request, raw_id: &str) -> Result
 pub async fn server_info(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     guard::admin(app, &req).await?;
     let (stats, mode, backlog, oldest) = app
-        .blocking(|a| Ok::<_, StoreError>((a.store.stats()?, a.registration_mode()?, a.store.vm_backlog()?, a.store.vm_oldest_hour()?)))
+        .blocking(|a| {
+            Ok::<_, StoreError>((
+                a.store.stats()?,
+                a.registration_mode()?,
+                a.store.vm_backlog()?,
+                a.store.vm_oldest_hour()?,
+            ))
+        })
         .await??;
     let victoriametrics = match &app.query.vm {
         Some(vm) => json!(vm.status.view(backlog, oldest)),
-        None => json!({ "configured": false, "outbox": backlog, "outbox_oldest_hour": oldest.and_then(hour_rfc3339) }),
+        None => {
+            json!({ "configured": false, "outbox": backlog, "outbox_oldest_hour": oldest.and_then(hour_rfc3339) })
+        }
     };
     Ok(ok(&json!({
         "version": env!("CARGO_PKG_VERSION"),

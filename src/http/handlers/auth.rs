@@ -13,7 +13,7 @@ use crate::auth::tokens::RefreshError;
 use crate::config::RegistrationMode;
 use crate::http::error::ApiError;
 use crate::http::request::Request;
-use crate::http::response::{json, ok, HttpResponse};
+use crate::http::response::{HttpResponse, json, ok};
 use crate::store::users::{NewUser, Role, User, UserStatus};
 
 const MAX_DEVICE_ID_CHARS: usize = 128;
@@ -24,9 +24,9 @@ pub fn health() -> Result<HttpResponse, ApiError> {
 
 fn check_device_id(device_id: &Option<String>) -> Result<(), ApiError> {
     match device_id {
-        Some(d) if d.chars().count() > MAX_DEVICE_ID_CHARS => {
-            Err(ApiError::unprocessable(format!("device_id must be at most {MAX_DEVICE_ID_CHARS} characters")))
-        }
+        Some(d) if d.chars().count() > MAX_DEVICE_ID_CHARS => Err(ApiError::unprocessable(format!(
+            "device_id must be at most {MAX_DEVICE_ID_CHARS} characters"
+        ))),
         _ => Ok(()),
     }
 }
@@ -43,7 +43,8 @@ pub async fn login(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErro
     let body: LoginBody = req.json()?;
     check_device_id(&body.device_id)?;
     // Counted before the password is checked (see auth::lockout); settled below.
-    let attempt = app.lockout.begin(LockKey::login(req.client_ip, &body.username)).map_err(ApiError::locked)?;
+    let attempt =
+        app.lockout.begin(LockKey::login(req.client_ip, &body.username)).map_err(ApiError::locked)?;
 
     let name = body.username.clone();
     let user = app.blocking(move |a| a.store.user_by_name(&name)).await??;
@@ -84,7 +85,9 @@ pub(super) async fn create_password_user(
     role: Role,
     status: UserStatus,
 ) -> Result<User, ApiError> {
-    rules::check_username(&username).and_then(|()| rules::check_password(&password)).map_err(ApiError::unprocessable)?;
+    rules::check_username(&username)
+        .and_then(|()| rules::check_password(&password))
+        .map_err(ApiError::unprocessable)?;
     let name = username.clone();
     if app.blocking(move |a| a.store.user_by_name(&name)).await??.is_some() {
         return Err(ApiError::conflict("username already exists"));

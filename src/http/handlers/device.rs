@@ -10,18 +10,20 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::auth::device_flow::{
-    new_device_code, new_user_code, normalize_user_code, LIMITS, MIN_POLL_GAP_MS, POLL_INTERVAL_SECS,
-    SLOW_DOWN_INTERVAL_SECS,
+    LIMITS, MIN_POLL_GAP_MS, POLL_INTERVAL_SECS, SLOW_DOWN_INTERVAL_SECS, new_device_code, new_user_code,
+    normalize_user_code,
 };
 use crate::auth::lockout::{Attempt, LockKey};
 use crate::auth::tokens;
 use crate::http::error::{ApiError, ErrorNote};
 use crate::http::guard;
 use crate::http::request::Request;
-use crate::http::response::{json, ok, HttpResponse};
-use crate::store::device_codes::{ip_bytes, redeem_in, CodeStatus, CreateError, DecideError, DeviceCode, PollState};
-use crate::store::devices::{clean_name, register_in, Device, MAX_KEY_BYTES};
-use crate::store::users::{user_in, User, UserStatus};
+use crate::http::response::{HttpResponse, json, ok};
+use crate::store::device_codes::{
+    CodeStatus, CreateError, DecideError, DeviceCode, PollState, ip_bytes, redeem_in,
+};
+use crate::store::devices::{Device, MAX_KEY_BYTES, clean_name, register_in};
+use crate::store::users::{User, UserStatus, user_in};
 use crate::store::{now_ms, now_secs};
 
 /// Which status a pending poll gets: the reference says 428, the toki client only keeps polling
@@ -70,7 +72,10 @@ pub async fn code(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError
         status: CodeStatus::Pending,
     };
     let hash = tokens::hash(&device_code);
-    let rec = match app.blocking(move |a| a.store.create_device_code(hash, rec, &LIMITS, new_user_code)).await? {
+    let rec = match app
+        .blocking(move |a| a.store.create_device_code(hash, rec, &LIMITS, new_user_code))
+        .await?
+    {
         Ok(rec) => rec,
         Err(CreateError::TooManyFromAddress) => {
             return Err(ApiError::new(
@@ -79,7 +84,10 @@ pub async fn code(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError
             ));
         }
         Err(CreateError::TooMany) => {
-            return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many device logins in progress; try again later"));
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many device logins in progress; try again later",
+            ));
         }
         Err(CreateError::Store(e)) => return Err(e.into()),
     };
@@ -147,7 +155,9 @@ pub async fn token(app: &Arc<App>, req: Request, pending: PendingStatus) -> Resu
     let redeemed = app
         .ingest
         .exec(move |ctx| {
-            let Some((user_id, rec)) = redeem_in(ctx.txn, hash, now)? else { return Ok(Redeemed::AlreadyUsed) };
+            let Some((user_id, rec)) = redeem_in(ctx.txn, hash, now)? else {
+                return Ok(Redeemed::AlreadyUsed);
+            };
             // The approver may have been deleted or disabled since approving.
             let Some(user) = user_in(ctx.txn, user_id)?.filter(|u| u.status == UserStatus::Active) else {
                 return Ok(Redeemed::ApproverGone);

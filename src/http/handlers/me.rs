@@ -13,9 +13,9 @@ use crate::auth::rules;
 use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
-use crate::http::response::{ok, HttpResponse};
+use crate::http::response::{HttpResponse, ok};
 use crate::query::vm::drain::hour_rfc3339;
-use crate::store::devices::{delete_in, Device, MAX_NAME_CHARS};
+use crate::store::devices::{Device, MAX_NAME_CHARS, delete_in};
 use crate::store::now_secs;
 use crate::store::users::User;
 
@@ -88,10 +88,14 @@ pub async fn rename(app: &Arc<App>, req: Request, raw_id: &str) -> Result<HttpRe
     let name = body.name.trim().to_owned();
     let chars = name.chars().count();
     if chars == 0 || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(ApiError::unprocessable(format!("name must be 1-{MAX_NAME_CHARS} characters without control characters")));
+        return Err(ApiError::unprocessable(format!(
+            "name must be 1-{MAX_NAME_CHARS} characters without control characters"
+        )));
     }
     let device = own_device(app, &user, raw_id).await?;
-    app.blocking(move |a| a.store.rename_device(device.id, &name)).await??.ok_or_else(|| ApiError::not_found(NO_DEVICE))?;
+    app.blocking(move |a| a.store.rename_device(device.id, &name))
+        .await??
+        .ok_or_else(|| ApiError::not_found(NO_DEVICE))?;
     Ok(ok(&json!({ "updated": true })))
 }
 
@@ -107,12 +111,15 @@ pub async fn password(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
     let user = guard::user(app, &req).await?;
     let body: PasswordBody = req.json()?;
     // Counted before the password is checked (see auth::lockout); an early return takes it back.
-    let attempt = app.lockout.begin(LockKey::login(req.client_ip, &user.username)).map_err(ApiError::locked)?;
+    let attempt =
+        app.lockout.begin(LockKey::login(req.client_ip, &user.username)).map_err(ApiError::locked)?;
     let Some(phc) = user.password_hash.clone() else {
         return Err(ApiError::bad_request("this account uses OIDC login"));
     };
     rules::check_password(&body.new_password).map_err(ApiError::unprocessable)?;
-    if body.current_password.len() > rules::MAX_PASSWORD_BYTES || !app.passwords.verify(body.current_password, Some(phc)).await {
+    if body.current_password.len() > rules::MAX_PASSWORD_BYTES
+        || !app.passwords.verify(body.current_password, Some(phc)).await
+    {
         attempt.fail();
         return Err(ApiError::forbidden("current password is incorrect"));
     }

@@ -7,11 +7,14 @@ mod me;
 mod pages;
 mod query;
 mod teams;
-pub mod views;
 mod usage;
+pub mod views;
 
 /// For the fuzz harness (`src/fuzzing.rs`): the bodies of the handlers that hash a password.
-pub(crate) use self::{admin::CreateUserBody, auth::{LoginBody, RegisterBody}};
+pub(crate) use self::{
+    admin::CreateUserBody,
+    auth::{LoginBody, RegisterBody},
+};
 
 use std::sync::Arc;
 

@@ -6,7 +6,9 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LOCATION};
+use hyper::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH, LOCATION,
+};
 use hyper::{Response, StatusCode};
 use rust_embed::RustEmbed;
 
@@ -43,7 +45,11 @@ fn serve(name: &str, req: &Request) -> Result<HttpResponse, ApiError> {
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let (status, body) = if fresh { (StatusCode::NOT_MODIFIED, Bytes::new()) } else { (StatusCode::OK, Bytes::from(file.data.into_owned())) };
+    let (status, body) = if fresh {
+        (StatusCode::NOT_MODIFIED, Bytes::new())
+    } else {
+        (StatusCode::OK, Bytes::from(file.data.into_owned()))
+    };
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -59,7 +65,8 @@ fn serve(name: &str, req: &Request) -> Result<HttpResponse, ApiError> {
 fn redirect(location: &str) -> Result<HttpResponse, ApiError> {
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::FOUND;
-    let value = HeaderValue::from_str(location).map_err(|e| ApiError::internal(format!("bad redirect target: {e}")))?;
+    let value = HeaderValue::from_str(location)
+        .map_err(|e| ApiError::internal(format!("bad redirect target: {e}")))?;
     resp.headers_mut().insert(LOCATION, value);
     Ok(resp)
 }

@@ -10,23 +10,28 @@ use crate::app::App;
 use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
-use crate::http::response::{json_bytes, ok, HttpResponse};
+use crate::http::response::{HttpResponse, json_bytes, ok};
 use crate::query::time::parse_toki_time;
 use crate::query::toki::{eval, parse};
-use crate::query::vm::proxy::{self, Proxied, Scope};
 use crate::query::vm::Vm;
+use crate::query::vm::proxy::{self, Proxied, Scope};
 use crate::store::users::Role;
-use crate::store::{now_ms, StoreError};
+use crate::store::{StoreError, now_ms};
 
 const NOT_CONFIGURED: &str = "PromQL proxy not available: VictoriaMetrics not configured";
 
 /// `GET /api/v1/toki/query?query=&start=&end=`: the caller's usage in Prometheus JSON.
 pub async fn toki(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     let caller = guard::user(app, &req).await?;
-    let text = req.query("query").filter(|q| !q.trim().is_empty()).ok_or_else(|| ApiError::bad_request("query: is required"))?;
+    let text = req
+        .query("query")
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("query: is required"))?;
     let query = parse::parse(&text).map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
     let time = |name: &str, end: bool| {
-        req.query(name).map(|v| parse_toki_time(&v, end).map_err(|e| ApiError::bad_request(format!("{name}: {e}")))).transpose()
+        req.query(name)
+            .map(|v| parse_toki_time(&v, end).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))))
+            .transpose()
     };
     let start = time("start", false)?.unwrap_or(0);
     let end = time("end", true)?.unwrap_or_else(now_ms);
@@ -112,14 +117,19 @@ fn configured(app: &App) -> Result<&Vm, ApiError> {
 async fn forward(vm: &Vm, proxied: Result<Proxied, String>) -> Result<HttpResponse, ApiError> {
     let proxied = proxied.map_err(ApiError::bad_request)?;
     let client = vm.client.clone();
-    let reply = tokio::task::spawn_blocking(move || client.query(proxied.path, &proxied.params)).await?.map_err(|e| {
-        tracing::warn!(error = %e, "PromQL proxy: VictoriaMetrics unreachable");
-        ApiError::new(StatusCode::BAD_GATEWAY, "VictoriaMetrics is unavailable")
-    })?;
+    let reply = tokio::task::spawn_blocking(move || client.query(proxied.path, &proxied.params))
+        .await?
+        .map_err(|e| {
+            tracing::warn!(error = %e, "PromQL proxy: VictoriaMetrics unreachable");
+            ApiError::new(StatusCode::BAD_GATEWAY, "VictoriaMetrics is unavailable")
+        })?;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
     if status.is_server_error() || !status.is_client_error() && !status.is_success() {
         tracing::warn!(status = reply.status, body = %String::from_utf8_lossy(&reply.body[..reply.body.len().min(300)]), "PromQL proxy: VictoriaMetrics failed");
-        return Err(ApiError::new(StatusCode::BAD_GATEWAY, format!("VictoriaMetrics failed to answer (status {})", reply.status)));
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("VictoriaMetrics failed to answer (status {})", reply.status),
+        ));
     }
     Ok(json_bytes(status, reply.body))
 }

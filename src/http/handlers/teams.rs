@@ -12,9 +12,9 @@ use crate::app::App;
 use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
-use crate::http::response::{json, ok, HttpResponse};
-use crate::store::{now_secs, StoreError};
-use crate::store::teams::{clean_name, Team, TeamRole};
+use crate::http::response::{HttpResponse, json, ok};
+use crate::store::teams::{Team, TeamRole, clean_name};
+use crate::store::{StoreError, now_secs};
 
 const NO_TEAM: &str = "team not found";
 
@@ -92,11 +92,15 @@ pub async fn add_member(app: &Arc<App>, req: Request, raw_id: &str) -> Result<Ht
     let body: AddMemberBody = req.json()?;
     let role = match body.role.as_deref() {
         None => TeamRole::Member,
-        Some(r) => TeamRole::parse(r).ok_or_else(|| ApiError::unprocessable(format!("role must be {}", TeamRole::NAMES)))?,
+        Some(r) => TeamRole::parse(r)
+            .ok_or_else(|| ApiError::unprocessable(format!("role must be {}", TeamRole::NAMES)))?,
     };
     let team = team_by_path(app, raw_id).await?;
     let user_uuid = views::path_uuid(&body.user_id, "user not found")?;
-    let user = app.blocking(move |a| a.store.user_by_uuid(user_uuid)).await??.ok_or_else(|| ApiError::not_found("user not found"))?;
+    let user = app
+        .blocking(move |a| a.store.user_by_uuid(user_uuid))
+        .await??
+        .ok_or_else(|| ApiError::not_found("user not found"))?;
     let (team_id, user_id) = (team.id, user.id);
     app.blocking(move |a| a.store.add_team_member(team_id, user_id, role, now_secs())).await??;
     tracing::info!(team = %team.name, user = %user.username, role = role.as_str(), "team member added");
@@ -106,7 +110,12 @@ pub async fn add_member(app: &Arc<App>, req: Request, raw_id: &str) -> Result<Ht
     ))
 }
 
-pub async fn remove_member(app: &Arc<App>, req: Request, raw_team: &str, raw_user: &str) -> Result<HttpResponse, ApiError> {
+pub async fn remove_member(
+    app: &Arc<App>,
+    req: Request,
+    raw_team: &str,
+    raw_user: &str,
+) -> Result<HttpResponse, ApiError> {
     guard::admin(app, &req).await?;
     let team = team_by_path(app, raw_team).await?;
     let user_uuid = views::path_uuid(raw_user, "user is not a member of this team")?;

@@ -8,8 +8,8 @@ use crate::app::App;
 use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
-use crate::http::response::{ok, HttpResponse};
-use crate::query::usage::{self, UsageError, UsageParams, MAX_RESPONSE_POINTS};
+use crate::http::response::{HttpResponse, ok};
+use crate::query::usage::{self, MAX_RESPONSE_POINTS, UsageError, UsageParams};
 use crate::store::now_ms;
 use crate::store::users::{Role, User};
 
@@ -32,14 +32,17 @@ async fn scope(app: &Arc<App>, req: &Request, caller: &User) -> Result<Vec<u32>,
     let all = match all.as_deref() {
         None | Some("false" | "0") => false,
         Some("" | "true" | "1") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("all: expected true or false, got {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("all: expected true or false, got {other:?}")));
+        }
     };
     if [team.is_some(), user.is_some(), all].iter().filter(|x| **x).count() > 1 {
         return Err(ApiError::bad_request("team, user, all: give at most one scope"));
     }
     let is_admin = caller.role == Role::Admin;
     if let Some(raw) = team {
-        let uuid = uuid::Uuid::try_parse(&raw).map_err(|_| ApiError::bad_request(format!("team: expected a team id (UUID), got {raw:?}")))?;
+        let uuid = uuid::Uuid::try_parse(&raw)
+            .map_err(|_| ApiError::bad_request(format!("team: expected a team id (UUID), got {raw:?}")))?;
         let caller_id = caller.id;
         let members = app
             .blocking(move |a| -> Result<Option<Vec<u32>>, crate::store::StoreError> {
@@ -54,14 +57,18 @@ async fn scope(app: &Arc<App>, req: &Request, caller: &User) -> Result<Vec<u32>,
         return Ok(members);
     }
     if let Some(raw) = user {
-        let uuid = uuid::Uuid::try_parse(&raw).map_err(|_| ApiError::bad_request(format!("user: expected a user id (UUID), got {raw:?}")))?;
+        let uuid = uuid::Uuid::try_parse(&raw)
+            .map_err(|_| ApiError::bad_request(format!("user: expected a user id (UUID), got {raw:?}")))?;
         if uuid == caller.uuid {
             return Ok(vec![caller.id]);
         }
         if !is_admin {
             return Err(ApiError::forbidden("user: only admins can read another user's usage"));
         }
-        let other = app.blocking(move |a| a.store.user_by_uuid(uuid)).await??.ok_or_else(|| ApiError::not_found("user not found"))?;
+        let other = app
+            .blocking(move |a| a.store.user_by_uuid(uuid))
+            .await??
+            .ok_or_else(|| ApiError::not_found("user not found"))?;
         return Ok(vec![other.id]);
     }
     if all {

@@ -1,6 +1,6 @@
 //! JSON shapes shared by the self-service and admin endpoints, and parsing of ids in paths.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::http::error::ApiError;

@@ -9,14 +9,14 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::parse::{Agg, Filter, Label, Matcher, Metric, TokiQuery};
+use crate::fasthash::FxHashMap;
 use crate::query::columns::{Column, STANDARD};
 use crate::query::pricing::{Price, PriceTable};
 use crate::query::source::{Names, Reader, Usage};
-use crate::fasthash::FxHashMap;
 use crate::store::{Store, StoreError};
 
 /// Sums of one group (one row of the client's table).
@@ -104,7 +104,14 @@ impl From<StoreError> for TokiError {
 }
 
 /// Runs `q` over `user`'s usage in `[start_ms, end_ms)` (before `offset`).
-pub fn run(store: &Store, prices: &PriceTable, user: u32, q: &TokiQuery, start_ms: i64, end_ms: i64) -> Result<Value, TokiError> {
+pub fn run(
+    store: &Store,
+    prices: &PriceTable,
+    user: u32,
+    q: &TokiQuery,
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<Value, TokiError> {
     run_capped(store, prices, user, q, start_ms, end_ms, MAX_SCANNED_EVENTS)
 }
 
@@ -129,7 +136,12 @@ pub fn run_capped(
     let row_filters: Vec<Filter> = q.filters.iter().filter(|f| f.label != Label::Type).cloned().collect();
 
     let Reader { usage, mut names } = Reader::new(store)?;
-    let mut labels = Labels { names: &mut names, filters: &row_filters, passes: FxHashMap::default(), shown: FxHashMap::default() };
+    let mut labels = Labels {
+        names: &mut names,
+        filters: &row_filters,
+        passes: FxHashMap::default(),
+        shown: FxHashMap::default(),
+    };
     // Column id -> (the type it is shown as, whether the type filters let it through, its kind).
     let mut columns: FxHashMap<u32, (String, bool, Column)> = FxHashMap::default();
     let mut model_prices: FxHashMap<u32, Option<Price>> = FxHashMap::default();
@@ -145,7 +157,13 @@ pub fn run_capped(
             }
         }
         let session = u.session.unwrap_or(0);
-        let ids = [(Label::Model, u.model), (Label::Project, u.project), (Label::Provider, u.provider), (Label::Device, u.device), (Label::Session, session)];
+        let ids = [
+            (Label::Model, u.model),
+            (Label::Project, u.project),
+            (Label::Provider, u.provider),
+            (Label::Device, u.device),
+            (Label::Session, session),
+        ];
         for (label, id) in ids {
             if row_filters.iter().any(|f| f.label == label) && !labels.passes(label, id)? {
                 return Ok(());
@@ -171,7 +189,8 @@ pub fn run_capped(
             e.insert(prices.find(labels.names.string(u.model)?));
         }
         let price = model_prices[&u.model];
-        let cached_input = u.tokens.iter().find(|(c, _)| columns[c].2 == Column::CachedInput).map_or(0, |(_, n)| *n);
+        let cached_input =
+            u.tokens.iter().find(|(c, _)| columns[c].2 == Column::CachedInput).map_or(0, |(_, n)| *n);
         if groups.len() >= MAX_ROWS && !groups.contains_key(&key) {
             return Err(TokiError::TooManyRows);
         }
@@ -196,7 +215,9 @@ pub fn run_capped(
     }
 
     let at = if end_ms % 1000 == 0 { json!(end_ms / 1000) } else { json!(end_ms as f64 / 1000.0) };
-    let metric = if q.agg == Some(Agg::Count) && matches!(q.metric, Metric::Tokens | Metric::UsageTotal | Metric::Cost) {
+    let metric = if q.agg == Some(Agg::Count)
+        && matches!(q.metric, Metric::Tokens | Metric::UsageTotal | Metric::Cost)
+    {
         // `count` counts events (the usage records behind the sums).
         Metric::Events
     } else {
@@ -220,7 +241,11 @@ pub fn run_capped(
                 }
                 // Columns the client has no place for (other providers' own) would be warned
                 // about and counted as input (compat.md §6.2): only sent when asked for by name.
-                for (t, n) in sums.types.iter().filter(|(t, _)| !STANDARD.contains(&t.as_str()) && asked_for(&type_filters, t)) {
+                for (t, n) in sums
+                    .types
+                    .iter()
+                    .filter(|(t, _)| !STANDARD.contains(&t.as_str()) && asked_for(&type_filters, t))
+                {
                     sample(&[("type", t)], n.to_string());
                 }
             }
@@ -235,7 +260,9 @@ pub fn run_capped(
 /// Whether `q` reads raw events (it is about sessions, which rollups do not have) rather than
 /// hourly rollups.
 pub fn reads_raw_events(q: &TokiQuery) -> bool {
-    matches!(q.metric, Metric::Sessions) || q.group() == Some(Label::Session) || q.filters.iter().any(|f| f.label == Label::Session)
+    matches!(q.metric, Metric::Sessions)
+        || q.group() == Some(Label::Session)
+        || q.filters.iter().any(|f| f.label == Label::Session)
 }
 
 /// Whether the query asks for the type `t` explicitly: a `type="…"` or `type=~"…"` filter
@@ -286,7 +313,13 @@ mod tests {
             .map(|i| SyncItem {
                 ts_ms: hour + i * 1000,
                 message_id: format!("msg_{i}"),
-                event: StoredEvent { model_id: 0, session_id: 1 + (i % 2) as u32, source_file_id: 0, project_name_id: 0, tokens: vec![1, 2, 3, 4] },
+                event: StoredEvent {
+                    model_id: 0,
+                    session_id: 1 + (i % 2) as u32,
+                    source_file_id: 0,
+                    project_name_id: 0,
+                    tokens: vec![1, 2, 3, 4],
+                },
                 usage_total: 10,
                 is_correction: false,
             })
@@ -307,17 +340,28 @@ mod tests {
     async fn raw_event_scans_are_capped() {
         let (_dir, store, user, hour) = ten_events().await;
         let prices = PriceTable::builtin();
-        let run = |q: &str, start: i64, end: i64, cap: u64| run_capped(&store, &prices, user, &parse(q).unwrap(), start, end, cap);
+        let run = |q: &str, start: i64, end: i64, cap: u64| {
+            run_capped(&store, &prices, user, &parse(q).unwrap(), start, end, cap)
+        };
         let sessions = "sum by (session) (usage)";
         assert!(matches!(run(sessions, hour, hour + HOUR_MS, 9), Err(TokiError::TooManyEvents(9))));
         assert!(matches!(run("sessions", 0, hour + HOUR_MS, 5), Err(TokiError::TooManyEvents(5))));
-        assert!(matches!(run("usage{session=\"s1\"}", 0, hour + HOUR_MS, 5), Err(TokiError::TooManyEvents(5))), "filtered-out events count");
+        assert!(
+            matches!(run("usage{session=\"s1\"}", 0, hour + HOUR_MS, 5), Err(TokiError::TooManyEvents(5))),
+            "filtered-out events count"
+        );
         let v = run(sessions, hour, hour + HOUR_MS, 10).unwrap();
         assert_eq!(v["data"]["result"].as_array().unwrap().len(), 8, "two sessions, four types");
         // A shorter window reads fewer events.
         assert!(run(sessions, hour, hour + 5000, 5).is_ok());
         // Whole hours come from the rollups and read no raw events.
         assert!(run("sum by (model) (usage)", hour, hour + HOUR_MS, 0).is_ok());
-        assert!(matches!(run("sum by (model) (usage)", hour + 1, hour + HOUR_MS, 5), Err(TokiError::TooManyEvents(5))), "a partial hour reads events");
+        assert!(
+            matches!(
+                run("sum by (model) (usage)", hour + 1, hour + HOUR_MS, 5),
+                Err(TokiError::TooManyEvents(5))
+            ),
+            "a partial hour reads events"
+        );
     }
 }

@@ -166,7 +166,9 @@ fn tokenize(q: &str) -> Result<Vec<Tok>, String> {
             out.push(Tok::Punct(p));
             rest = &rest[p.len()..];
         } else if c.is_ascii_alphabetic() || c == '_' {
-            let n = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')).unwrap_or(rest.len());
+            let n = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(rest.len());
             out.push(Tok::Ident(rest[..n].to_owned()));
             rest = &rest[n..];
         } else if c.is_ascii_digit() {
@@ -295,7 +297,9 @@ impl Parser {
             // toki's bucket size: checked, but it does not change the window.
             match self.next() {
                 Some(Tok::Dur(d)) => parse_duration(&d).map_err(|e| format!("[{d}]: {e}"))?,
-                other => return Err(format!("expected a duration in […], found {}", describe(other.as_ref()))),
+                other => {
+                    return Err(format!("expected a duration in […], found {}", describe(other.as_ref())));
+                }
             };
             self.expect("]", "after the duration")?;
         }
@@ -303,7 +307,12 @@ impl Parser {
             self.pos += 1;
             q.offset_ms = match self.next() {
                 Some(Tok::Dur(d)) => parse_duration(&d).map_err(|e| format!("offset {d}: {e}"))?,
-                other => return Err(format!("expected a duration after `offset`, found {}", describe(other.as_ref()))),
+                other => {
+                    return Err(format!(
+                        "expected a duration after `offset`, found {}",
+                        describe(other.as_ref())
+                    ));
+                }
             };
         }
         Ok(())
@@ -314,15 +323,28 @@ impl Parser {
             Some(Tok::Ident(name)) => name,
             other => return Err(format!("expected a label in {{…}}, found {}", describe(other.as_ref()))),
         };
-        let label = Label::parse(&name)
-            .ok_or_else(|| format!("unknown filter label `{name}`; labels are model, session, project, provider, device, type"))?;
+        let label = Label::parse(&name).ok_or_else(|| {
+            format!(
+                "unknown filter label `{name}`; labels are model, session, project, provider, device, type"
+            )
+        })?;
         let op = match self.next() {
             Some(Tok::Punct(p @ ("=" | "!=" | "=~" | "!~"))) => p,
-            other => return Err(format!("expected =, !=, =~ or !~ after `{name}`, found {}", describe(other.as_ref()))),
+            other => {
+                return Err(format!(
+                    "expected =, !=, =~ or !~ after `{name}`, found {}",
+                    describe(other.as_ref())
+                ));
+            }
         };
         let value = match self.next() {
             Some(Tok::Str(s)) => s,
-            other => return Err(format!("expected a quoted value after `{name}{op}`, found {}", describe(other.as_ref()))),
+            other => {
+                return Err(format!(
+                    "expected a quoted value after `{name}{op}`, found {}",
+                    describe(other.as_ref())
+                ));
+            }
         };
         let regex = |v: &str| {
             regex::RegexBuilder::new(&format!("^(?:{v})$"))
@@ -412,7 +434,9 @@ mod tests {
         assert_eq!(q.group(), Some(Label::Project));
         assert_eq!(q.offset_ms, 7 * 86_400_000);
         assert_eq!(q.filters.len(), 2);
-        assert!(q.filters[0].matcher.matches("claude-sonnet-4-5") && !q.filters[0].matcher.matches("xclaude"));
+        assert!(
+            q.filters[0].matcher.matches("claude-sonnet-4-5") && !q.filters[0].matcher.matches("xclaude")
+        );
         let q = parse("usage by (session)").unwrap();
         assert_eq!((q.agg, q.group()), (None, Some(Label::Session)));
         assert_eq!(parse("sum(usage)").unwrap().group(), None, "no by: one total");

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{flags, samples, Vm};
+use super::{Vm, flags, samples};
 use crate::app::App;
 use crate::query::source::hour_u32;
 use crate::query::time::{DAY_MS, HOUR_MS};
@@ -109,7 +109,10 @@ impl DrainStatus {
     fn succeeded(&self, buckets: usize, deleted: usize) {
         let mut s = self.lock();
         if let Some(since) = s.failing_since_ms.take() {
-            tracing::info!(failing_secs = (now_ms() - since) / 1000, "VictoriaMetrics accepts writes again; the outbox is draining");
+            tracing::info!(
+                failing_secs = (now_ms() - since) / 1000,
+                "VictoriaMetrics accepts writes again; the outbox is draining"
+            );
         }
         s.last_push_ms = Some(now_ms());
         s.buckets_sent += buckets as u64;
@@ -167,8 +170,14 @@ impl<E: std::fmt::Display> From<E> for Failure {
 pub async fn run(app: Arc<App>, mut stop: ShutdownSignal) {
     let Some(vm) = app.query.vm.as_ref() else { return };
     match app.blocking(|a| a.store.vm_backlog()).await {
-        Ok(Ok(b)) => tracing::info!(buckets = b.buckets, deletions = b.deletions, "VictoriaMetrics outbox drainer started"),
-        other => tracing::warn!(result = ?other.map(|r| r.map(|_| ())), "cannot read the VictoriaMetrics outbox size"),
+        Ok(Ok(b)) => tracing::info!(
+            buckets = b.buckets,
+            deletions = b.deletions,
+            "VictoriaMetrics outbox drainer started"
+        ),
+        other => {
+            tracing::warn!(result = ?other.map(|r| r.map(|_| ())), "cannot read the VictoriaMetrics outbox size")
+        }
     }
     let mut first_seen: HashMap<Uuid, Instant> = HashMap::new();
     let mut checked: Option<Instant> = None;
@@ -230,7 +239,11 @@ async fn check_flags(vm: &Vm, checked: &mut Option<Instant>) -> Result<(), Failu
 
 /// One round. Returns, when a full round was sent and more is waiting, how long it kept the
 /// ingest writer busy.
-async fn round(app: &Arc<App>, vm: &Vm, first_seen: &mut HashMap<Uuid, Instant>) -> Result<Option<Duration>, Failure> {
+async fn round(
+    app: &Arc<App>,
+    vm: &Vm,
+    first_seen: &mut HashMap<Uuid, Instant>,
+) -> Result<Option<Duration>, Failure> {
     let backlog = app.blocking(|a| a.store.vm_backlog()).await??;
     let last_hour = hour_u32((now_ms() + FUTURE_HORIZON_MS).div_euclid(HOUR_MS));
     let mut more = None;
@@ -238,7 +251,8 @@ async fn round(app: &Arc<App>, vm: &Vm, first_seen: &mut HashMap<Uuid, Instant>)
     // A read transaction first: when only future buckets wait, the writer is not bothered.
     if backlog.buckets > 0 && app.blocking(move |a| a.store.vm_due(last_hour)).await?? {
         let started = Instant::now();
-        let claim = app.ingest.exec(move |ctx| vm_outbox::claim_in(ctx.txn, ROUND_BUCKETS, last_hour)).await?;
+        let claim =
+            app.ingest.exec(move |ctx| vm_outbox::claim_in(ctx.txn, ROUND_BUCKETS, last_hour)).await?;
         let mut writer_time = started.elapsed();
         if claim.revision_capped {
             tracing::error!(
@@ -265,11 +279,18 @@ async fn round(app: &Arc<App>, vm: &Vm, first_seen: &mut HashMap<Uuid, Instant>)
         let pending = app.blocking(|a| a.store.vm_pending_deletions(ROUND_DELETIONS)).await??;
         first_seen.retain(|d, _| pending.contains(d));
         let now = Instant::now();
-        let due: Vec<Uuid> =
-            pending.iter().copied().filter(|d| now.duration_since(*first_seen.entry(*d).or_insert(now)) >= DELETE_DELAY).collect();
+        let due: Vec<Uuid> = pending
+            .iter()
+            .copied()
+            .filter(|d| now.duration_since(*first_seen.entry(*d).or_insert(now)) >= DELETE_DELAY)
+            .collect();
         if !due.is_empty() {
             let (client, list) = (vm.client.clone(), due.clone());
-            tokio::task::spawn_blocking(move || list.iter().try_for_each(|d| client.delete_device_series(*d))).await?.map_err(Failure::Io)?;
+            tokio::task::spawn_blocking(move || {
+                list.iter().try_for_each(|d| client.delete_device_series(*d))
+            })
+            .await?
+            .map_err(Failure::Io)?;
             let acked = due.clone();
             app.ingest.exec(move |ctx| vm_outbox::ack_in(ctx.txn, &[], &acked)).await?;
             for d in &due {

@@ -87,7 +87,12 @@ pub fn problems(text: &str) -> Option<String> {
         None => Err("is not set (the default is 1 month)".to_owned()),
         Some(v) => {
             // A plain number counts months; anything else is a duration with units.
-            let ms = v.parse::<f64>().ok().filter(|m| m.is_finite() && *m >= 0.0).map(|m| m * MONTH_MS).or_else(|| duration_ms(v));
+            let ms = v
+                .parse::<f64>()
+                .ok()
+                .filter(|m| m.is_finite() && *m >= 0.0)
+                .map(|m| m * MONTH_MS)
+                .or_else(|| duration_ms(v));
             match ms {
                 Some(ms) if ms >= MIN_RETENTION_MS as f64 => Ok(()),
                 Some(ms) => Err(format!("is {v:?} ({})", days(ms))),
@@ -131,15 +136,35 @@ mod tests {
         assert_eq!(problems("-retentionPeriod=\"400d\"\n-dedup.minScrapeInterval=\"60m0s\"\n"), None);
 
         let none = problems("-httpListenAddr=\"127.0.0.1:8428\"\n").unwrap();
-        assert!(none.contains("-dedup.minScrapeInterval is not set") && none.contains("-dedup.minScrapeInterval=1h"), "{none}");
-        assert!(none.contains("-retentionPeriod is not set") && none.contains("-retentionPeriod=100y"), "{none}");
-        for (dedup, needle) in [("2h0m0s", "is \"2h0m0s\""), ("1m0s", "is \"1m0s\""), ("0s", "is \"0s\""), ("soon", "cannot read")] {
-            let p = problems(&format!("-dedup.minScrapeInterval=\"{dedup}\"\n-retentionPeriod=\"100y\"\n")).unwrap();
-            assert!(p.contains(needle) && p.contains("restart VictoriaMetrics with -dedup.minScrapeInterval=1h"), "{p}");
+        assert!(
+            none.contains("-dedup.minScrapeInterval is not set")
+                && none.contains("-dedup.minScrapeInterval=1h"),
+            "{none}"
+        );
+        assert!(
+            none.contains("-retentionPeriod is not set") && none.contains("-retentionPeriod=100y"),
+            "{none}"
+        );
+        for (dedup, needle) in [
+            ("2h0m0s", "is \"2h0m0s\""),
+            ("1m0s", "is \"1m0s\""),
+            ("0s", "is \"0s\""),
+            ("soon", "cannot read"),
+        ] {
+            let p = problems(&format!("-dedup.minScrapeInterval=\"{dedup}\"\n-retentionPeriod=\"100y\"\n"))
+                .unwrap();
+            assert!(
+                p.contains(needle) && p.contains("restart VictoriaMetrics with -dedup.minScrapeInterval=1h"),
+                "{p}"
+            );
             assert!(!p.contains("retentionPeriod"), "{p}");
         }
-        for (retention, needle) in [("1", "(31 days)"), ("30d", "(30 days)"), ("11", "(341 days)"), ("forever", "cannot read")] {
-            let p = problems(&format!("-dedup.minScrapeInterval=\"1h0m0s\"\n-retentionPeriod=\"{retention}\"\n")).unwrap();
+        for (retention, needle) in
+            [("1", "(31 days)"), ("30d", "(30 days)"), ("11", "(341 days)"), ("forever", "cannot read")]
+        {
+            let p =
+                problems(&format!("-dedup.minScrapeInterval=\"1h0m0s\"\n-retentionPeriod=\"{retention}\"\n"))
+                    .unwrap();
             assert!(p.starts_with("-retentionPeriod is") && p.contains(needle), "{p}");
         }
     }

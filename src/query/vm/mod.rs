@@ -85,7 +85,12 @@ impl VmClient {
     /// Sends samples in VictoriaMetrics' JSON line format (`/api/v1/import`).
     pub fn import(&self, body: Vec<u8>) -> Result<(), String> {
         let url = format!("{}/api/v1/import", self.base);
-        let resp = self.agent.post(&url).content_type("application/json").send(&body[..]).map_err(|e| format!("import: {e}"))?;
+        let resp = self
+            .agent
+            .post(&url)
+            .content_type("application/json")
+            .send(&body[..])
+            .map_err(|e| format!("import: {e}"))?;
         Self::expect_success("import", Self::read(resp)?)
     }
 
@@ -93,7 +98,11 @@ impl VmClient {
     pub fn delete_device_series(&self, device: Uuid) -> Result<(), String> {
         let url = format!("{}/api/v1/admin/tsdb/delete_series", self.base);
         let selector = samples::device_selector(device);
-        let resp = self.agent.post(&url).send_form([("match[]", selector.as_str())]).map_err(|e| format!("delete_series: {e}"))?;
+        let resp = self
+            .agent
+            .post(&url)
+            .send_form([("match[]", selector.as_str())])
+            .map_err(|e| format!("delete_series: {e}"))?;
         Self::expect_success("delete_series", Self::read(resp)?)
     }
 

@@ -41,7 +41,9 @@ fn isolation(scope: &Scope) -> (String, String) {
         Scope::User(u) => ("extra_label".into(), format!("user={u}")),
         // No user id is this, so an empty team sees nothing (an empty regex would match
         // series without a `user` label).
-        Scope::Users(users) if users.is_empty() => ("extra_filters[]".into(), "{user=\"(no members)\"}".into()),
+        Scope::Users(users) if users.is_empty() => {
+            ("extra_filters[]".into(), "{user=\"(no members)\"}".into())
+        }
         Scope::Users(users) => {
             let alternatives: Vec<String> = users.iter().map(Uuid::to_string).collect();
             ("extra_filters[]".into(), format!("{{user=~\"{}\"}}", alternatives.join("|")))
@@ -50,7 +52,8 @@ fn isolation(scope: &Scope) -> (String, String) {
 }
 
 fn query_param(get: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
-    let q = get("query").filter(|q| !q.trim().is_empty()).ok_or("query: is required (a PromQL expression)")?;
+    let q =
+        get("query").filter(|q| !q.trim().is_empty()).ok_or("query: is required (a PromQL expression)")?;
     if q.len() > MAX_QUERY_BYTES {
         return Err(format!("query: is {} bytes; the limit is {MAX_QUERY_BYTES}", q.len()));
     }
@@ -100,7 +103,9 @@ pub fn range(get: impl Fn(&str) -> Option<String>, scope: &Scope) -> Result<Prox
     let step = step_param(&get("step").ok_or("step: is required (e.g. 60s, 5m, 1h)")?)?;
     let points = (end - start) as f64 / step as f64;
     if points > MAX_POINTS {
-        return Err(format!("step: gives {points:.0} points per series (at most {MAX_POINTS}); use a larger step or a shorter range"));
+        return Err(format!(
+            "step: gives {points:.0} points per series (at most {MAX_POINTS}); use a larger step or a shorter range"
+        ));
     }
     let params = vec![
         ("query".to_owned(), query),
@@ -126,7 +131,11 @@ mod tests {
     #[test]
     fn isolation_is_always_attached_and_only_known_parameters_pass() {
         let u = Uuid::from_u128(7);
-        let p = instant(get(&[("query", "up"), ("time", "2026-03-28T10:30:00.5Z"), ("extra_label", "user=x")]), &Scope::User(u)).unwrap();
+        let p = instant(
+            get(&[("query", "up"), ("time", "2026-03-28T10:30:00.5Z"), ("extra_label", "user=x")]),
+            &Scope::User(u),
+        )
+        .unwrap();
         assert_eq!(
             p.params,
             vec![
@@ -137,11 +146,25 @@ mod tests {
             ]
         );
         let v = Uuid::from_u128(8);
-        let p = range(get(&[("query", "up"), ("start", "0"), ("end", "3600"), ("step", "1m")]), &Scope::Users(vec![u, v])).unwrap();
-        assert_eq!(p.params.last().unwrap(), &("extra_filters[]".to_owned(), format!("{{user=~\"{u}|{v}\"}}")));
+        let p = range(
+            get(&[("query", "up"), ("start", "0"), ("end", "3600"), ("step", "1m")]),
+            &Scope::Users(vec![u, v]),
+        )
+        .unwrap();
+        assert_eq!(
+            p.params.last().unwrap(),
+            &("extra_filters[]".to_owned(), format!("{{user=~\"{u}|{v}\"}}"))
+        );
         assert_eq!(p.params[3], ("step".to_owned(), "60000ms".to_owned()));
-        let p = range(get(&[("query", "up"), ("start", "0"), ("end", "3600"), ("step", "1m")]), &Scope::Users(vec![])).unwrap();
-        assert_eq!(p.params.last().unwrap(), &("extra_filters[]".to_owned(), "{user=\"(no members)\"}".to_owned()));
+        let p = range(
+            get(&[("query", "up"), ("start", "0"), ("end", "3600"), ("step", "1m")]),
+            &Scope::Users(vec![]),
+        )
+        .unwrap();
+        assert_eq!(
+            p.params.last().unwrap(),
+            &("extra_filters[]".to_owned(), "{user=\"(no members)\"}".to_owned())
+        );
     }
 
     #[test]
@@ -158,8 +181,14 @@ mod tests {
             (vec![("query", "up"), ("end", "10"), ("step", "1s")], "start: is required"),
             (vec![("query", "up"), ("start", "10"), ("step", "1s")], "end: is required"),
             (vec![("query", "up"), ("start", "10"), ("end", "20")], "step: is required"),
-            (vec![("query", "up"), ("start", "20"), ("end", "10"), ("step", "1s")], "end: must not be before start"),
-            (vec![("query", "up"), ("start", "0"), ("end", "86400"), ("step", "1s")], "step: gives 86400 points"),
+            (
+                vec![("query", "up"), ("start", "20"), ("end", "10"), ("step", "1s")],
+                "end: must not be before start",
+            ),
+            (
+                vec![("query", "up"), ("start", "0"), ("end", "86400"), ("step", "1s")],
+                "step: gives 86400 points",
+            ),
             (vec![("query", "up"), ("start", "0"), ("end", "10"), ("step", "0")], "step: must be a positive"),
             (vec![("query", "up"), ("start", "0"), ("end", "10"), ("step", "fast")], "step:"),
         ] {

@@ -81,7 +81,8 @@ pub fn encode(buckets: &[ClaimedBucket]) -> Vec<u8> {
                 column,
             };
             // Serializing plain strings and integers cannot fail.
-            let _ = serde_json::to_writer(&mut out, &Line { metric: labels, values: [value], timestamps: [ts] });
+            let _ =
+                serde_json::to_writer(&mut out, &Line { metric: labels, values: [value], timestamps: [ts] });
             out.push(b'\n');
         };
         line(EVENTS, None, b.events);
@@ -113,7 +114,13 @@ mod tests {
             key: (1, 5, 2, 3, 4, 0),
             hour: 5,
             revision: 2,
-            labels: BucketLabels { user: Uuid::nil(), device: Uuid::nil(), provider: "codex".into(), model: "gpt-5\"x".into(), project: String::new() },
+            labels: BucketLabels {
+                user: Uuid::nil(),
+                device: Uuid::nil(),
+                provider: "codex".into(),
+                model: "gpt-5\"x".into(),
+                project: String::new(),
+            },
             events: 3,
             usage_total: 30,
             tokens: vec![("input".into(), 20), ("output".into(), 0)],
