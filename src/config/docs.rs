@@ -1,0 +1,101 @@
+//! The configuration's documentation, generated from the sections: `config print-default` (also
+//! shipped as `packaging/toki-sync.toml`), the README key table and `--help`'s environment list.
+
+use super::key::Kind;
+use super::{ENV_ADMIN_PASSWORD, ENV_CONFIG, ENV_JWT_SECRET, ENV_SHORTCUTS, SECTIONS, all_keys, env_name};
+
+/// The commented example configuration (`toki-sync config print-default`, also shipped as
+/// `packaging/toki-sync.toml`).
+pub fn default_file() -> String {
+    let mut out = String::from(
+        "# toki-sync configuration.\n\
+         #\n\
+         # Every key is optional; the values shown are the built-in defaults, and commented-out\n\
+         # keys are unset. Precedence, lowest first: built-in defaults < this file <\n\
+         # environment < command-line flags. Any key can be set from the environment as\n\
+         # TOKI_SYNC_<SECTION>__<KEY>, e.g. TOKI_SYNC_AUTH__REGISTRATION_MODE=open.\n\
+         #\n\
+         # Secrets come only from the environment: TOKI_ADMIN_PASSWORD (password of the first\n\
+         # admin account, created on first start; generated and printed once if unset) and\n\
+         # JWT_SECRET (token signing key, at least 32 characters; generated and kept in the\n\
+         # data file if unset).\n",
+    );
+    for section in SECTIONS {
+        out.push_str(&format!("\n# {}\n[{}]\n", section.help, section.name));
+        for key in section.keys {
+            for line in wrap(key.help, 94) {
+                out.push_str(&format!("# {line}\n"));
+            }
+            let shortcut = ENV_SHORTCUTS
+                .iter()
+                .find(|s| s.1 == section.name && s.2 == key.name)
+                .map(|s| s.0.to_owned())
+                .unwrap_or_else(|| env_name(section.name, key));
+            out.push_str(&format!("# Environment: {shortcut}\n"));
+            if key.default.is_empty() {
+                let example = if key.example.is_empty() { "\"\"" } else { key.example };
+                out.push_str(&format!("#{} = {example}\n", key.name));
+            } else {
+                out.push_str(&format!("{} = {}\n", key.name, key.kind.toml_literal(key.default)));
+            }
+        }
+    }
+    out
+}
+
+/// One row per key, for documentation (`config keys`) and the README table.
+pub fn key_table() -> String {
+    let mut out = String::from("| Key | Default | Environment | Meaning |\n|---|---|---|---|\n");
+    for (section, key) in all_keys() {
+        let default = match (key.default.is_empty(), key.kind) {
+            (true, Kind::CidrList) => "`[]`".to_owned(),
+            (true, _) => "unset".to_owned(),
+            (false, kind) => format!("`{}`", kind.toml_literal(key.default)),
+        };
+        out.push_str(&format!(
+            "| `{section}.{}` | {} | `{}` | {} |\n",
+            key.name,
+            default,
+            env_name(section, key),
+            key.help.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// Every environment variable the server reads, for `--help`.
+pub fn env_help() -> String {
+    let mut out = String::from("Environment:\n");
+    out.push_str(&format!("  {ENV_CONFIG:<34} config file (like --config)\n"));
+    for (name, section, key) in ENV_SHORTCUTS {
+        out.push_str(&format!("  {name:<34} {section}.{key}\n"));
+    }
+    out.push_str(&format!(
+        "  {:<34} any file key, e.g. TOKI_SYNC_AUTH__REGISTRATION_MODE\n",
+        "TOKI_SYNC_<SECTION>__<KEY>"
+    ));
+    out.push_str(&format!("  {ENV_ADMIN_PASSWORD:<34} password of the first admin (first start only)\n"));
+    out.push_str(&format!(
+        "  {ENV_JWT_SECRET:<34} JWT signing secret (>= 32 chars; default: generated, kept in the data file)\n"
+    ));
+    out.push_str(&format!("  {:<34} log filter, overrides log.level\n", "RUST_LOG"));
+    out
+}

@@ -1,0 +1,235 @@
+//! What a key is, the kinds of value a key can hold, and how each kind is read from the file
+//! (TOML values) or the environment and flags (text), checked and stored.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+
+use super::{Config, ConfigError};
+use crate::net::Cidr;
+
+/// A `[section]` of the file: its keys and the line `print-default` shows above it.
+pub(super) struct Section {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub keys: &'static [Key],
+}
+
+/// The type of a key, which decides how file and environment values are read and checked.
+#[derive(Clone, Copy)]
+pub(super) enum Kind {
+    Int {
+        min: u64,
+        max: u64,
+    },
+    Str,
+    Ip,
+    Enum(&'static [&'static str]),
+    /// An http(s) URL; empty means unset.
+    Url,
+    /// A list of CIDR networks; from the environment, comma-separated.
+    CidrList,
+    /// A tracing filter: a level or `target=level` directives.
+    LogFilter,
+    /// A file path; empty means unset.
+    OptPath,
+}
+
+/// A checked value, ready to be stored.
+pub(super) enum Parsed {
+    Int(u64),
+    Str(String),
+    OptStr(Option<String>),
+    Ip(IpAddr),
+    Cidrs(Vec<Cidr>),
+}
+
+pub(super) struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Default in environment-string form; empty for "unset".
+    pub default: &'static str,
+    /// Shown (commented out) by `print-default` when the default is unset.
+    pub example: &'static str,
+    pub help: &'static str,
+    pub set: fn(&mut Config, Parsed),
+}
+
+macro_rules! setter {
+    ($($field:ident).+, Int, $ty:ty) => {
+        |c: &mut Config, p: Parsed| if let Parsed::Int(v) = p { c.$($field).+ = v as $ty }
+    };
+    ($($field:ident).+, OptPath) => {
+        |c: &mut Config, p: Parsed| if let Parsed::OptStr(v) = p { c.$($field).+ = v.map(std::path::PathBuf::from) }
+    };
+    ($($field:ident).+, $variant:ident) => {
+        |c: &mut Config, p: Parsed| if let Parsed::$variant(v) = p { c.$($field).+ = v }
+    };
+}
+
+/// Where a value came from, for error messages.
+pub(super) enum Origin<'a> {
+    Default,
+    File(&'a Path),
+    Env(&'a str),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => write!(f, "built-in default"),
+            Origin::File(p) => write!(f, "in {}", p.display()),
+            Origin::Env(name) => write!(f, "from environment variable {name}"),
+            Origin::Flag(flag) => write!(f, "from command-line flag {flag}"),
+        }
+    }
+}
+
+/// A raw value before checking.
+pub(super) enum Raw<'a> {
+    Toml(&'a toml::Value),
+    Text(&'a str),
+}
+
+impl Kind {
+    pub fn allowed(&self) -> String {
+        match self {
+            Kind::Int { min, max } => format!("an integer from {min} to {max}"),
+            Kind::Str => "a string".into(),
+            Kind::Ip => "an IP address such as \"0.0.0.0\", \"127.0.0.1\" or \"::\"".into(),
+            Kind::Enum(names) => {
+                format!("one of {}", names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "))
+            }
+            Kind::Url => "an http:// or https:// URL without query or fragment (or \"\" for unset)".into(),
+            Kind::CidrList => "a list of IP addresses or CIDR networks such as [\"10.0.0.0/8\"]".into(),
+            Kind::LogFilter => "a level (error, warn, info, debug, trace) or tracing directives".into(),
+            Kind::OptPath => "a file path (or \"\" for unset)".into(),
+        }
+    }
+
+    pub fn parse(&self, raw: Raw<'_>) -> Result<Parsed, String> {
+        match (self, raw) {
+            (Kind::Int { min, max }, raw) => {
+                let v = match raw {
+                    Raw::Toml(toml::Value::Integer(i)) => u64::try_from(*i).ok(),
+                    Raw::Text(s) => s.trim().parse::<u64>().ok(),
+                    Raw::Toml(_) => None,
+                };
+                match v {
+                    Some(v) if v >= *min && v <= *max => Ok(Parsed::Int(v)),
+                    _ => Err(String::new()),
+                }
+            }
+            (Kind::CidrList, raw) => {
+                let items: Vec<String> = match raw {
+                    Raw::Toml(toml::Value::Array(a)) => a
+                        .iter()
+                        .map(|v| v.as_str().map(str::to_owned).ok_or_else(String::new))
+                        .collect::<Result<_, _>>()?,
+                    Raw::Text(s) => {
+                        s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+                    }
+                    Raw::Toml(_) => return Err(String::new()),
+                };
+                items.iter().map(|s| s.parse::<Cidr>()).collect::<Result<Vec<_>, _>>().map(Parsed::Cidrs)
+            }
+            (kind, raw) => {
+                let s = match raw {
+                    Raw::Toml(toml::Value::String(s)) => s.as_str(),
+                    Raw::Text(s) => s,
+                    Raw::Toml(_) => return Err(String::new()),
+                };
+                kind.parse_text(s)
+            }
+        }
+    }
+
+    fn parse_text(&self, s: &str) -> Result<Parsed, String> {
+        match self {
+            Kind::Str => {
+                if s.is_empty() {
+                    Err("it must not be empty".into())
+                } else {
+                    Ok(Parsed::Str(s.to_owned()))
+                }
+            }
+            Kind::Ip => s.trim().parse::<IpAddr>().map(Parsed::Ip).map_err(|_| String::new()),
+            Kind::Enum(names) => {
+                if names.contains(&s) {
+                    Ok(Parsed::Str(s.to_owned()))
+                } else {
+                    Err(String::new())
+                }
+            }
+            Kind::Url => parse_url(s).map(Parsed::OptStr),
+            Kind::OptPath => Ok(Parsed::OptStr(Some(s.trim()).filter(|p| !p.is_empty()).map(str::to_owned))),
+            Kind::LogFilter => {
+                tracing_subscriber::EnvFilter::try_new(s).map_err(|e| e.to_string())?;
+                Ok(Parsed::Str(s.to_owned()))
+            }
+            Kind::Int { .. } | Kind::CidrList => unreachable!("handled in parse"),
+        }
+    }
+
+    /// The default rendered as a TOML literal for `print-default`.
+    pub fn toml_literal(&self, text: &str) -> String {
+        match self {
+            Kind::Int { .. } => text.to_owned(),
+            Kind::CidrList => {
+                let items: Vec<String> =
+                    text.split(',').filter(|s| !s.is_empty()).map(|s| format!("\"{s}\"")).collect();
+                format!("[{}]", items.join(", "))
+            }
+            _ => format!("\"{text}\""),
+        }
+    }
+}
+
+fn parse_url(s: &str) -> Result<Option<String>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or_else(|| "it must start with http:// or https://".to_owned())?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err("it has no host".into());
+    }
+    if s.contains('?') || s.contains('#') || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it must not contain a query, a fragment or spaces".into());
+    }
+    Ok(Some(s.trim_end_matches('/').to_owned()))
+}
+
+/// Checks `raw` as `section.key` and stores it; a bad value is an error naming the key, where
+/// the value came from, and what is allowed.
+pub(super) fn apply(
+    cfg: &mut Config,
+    section: &str,
+    key: &Key,
+    raw: Raw<'_>,
+    origin: Origin<'_>,
+) -> Result<(), ConfigError> {
+    let shown = match &raw {
+        Raw::Toml(v) => v.to_string(),
+        Raw::Text(s) => format!("{s:?}"),
+    };
+    match key.kind.parse(raw) {
+        Ok(parsed) => {
+            (key.set)(cfg, parsed);
+            Ok(())
+        }
+        Err(detail) => {
+            let detail = if detail.is_empty() { String::new() } else { format!(" ({detail})") };
+            Err(ConfigError(format!(
+                "invalid value for `{}.{}` {origin}: got {shown}{detail}; expected {}",
+                section,
+                key.name,
+                key.kind.allowed()
+            )))
+        }
+    }
+}
