@@ -38,6 +38,14 @@ fi
 log "installing the browser test's npm packages (tests/browser, as locked)"
 (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 
+# House style: formatting and lints are gates, for the main crate and the fuzz crate alike.
+log "cargo fmt --check"
+cargo fmt --check
+(cd fuzz && cargo fmt --check)
+log "cargo clippy (all targets, warnings are errors)"
+cargo clippy --all-targets --locked -- -D warnings
+(cd fuzz && cargo clippy --all-targets --locked -- -D warnings)
+
 log "cargo test (all targets)"
 cargo test --locked --all-targets
 
