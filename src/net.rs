@@ -77,6 +77,19 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The key every per-address limit counts under: an IPv4 address as it is, an IPv6 address by its
+/// /64 network. One IPv6 host usually has a whole /64 to pick addresses from, so keying on the
+/// exact address would let one client pose as millions.
+pub fn address_group(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
 /// 127.0.0.0/8, `::1` and IPv4-mapped loopback.
 pub fn is_loopback(ip: IpAddr) -> bool {
     canonical(ip).is_loopback()
@@ -85,6 +98,16 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_groups_are_ipv4_hosts_and_ipv6_slash_64s() {
+        let g = |s: &str| address_group(s.parse().unwrap()).to_string();
+        assert_eq!(g("10.0.0.7"), "10.0.0.7");
+        assert_eq!(g("::ffff:10.0.0.7"), "10.0.0.7");
+        assert_eq!(g("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(g("2001:db8:1:2::1"), g("2001:db8:1:2:ffff::9"));
+        assert_ne!(g("2001:db8:1:2::1"), g("2001:db8:1:3::1"));
+    }
 
     #[test]
     fn cidr_parsing_and_matching() {
