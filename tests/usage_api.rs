@@ -128,8 +128,11 @@ async fn totals_grouping_and_costs() {
     assert!(close(&t["input"]["totals"]["cost_usd"], 0.003903), "{}", t["input"]["totals"]);
     assert!(close(&t["cached_input"]["totals"]["cost_usd"], 0.00005));
     assert!(close(&t["reasoning_output"]["totals"]["cost_usd"], 0.0));
-    let sum: f64 = t.values().map(|s| s["totals"]["cost_usd"].as_f64().unwrap()).sum();
-    assert!((sum - 0.036745).abs() < 2e-6, "{sum}");
+    // Exactly, to the micro-dollar: the costs are rounded once, together.
+    let micro = |v: &Value| (v.as_f64().unwrap() * 1e6).round() as i64;
+    let sum: i64 = t.values().map(|s| micro(&s["totals"]["cost_usd"])).sum();
+    assert_eq!(sum, micro(&r["totals"]["cost_usd"]), "{}", r["series"]);
+    assert_eq!(sum, 36745);
 
     let r = get_ok(&c, &format!("/api/v1/usage?{}&group_by=device,provider", window(d, 0, 2 * DAY)), &alice)
         .await;

@@ -2,6 +2,7 @@
 //! generators (`src/bench/`).
 
 mod admin;
+mod check;
 mod serve;
 
 use std::path::PathBuf;
@@ -87,10 +88,14 @@ impl CommonArgs {
     }
 }
 
-/// Loads the configuration or explains what is wrong.
+/// Loads the configuration or explains what is wrong (with the warnings found before the error,
+/// such as an unknown key that may be the cause).
 fn load_config(overrides: &Overrides) -> Result<Config, ExitCode> {
-    Config::load(overrides, &Env::from_process()).map_err(|e| {
-        eprintln!("toki-sync: configuration error: {e}");
+    Config::load_reporting(overrides, &Env::from_process()).map_err(|f| {
+        for w in &f.warnings {
+            eprintln!("toki-sync: warning: {w}");
+        }
+        eprintln!("toki-sync: configuration error: {}", f.error);
         ExitCode::from(2)
     })
 }
@@ -105,12 +110,10 @@ fn default_sigpipe() {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` wins over `log.level`.
-pub fn init_logging(level: &str) {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
+/// Logs go to stderr. `filter` is `log.level`, or `RUST_LOG` when set (the configuration has
+/// already checked it and put it there).
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // A closed stderr (a pipe whose reader left, a restarted journald) must not matter: with
     // internal-error reporting on, the subscriber would eprintln! about it, which panics in
@@ -139,27 +142,7 @@ pub fn main() -> ExitCode {
             print!("{}", config::key_table());
             ExitCode::SUCCESS
         }
-        Command::Config { command: ConfigCommand::Check(common) } => match load_config(&common.overrides()) {
-            Ok(cfg) => {
-                for w in &cfg.warnings {
-                    eprintln!("warning: {w}");
-                }
-                match &cfg.file {
-                    Some(f) => println!("config file: {}", f.display()),
-                    None => println!("config file: none (defaults and environment)"),
-                }
-                println!("data file:   {}", cfg.db_path().display());
-                println!("http:        {}:{}", cfg.server.bind, cfg.server.http_port);
-                println!("sync:        {}:{}", cfg.server.bind, cfg.server.sync_port);
-                if let Err(e) = crate::query::pricing::PriceTable::load(cfg.pricing.file.as_deref()) {
-                    eprintln!("toki-sync: configuration error: {e}");
-                    return ExitCode::from(2);
-                }
-                println!("configuration is valid");
-                ExitCode::SUCCESS
-            }
-            Err(code) => code,
-        },
+        Command::Config { command: ConfigCommand::Check(common) } => check::run(&common),
         Command::Admin(args) => admin::run(args),
         Command::Bench { command } => crate::bench::run(command),
     }

@@ -20,7 +20,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     init_logging(&config.log.level);
-    for w in &config.warnings {
+    for w in config.warnings.iter().cloned().chain(config.plain_http_warning()) {
         tracing::warn!("{w}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

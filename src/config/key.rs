@@ -27,7 +27,7 @@ pub(super) enum Kind {
     Enum(&'static [&'static str]),
     /// An http(s) URL; empty means unset.
     Url,
-    /// A list of CIDR networks; from the environment, comma-separated.
+    /// A list of CIDR networks; from the environment, comma-separated or a TOML list.
     CidrList,
     /// A tracing filter: a level or `target=level` directives.
     LogFilter,
@@ -102,8 +102,11 @@ impl Kind {
                 format!("one of {}", names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "))
             }
             Kind::Url => "an http:// or https:// URL without query or fragment (or \"\" for unset)".into(),
-            Kind::CidrList => "a list of IP addresses or CIDR networks such as [\"10.0.0.0/8\"]".into(),
-            Kind::LogFilter => "a level (error, warn, info, debug, trace) or tracing directives".into(),
+            Kind::CidrList => "a list of IP addresses or CIDR networks such as [\"10.0.0.0/8\"] (from the environment also comma-separated: 10.0.0.0/8,127.0.0.1)".into(),
+            Kind::LogFilter => format!(
+                "a level ({}) or comma-separated directives TARGET=LEVEL after an optional level, such as \"info,toki_sync::http=debug\"",
+                LOG_LEVELS.join(", ")
+            ),
             Kind::OptPath => "a file path (or \"\" for unset)".into(),
         }
     }
@@ -127,6 +130,8 @@ impl Kind {
                         .iter()
                         .map(|v| v.as_str().map(str::to_owned).ok_or_else(String::new))
                         .collect::<Result<_, _>>()?,
+                    // The TOML form the file uses (`["127.0.0.1"]`), or plain commas.
+                    Raw::Text(s) if s.trim_start().starts_with('[') => toml_list(s)?,
                     Raw::Text(s) => {
                         s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
                     }
@@ -165,8 +170,8 @@ impl Kind {
             Kind::Url => parse_url(s).map(Parsed::OptStr),
             Kind::OptPath => Ok(Parsed::OptStr(Some(s.trim()).filter(|p| !p.is_empty()).map(str::to_owned))),
             Kind::LogFilter => {
-                tracing_subscriber::EnvFilter::try_new(s).map_err(|e| e.to_string())?;
-                Ok(Parsed::Str(s.to_owned()))
+                check_log_filter(s)?;
+                Ok(Parsed::Str(s.trim().to_owned()))
             }
             Kind::Int { .. } | Kind::CidrList => unreachable!("handled in parse"),
         }
@@ -183,6 +188,43 @@ impl Kind {
             }
             _ => format!("\"{text}\""),
         }
+    }
+}
+
+/// The levels `log.level` and `RUST_LOG` accept, alone or after `target=`.
+pub(super) const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// tracing accepts a bare word as a target name (`verbose` = "everything from target verbose"),
+/// so a mistyped level would silently switch all logging off. Every directive must therefore be
+/// a level or `target=level`.
+fn check_log_filter(s: &str) -> Result<(), String> {
+    let is_level = |l: &str| LOG_LEVELS.iter().any(|x| x.eq_ignore_ascii_case(l.trim()));
+    let directives: Vec<&str> = s.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+    if directives.is_empty() {
+        return Err("it must not be empty".into());
+    }
+    for d in directives {
+        match d.rsplit_once('=') {
+            Some((target, level)) if !target.trim().is_empty() && is_level(level) => {}
+            Some(_) => return Err(format!("`{d}` is not TARGET=LEVEL with a known level")),
+            None if is_level(d) => {}
+            None => return Err(format!("`{d}` is not a level")),
+        }
+    }
+    tracing_subscriber::EnvFilter::builder().parse(s).map(drop).map_err(|e| e.to_string())
+}
+
+/// A list in TOML syntax, as the file writes it: `["10.0.0.0/8", "127.0.0.1"]`.
+fn toml_list(s: &str) -> Result<Vec<String>, String> {
+    let not_a_list = || "not a TOML list of strings".to_owned();
+    let mut table = format!("v = {s}").parse::<toml::Table>().map_err(|_| not_a_list())?;
+    let value = table.remove("v").ok_or_else(not_a_list)?;
+    match value {
+        toml::Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| "list items must be strings".to_owned()))
+            .collect(),
+        _ => Err(not_a_list()),
     }
 }
 

@@ -41,10 +41,34 @@ impl Env {
     }
 }
 
+/// A configuration that cannot be used, with the warnings found before the error (a file with
+/// an unknown key and a bad value gets both reported).
+#[derive(Debug)]
+pub struct LoadFailure {
+    pub error: ConfigError,
+    pub warnings: Vec<String>,
+}
+
+/// The variable that, when set, replaces `log.level` (tracing's usual name).
+const ENV_RUST_LOG: &str = "RUST_LOG";
+
 impl Config {
     /// Reads the configuration in precedence order: defaults, file, environment, flags.
     pub fn load(overrides: &Overrides, env: &Env) -> Result<Config, ConfigError> {
+        Config::load_reporting(overrides, env).map_err(|f| f.error)
+    }
+
+    /// As [`Config::load`], but a failure keeps the warnings found so far.
+    pub fn load_reporting(overrides: &Overrides, env: &Env) -> Result<Config, LoadFailure> {
         let mut cfg = Config::defaults();
+        match cfg.load_layers(overrides, env) {
+            Ok(()) => Ok(cfg),
+            Err(error) => Err(LoadFailure { error, warnings: std::mem::take(&mut cfg.warnings) }),
+        }
+    }
+
+    fn load_layers(&mut self, overrides: &Overrides, env: &Env) -> Result<(), ConfigError> {
+        let cfg = self;
 
         let file = overrides
             .config_file
@@ -53,11 +77,18 @@ impl Config {
         if let Some(path) = &file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
-            cfg.apply_file(path, &text)?;
             cfg.file = Some(path.clone());
+            cfg.apply_file(path, &text)?;
         }
 
         cfg.apply_env(env)?;
+        // RUST_LOG wins over `log.level` and is checked the same way: tracing would read a typo
+        // as a target name and log nothing at all.
+        if let (Some(v), Some(key)) =
+            (env.get(ENV_RUST_LOG).filter(|v| !v.trim().is_empty()), find_key("log", "level"))
+        {
+            apply(cfg, "log", key, Raw::Text(v), Origin::Env(ENV_RUST_LOG))?;
+        }
 
         let flags: [(&'static str, &str, &str, Option<String>); 4] = [
             (
@@ -72,7 +103,7 @@ impl Config {
         ];
         for (flag, section, name, value) in flags {
             if let (Some(v), Some(key)) = (value, find_key(section, name)) {
-                apply(&mut cfg, section, key, Raw::Text(&v), Origin::Flag(flag))?;
+                apply(cfg, section, key, Raw::Text(&v), Origin::Flag(flag))?;
             }
         }
 
@@ -80,8 +111,7 @@ impl Config {
             admin_password: env.get(ENV_ADMIN_PASSWORD).filter(|s| !s.is_empty()).map(str::to_owned),
             jwt_secret: env.get(ENV_JWT_SECRET).filter(|s| !s.is_empty()).map(str::to_owned),
         };
-        cfg.validate()?;
-        Ok(cfg)
+        cfg.validate()
     }
 
     fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
@@ -118,7 +148,6 @@ impl Config {
     }
 
     fn apply_env(&mut self, env: &Env) -> Result<(), ConfigError> {
-        // Long names first, so the shortcuts win if both are given.
         for (name, value) in &env.0 {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
             if ENV_NOT_KEYS.contains(&name.as_str()) || ENV_SHORTCUTS.iter().any(|s| s.0 == name) {
@@ -134,9 +163,17 @@ impl Config {
             }
         }
         for (name, section, key) in ENV_SHORTCUTS {
-            if let (Some(v), Some(key)) = (env.get(name), find_key(section, key)) {
-                apply(self, section, key, Raw::Text(v), Origin::Env(name))?;
+            let Some(key) = find_key(section, key) else { continue };
+            let Some(v) = env.get(name) else { continue };
+            // Both spellings of one key with different values: neither may silently win.
+            let long = super::env_name(section, key);
+            if let Some(other) = env.get(&long).filter(|o| o.trim() != v.trim()) {
+                return Err(ConfigError(format!(
+                    "{name} ({v:?}) and {long} ({other:?}) both set `{section}.{}` to different values; set only one of them",
+                    key.name
+                )));
             }
+            apply(self, section, key, Raw::Text(v), Origin::Env(name))?;
         }
         Ok(())
     }
@@ -172,6 +209,22 @@ impl Config {
             )));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// A warning when plain HTTP, which carries password logins and tokens, is reachable from the
+    /// network with nothing configured in front of it that would add HTTPS. "In front" today
+    /// means a reverse proxy listed in `server.trusted_proxies`; when the server gets an HTTPS
+    /// listener of its own, a configured one must count here too.
+    pub fn plain_http_warning(&self) -> Option<String> {
+        if self.server.bind.is_loopback() || !self.server.trusted_proxies.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "plain HTTP is served on {}:{}, reachable from the network, and no HTTPS reverse proxy is configured (`server.trusted_proxies` is empty): passwords and tokens would cross the network unencrypted. Put an HTTPS reverse proxy in front and list it in `server.trusted_proxies`, or bind to 127.0.0.1 (`server.bind`)",
+            self.server.bind, self.server.http_port
+        ))
     }
 }
 

@@ -34,7 +34,7 @@ pub use auth::{AuthConfig, RegistrationMode};
 pub use backend::BackendConfig;
 pub use docs::{default_file, env_help, key_table};
 pub use http::HttpConfig;
-pub use load::{Env, Overrides};
+pub use load::{Env, LoadFailure, Overrides};
 pub use log::LogConfig;
 pub use pricing::PricingConfig;
 pub use server::ServerConfig;

@@ -26,6 +26,7 @@ impl QueryServices {
     /// Loads the price table (built in, plus `[pricing] file`) and sets up VictoriaMetrics.
     pub fn from_config(config: &Config) -> Result<QueryServices, String> {
         let prices = pricing::PriceTable::load(config.pricing.file.as_deref())?;
+        tracing::info!("prices: {}", prices.describe());
         let vm = config
             .backend
             .vm_url

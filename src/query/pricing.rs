@@ -92,6 +92,15 @@ const MAX_USD_PER_MTOK: f64 = 100_000.0;
 pub struct PriceTable {
     /// Lower-cased model name or family -> price.
     by_name: HashMap<String, Price>,
+    /// What a pricing file contributed, for the start-up log and `config check`.
+    source: Option<FileSource>,
+}
+
+#[derive(Clone, Debug)]
+struct FileSource {
+    path: std::path::PathBuf,
+    entries: usize,
+    replaced: usize,
 }
 
 impl Default for PriceTable {
@@ -102,7 +111,7 @@ impl Default for PriceTable {
 
 impl PriceTable {
     pub fn builtin() -> PriceTable {
-        PriceTable { by_name: BUILTIN.iter().map(|(n, p)| ((*n).to_owned(), *p)).collect() }
+        PriceTable { by_name: BUILTIN.iter().map(|(n, p)| ((*n).to_owned(), *p)).collect(), source: None }
     }
 
     /// The built-in table, with the entries of `file` (when given) replacing or adding to it.
@@ -115,10 +124,30 @@ impl PriceTable {
             return Err(context(format!("it is {size} bytes; the limit is {MAX_FILE_BYTES}")));
         }
         let text = std::fs::read_to_string(path).map_err(|e| context(format!("cannot read it: {e}")))?;
-        for (name, price) in parse_overrides(&text).map_err(context)? {
-            table.by_name.insert(name, price);
+        // Entry by entry: a file's `claude-opus-4` replaces that one entry and leaves
+        // `claude-opus-4-1` (an entry of its own) as built in.
+        let entries = parse_overrides(&text).map_err(context)?;
+        let mut source = FileSource { path: path.to_owned(), entries: entries.len(), replaced: 0 };
+        for (name, price) in entries {
+            source.replaced += usize::from(table.by_name.insert(name, price).is_some());
         }
+        table.source = Some(source);
         Ok(table)
+    }
+
+    /// Where the prices come from, for the start-up log and `config check`.
+    pub fn describe(&self) -> String {
+        match &self.source {
+            None => format!("built-in price table ({} entries)", self.by_name.len()),
+            Some(f) => format!(
+                "pricing file {}: {} entries ({} replacing a built-in entry, {} new), merged with the built-in table ({} entries in all)",
+                f.path.display(),
+                f.entries,
+                f.replaced,
+                f.entries - f.replaced,
+                self.by_name.len()
+            ),
+        }
     }
 
     /// The price of a model (see the module documentation for the matching rule).
@@ -289,6 +318,14 @@ mod tests {
         assert_eq!(t.find("claude-sonnet-4-5-20250929"), Some(p(1.0, 2.5, 0.0, 0.1)));
         assert_eq!(t.find("my-llama-8b").unwrap().input, 0.5);
         assert_eq!(t.find("claude-opus-4-1").unwrap().input, 15.0, "other built-ins stay");
+        let d = t.describe();
+        assert!(d.contains("prices.toml: 2 entries (1 replacing a built-in entry, 1 new)"), "{d}");
+        // Entries merge one by one: a family entry does not reprice a longer entry of its own.
+        let t = load("[models.\"claude-opus-4\"]\ninput = 1\noutput = 2\ncache_write = 0\ncache_read = 0\n")
+            .unwrap();
+        assert_eq!(t.find("claude-opus-4-20250514").unwrap().input, 1.0);
+        assert_eq!(t.find("claude-opus-4-1-20250805").unwrap().input, 15.0);
+        assert!(PriceTable::builtin().describe().starts_with("built-in price table ("));
         for (text, needle) in [
             ("[models.x]\ninput = 1\noutput = 1\ncache_write = 0\n", "`cache_read` is missing"),
             (

@@ -168,8 +168,11 @@ pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
     }
     let hours: i32 = digits[..2].parse().map_err(|_| bad())?;
     let minutes: i32 = if digits.len() == 4 { digits[2..].parse().map_err(|_| bad())? } else { 0 };
-    if minutes >= 60 || hours * 60 + minutes > 14 * 60 {
-        return Err(bad());
+    if minutes >= 60 {
+        return Err(format!("the minutes of an offset must be below 60, got {s:?}"));
+    }
+    if hours * 60 + minutes > 14 * 60 {
+        return Err(format!("an offset is at most 14 hours (-14:00 to +14:00), got {s:?}"));
     }
     Ok(sign * (hours * 3600 + minutes * 60))
 }
@@ -258,6 +261,10 @@ mod tests {
         for bad in ["", "2", "+15:00", "+02:60", "+2:00", "02:00", "+02:0", "+0:200"] {
             assert!(parse_utc_offset(bad).is_err(), "{bad}");
         }
+        assert!(parse_utc_offset("+15:00").unwrap_err().contains("at most 14 hours"));
+        assert!(parse_utc_offset("-14:01").unwrap_err().contains("at most 14 hours"));
+        assert!(parse_utc_offset("+02:60").unwrap_err().contains("below 60"));
+        assert!(parse_utc_offset("+2:00").unwrap_err().contains("such as +02:00"));
         assert_eq!(format_offset(-19800), "-05:30");
         assert_eq!(rfc3339_at(T, 7200), "2026-03-28T12:30:00+02:00");
         assert_eq!(rfc3339_at(T, 0), "2026-03-28T10:30:00Z");

@@ -357,6 +357,8 @@ pub fn run(
         series_cells.entry(ids).or_default().push((bucket, acc));
     }
     let mut series = Vec::with_capacity(series_cells.len());
+    // Unrounded costs of each series and of its points, rounded together below.
+    let mut raw_costs: Vec<(f64, Vec<f64>)> = Vec::with_capacity(series_cells.len());
     for (ids, mut buckets) in series_cells {
         buckets.sort_by_key(|(b, _)| *b);
         let mut group = BTreeMap::new();
@@ -379,8 +381,10 @@ pub fn run(
         }
         let mut totals = Acc::default();
         let mut points = Vec::with_capacity(buckets.len());
+        let mut point_costs = Vec::with_capacity(buckets.len());
         for (bucket, acc) in buckets {
             totals.add(acc.events, acc.total, acc.cost, &acc.tokens);
+            point_costs.push(acc.cost);
             if p.step.is_some() {
                 points.push(Point {
                     start: time::rfc3339_at(bucket, p.offset_secs),
@@ -389,11 +393,23 @@ pub fn run(
                 });
             }
         }
+        raw_costs.push((totals.cost, point_costs));
         series.push(Series {
             group,
             totals: sums(&mut names, &totals, !by_type)?,
             points: p.step.map(|_| points),
         });
+    }
+    // Round once: the series' costs add up exactly to the total's, and each series' points to
+    // the series' (rounding each figure on its own can miss by a few micro-dollars).
+    let series_costs = apportion_usd(raw_costs.iter().map(|(c, _)| *c), grand.cost);
+    for ((s, (_, point_costs)), cost) in series.iter_mut().zip(&raw_costs).zip(series_costs) {
+        s.totals.cost_usd = cost;
+        if let Some(points) = &mut s.points {
+            for (point, c) in points.iter_mut().zip(apportion_usd(point_costs.iter().copied(), cost)) {
+                point.sums.cost_usd = c;
+            }
+        }
     }
     // Largest first (what a dashboard shows on top), then by labels for a stable order.
     series.sort_by(|a, b| b.totals.total.cmp(&a.totals.total).then_with(|| a.group.cmp(&b.group)));
@@ -415,6 +431,29 @@ pub fn run(
 /// Costs are reported to the micro-dollar.
 fn round_usd(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+/// Rounds `parts` to micro-dollars so that they add up exactly to `total` rounded: each part is
+/// rounded down, and the micro-dollars still missing go to the parts with the largest remainders
+/// (or, when float error overshoots, are taken from those with the smallest).
+fn apportion_usd(parts: impl Iterator<Item = f64>, total: f64) -> Vec<f64> {
+    let scaled: Vec<f64> = parts.map(|p| p * 1e6).collect();
+    let mut units: Vec<i64> = scaled.iter().map(|x| x.floor() as i64).collect();
+    let mut missing = (total * 1e6).round() as i64 - units.iter().sum::<i64>();
+    let mut order: Vec<usize> = (0..units.len()).collect();
+    order.sort_by(|&a, &b| (scaled[b] - scaled[b].floor()).total_cmp(&(scaled[a] - scaled[a].floor())));
+    while missing > 0 && !order.is_empty() {
+        for &i in order.iter().take(missing as usize) {
+            units[i] += 1;
+            missing -= 1;
+        }
+    }
+    while missing < 0 {
+        let Some(&i) = order.iter().rev().find(|&&i| units[i] > 0) else { break };
+        units[i] -= 1;
+        missing += 1;
+    }
+    units.into_iter().map(|u| u as f64 / 1e6).collect()
 }
 
 fn sums(names: &mut Names, acc: &Acc, standard_columns: bool) -> Result<Sums, StoreError> {
@@ -454,6 +493,25 @@ mod tests {
         assert_eq!(Step::Week.bucket(h, 0), h - 5 * DAY_MS, "Monday 2026-03-23");
         assert_eq!(Step::Week.bucket(0, 0), -3 * DAY_MS);
         assert_eq!(Step::Hour.bucket(h + 3 * HOUR_MS, 1800 * 1000), h + 3 * HOUR_MS);
+    }
+
+    #[test]
+    fn rounded_costs_add_up_to_the_rounded_total() {
+        // Three parts of 0.0000004 each round to 0 alone, but their total to 0.000001.
+        let parts = [0.000_000_4, 0.000_000_4, 0.000_000_4];
+        let total: f64 = parts.iter().sum();
+        assert_eq!(apportion_usd(parts.into_iter(), total), vec![0.000_001, 0.0, 0.0]);
+        // Six parts ending in .5 micro-dollars: each alone rounds up (+3 over the total).
+        let parts: Vec<f64> = (1..=6).map(|i| i as f64 * 1e-6 + 0.000_000_5).collect();
+        let total: f64 = parts.iter().sum();
+        let rounded = apportion_usd(parts.iter().copied(), total);
+        let units = |v: &[f64]| v.iter().map(|x| (x * 1e6).round() as i64).sum::<i64>();
+        assert_eq!(units(&rounded), (total * 1e6).round() as i64);
+        for (r, p) in rounded.iter().zip(&parts) {
+            assert!((r - p).abs() < 1e-6, "{r} vs {p}");
+        }
+        assert!(apportion_usd(std::iter::empty(), 0.0).is_empty());
+        assert_eq!(apportion_usd([0.0292501].into_iter(), 0.0292501), vec![0.02925]);
     }
 
     #[test]

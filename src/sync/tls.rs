@@ -38,6 +38,15 @@ pub fn load(config: &Config) -> Result<Tls, String> {
             let (c, k) = self_signed_paths(&config.storage.data_dir);
             if !c.exists() || !k.exists() {
                 generate(config, &c, &k)?;
+            } else if let Some(missing) = names_not_covered(config, &c) {
+                // `server.external_url`, the host name or the bind address changed since the
+                // certificate was made. Only a generated certificate is ever replaced.
+                tracing::warn!(
+                    cert = %c.display(),
+                    missing = ?missing,
+                    "the generated TLS certificate is not valid for every current name; generating a new one (its fingerprint changes)"
+                );
+                generate(config, &c, &k)?;
             }
             (c, k, true)
         }
@@ -66,6 +75,34 @@ pub fn load(config: &Config) -> Result<Tls, String> {
             )
         })?;
     Ok(Tls { config: Arc::new(server), fingerprint, cert_path, generated })
+}
+
+/// For `config check`: loads the configured certificate and key as `serve` would (readable,
+/// valid PEM, key matching the certificate) and describes them; `None` when no certificate is
+/// configured (serve then uses the generated one). Creates nothing.
+pub fn check_configured(config: &Config) -> Result<Option<String>, String> {
+    if config.tls.cert_file.is_none() {
+        return Ok(None);
+    }
+    let tls = load(config)?;
+    Ok(Some(format!("{} (SHA-256 fingerprint {})", tls.cert_path.display(), tls.fingerprint)))
+}
+
+/// The current subject names that the certificate in `cert_path` does not cover; `None` when it
+/// covers all (or cannot be read, which `load` then reports).
+fn names_not_covered(config: &Config, cert_path: &Path) -> Option<Vec<String>> {
+    let der = CertificateDer::pem_file_iter(cert_path).ok()?.next()?.ok()?;
+    let parsed = rustls::server::ParsedCertificate::try_from(&der).ok()?;
+    let missing: Vec<String> = subject_names(config)
+        .into_iter()
+        .filter(|name| {
+            // A name that is neither a DNS name nor an IP address cannot be checked (nor used
+            // by a client); it does not force a new certificate.
+            rustls_pki_types::ServerName::try_from(name.as_str())
+                .is_ok_and(|sn| rustls::client::verify_server_name(&parsed, &sn).is_err())
+        })
+        .collect();
+    (!missing.is_empty()).then_some(missing)
 }
 
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
@@ -129,4 +166,74 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .open(path)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     f.write_all(bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, external_url: Option<&str>) -> Config {
+        let mut c = Config::defaults();
+        c.storage.data_dir = dir.to_owned();
+        c.server.external_url = external_url.map(str::to_owned);
+        c
+    }
+
+    #[test]
+    fn a_generated_certificate_follows_the_external_url_and_a_configured_one_is_never_touched() {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let first = load(&config(dir.path(), Some("https://old.example.com"))).unwrap();
+        assert!(first.generated);
+        let again = load(&config(dir.path(), Some("https://old.example.com"))).unwrap();
+        assert_eq!(again.fingerprint, first.fingerprint, "reused while its names still match");
+        let moved = load(&config(dir.path(), Some("https://new.example.com:8443/"))).unwrap();
+        assert_ne!(moved.fingerprint, first.fingerprint, "regenerated for the new host");
+        let (cert, _) = self_signed_paths(dir.path());
+        assert!(names_not_covered(&config(dir.path(), Some("https://new.example.com")), &cert).is_none());
+        assert_eq!(
+            names_not_covered(&config(dir.path(), Some("https://old.example.com")), &cert),
+            Some(vec!["old.example.com".to_owned()])
+        );
+
+        // The same files, configured: used as they are, whatever the names.
+        let (cert, key) = self_signed_paths(dir.path());
+        let before = std::fs::read(&cert).unwrap();
+        let mut c = config(dir.path(), Some("https://elsewhere.example.com"));
+        c.tls.cert_file = Some(cert.clone());
+        c.tls.key_file = Some(key);
+        let configured = load(&c).unwrap();
+        assert!(!configured.generated);
+        assert_eq!(configured.fingerprint, moved.fingerprint);
+        assert_eq!(std::fs::read(&cert).unwrap(), before);
+        assert!(check_configured(&c).unwrap().unwrap().contains(&moved.fingerprint));
+    }
+
+    #[test]
+    fn check_configured_reports_missing_broken_and_mismatched_files() {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(check_configured(&config(d, None)).unwrap(), None, "nothing configured, nothing made");
+        assert!(!d.join("tls").exists());
+        let mut c = config(d, None);
+        c.tls.cert_file = Some(d.join("missing.pem"));
+        c.tls.key_file = Some(d.join("missing-key.pem"));
+        let e = check_configured(&c).unwrap_err();
+        assert!(e.contains("cannot read TLS certificate") && e.contains("missing.pem"), "{e}");
+
+        // Two generated pairs: the key of one does not match the certificate of the other.
+        let (a, b) = (d.join("a"), d.join("b"));
+        load(&config(&a, None)).unwrap();
+        load(&config(&b, None)).unwrap();
+        c.tls.cert_file = Some(self_signed_paths(&a).0);
+        c.tls.key_file = Some(self_signed_paths(&b).1);
+        let e = check_configured(&c).unwrap_err();
+        assert!(e.contains("do not work together"), "{e}");
+
+        std::fs::write(d.join("garbage.pem"), "not a certificate").unwrap();
+        c.tls.cert_file = Some(d.join("garbage.pem"));
+        let e = check_configured(&c).unwrap_err();
+        assert!(e.contains("garbage.pem"), "{e}");
+    }
 }
