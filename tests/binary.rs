@@ -145,7 +145,7 @@ fn configuration_errors_stop_start_up_with_a_clear_message() {
 
 #[test]
 fn config_print_default_matches_the_shipped_file() {
-    let out = Command::new(bin()).args(["config", "print-default"]).output().unwrap();
+    let out = Command::new(bin()).args(["config", "print-default", "--packaged"]).output().unwrap();
     assert!(out.status.success());
     let shipped =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/toki-sync.toml")).unwrap();

@@ -45,7 +45,12 @@ enum Command {
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Print a commented example configuration with every key and its default.
-    PrintDefault,
+    PrintDefault {
+        /// Print the packaged file instead (packaging/toki-sync.toml, installed as
+        /// /etc/toki-sync/toki-sync.toml): the defaults with data_dir = /var/lib/toki-sync.
+        #[arg(long)]
+        packaged: bool,
+    },
     /// Print the configuration keys as a Markdown table.
     Keys,
     /// Load the configuration as `serve` would, report problems, and print where data lives.
@@ -134,8 +139,8 @@ pub fn main() -> ExitCode {
     }
     match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Config { command: ConfigCommand::PrintDefault } => {
-            print!("{}", config::default_file());
+        Command::Config { command: ConfigCommand::PrintDefault { packaged } } => {
+            print!("{}", if packaged { config::packaged_file() } else { config::default_file() });
             ExitCode::SUCCESS
         }
         Command::Config { command: ConfigCommand::Keys } => {

@@ -4,9 +4,25 @@
 use super::key::Kind;
 use super::{ENV_ADMIN_PASSWORD, ENV_CONFIG, ENV_JWT_SECRET, ENV_SHORTCUTS, SECTIONS, all_keys, env_name};
 
-/// The commented example configuration (`toki-sync config print-default`, also shipped as
-/// `packaging/toki-sync.toml`).
+/// Where the packaged systemd unit keeps the data (its `StateDirectory=`). The packaged
+/// configuration file is the one place that says so: `serve`, `config check` and `admin` given
+/// `--config /etc/toki-sync/toki-sync.toml` then all find the same data file.
+pub const PACKAGED_DATA_DIR: &str = "/var/lib/toki-sync";
+
+/// The commented example configuration with the built-in defaults (`toki-sync config
+/// print-default`).
 pub fn default_file() -> String {
+    config_file(None)
+}
+
+/// The configuration shipped as `packaging/toki-sync.toml` and installed as
+/// `/etc/toki-sync/toki-sync.toml` (`toki-sync config print-default --packaged`): the defaults,
+/// with the packaged data directory.
+pub fn packaged_file() -> String {
+    config_file(Some(PACKAGED_DATA_DIR))
+}
+
+fn config_file(packaged_data_dir: Option<&str>) -> String {
     let mut out = String::from(
         "# toki-sync configuration.\n\
          #\n\
@@ -16,10 +32,19 @@ pub fn default_file() -> String {
          # TOKI_SYNC_<SECTION>__<KEY>, e.g. TOKI_SYNC_AUTH__REGISTRATION_MODE=open.\n\
          #\n\
          # Secrets come only from the environment: TOKI_ADMIN_PASSWORD (password of the first\n\
-         # admin account, created on first start; generated and printed once if unset) and\n\
-         # JWT_SECRET (token signing key, at least 32 characters; generated and kept in the\n\
-         # data file if unset).\n",
+         # admin, created when the data file has no active admin; generated and printed once if\n\
+         # unset) and JWT_SECRET (token signing key, at least 32 characters; generated and kept\n\
+         # in the data file if unset).\n",
     );
+    if packaged_data_dir.is_some() {
+        out.push_str(
+            "#\n\
+             # This is the packaged file (/etc/toki-sync/toki-sync.toml), which the systemd unit\n\
+             # passes with --config. It differs from the defaults only in storage.data_dir; use\n\
+             # the same --config with `toki-sync config check` and `toki-sync admin`. The unit\n\
+             # reads the secrets from /etc/toki-sync/env (optional; mode 0600, owned by root).\n",
+        );
+    }
     for section in SECTIONS {
         out.push_str(&format!("\n# {}\n[{}]\n", section.help, section.name));
         for key in section.keys {
@@ -32,7 +57,9 @@ pub fn default_file() -> String {
                 .map(|s| s.0.to_owned())
                 .unwrap_or_else(|| env_name(section.name, key));
             out.push_str(&format!("# Environment: {shortcut}\n"));
-            if key.default.is_empty() {
+            if let (Some(dir), "storage", "data_dir") = (packaged_data_dir, section.name, key.name) {
+                out.push_str(&format!("{} = \"{dir}\"\n", key.name));
+            } else if key.default.is_empty() {
                 let example = if key.example.is_empty() { "\"\"" } else { key.example };
                 out.push_str(&format!("#{} = {example}\n", key.name));
             } else {

@@ -32,7 +32,7 @@ mod tls;
 
 pub use auth::{AuthConfig, RegistrationMode};
 pub use backend::BackendConfig;
-pub use docs::{default_file, env_help, key_table};
+pub use docs::{PACKAGED_DATA_DIR, default_file, env_help, key_table, packaged_file};
 pub use http::HttpConfig;
 pub use load::{Env, LoadFailure, Overrides};
 pub use log::LogConfig;

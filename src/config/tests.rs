@@ -50,10 +50,63 @@ fn precedence_is_default_file_env_flag() {
 }
 
 #[test]
-fn shortcut_env_beats_long_env() {
+fn shortcut_and_long_env_must_agree() {
     let env = [("TOKI_SYNC_SERVER__HTTP_PORT", "2000"), ("TOKI_SYNC_HTTP_PORT", "2001")];
+    let e = load(None, &env, Overrides::default()).unwrap_err().0;
+    assert!(
+        e.contains("TOKI_SYNC_HTTP_PORT (\"2001\")")
+            && e.contains("TOKI_SYNC_SERVER__HTTP_PORT (\"2000\")")
+            && e.contains("server.http_port"),
+        "{e}"
+    );
+    let env = [("TOKI_SYNC_STORAGE__DATA_DIR", "/srv/toki"), ("TOKI_SYNC_DATA_DIR", "/srv/toki")];
     let c = load(None, &env, Overrides::default()).unwrap();
+    assert_eq!(c.storage.data_dir, std::path::Path::new("/srv/toki"));
+    let c = load(None, &[("TOKI_SYNC_HTTP_PORT", "2001")], Overrides::default()).unwrap();
     assert_eq!(c.server.http_port, 2001);
+}
+
+#[test]
+fn log_levels_are_checked_and_rust_log_wins() {
+    for good in ["info", "DEBUG", "off", "warn,toki_sync::http=debug", "toki_sync=trace", "info,"] {
+        let c = load(Some(&format!("[log]\nlevel = {good:?}\n")), &[], Overrides::default()).unwrap();
+        assert_eq!(c.log.level, good);
+    }
+    for bad in ["verbose", "inf", "info,toki_sync=loud", "=debug", ""] {
+        let e = load(Some(&format!("[log]\nlevel = {bad:?}\n")), &[], Overrides::default()).unwrap_err().0;
+        assert!(e.contains("log.level") && e.contains("error, warn, info, debug, trace"), "{bad}: {e}");
+    }
+    let c = load(Some("[log]\nlevel = \"warn\"\n"), &[("RUST_LOG", "debug")], Overrides::default()).unwrap();
+    assert_eq!(c.log.level, "debug");
+    let e = load(None, &[("RUST_LOG", "chatty")], Overrides::default()).unwrap_err().0;
+    assert!(e.contains("RUST_LOG") && e.contains("`chatty` is not a level"), "{e}");
+    let c = load(None, &[("RUST_LOG", "")], Overrides::default()).unwrap();
+    assert_eq!(c.log.level, "info", "an empty RUST_LOG is unset");
+}
+
+#[test]
+fn warnings_come_with_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.toml");
+    std::fs::write(&p, "[server]\nhtp_port = 1\nhttp_port = 99999\n").unwrap();
+    let ov = Overrides { config_file: Some(p), ..Default::default() };
+    let f = Config::load_reporting(&ov, &Env::default()).unwrap_err();
+    assert!(f.error.0.contains("server.http_port"), "{}", f.error);
+    assert_eq!(f.warnings.len(), 1);
+    assert!(f.warnings[0].contains("server.htp_port"), "{:?}", f.warnings);
+}
+
+#[test]
+fn plain_http_on_the_network_is_warned_about() {
+    let c = Config::defaults();
+    let w = c.plain_http_warning().expect("0.0.0.0 without a proxy");
+    assert!(w.contains("0.0.0.0:9091") && w.contains("server.trusted_proxies"), "{w}");
+    let c = load(None, &[("TOKI_SYNC_BIND", "127.0.0.1")], Overrides::default()).unwrap();
+    assert_eq!(c.plain_http_warning(), None);
+    let c = load(None, &[("TOKI_SYNC_BIND", "::1")], Overrides::default()).unwrap();
+    assert_eq!(c.plain_http_warning(), None);
+    let c = load(None, &[("TOKI_SYNC_SERVER__TRUSTED_PROXIES", "10.0.0.5")], Overrides::default()).unwrap();
+    assert_eq!(c.plain_http_warning(), None, "a reverse proxy fronts it");
 }
 
 #[test]
@@ -120,6 +173,19 @@ fn lists_urls_and_secrets() {
         load(None, &[("TOKI_SYNC_SERVER__TRUSTED_PROXIES", "127.0.0.1, 10.1.0.0/16")], Overrides::default())
             .unwrap();
     assert_eq!(c.server.trusted_proxies.len(), 2);
+    // The TOML form, as in the file (and as the error message shows it).
+    let c = load(
+        None,
+        &[("TOKI_SYNC_SERVER__TRUSTED_PROXIES", " [\"127.0.0.1\", \"10.1.0.0/16\"]"), ("TOKI_SYNC_SYNC__PLAINTEXT_ALLOW", "[]")],
+        Overrides::default(),
+    )
+    .unwrap();
+    assert_eq!(c.server.trusted_proxies.len(), 2);
+    assert!(c.sync.plaintext_allow.is_empty());
+    for bad in ["[\"127.0.0.1\"", "[1, 2]", "[\"nope\"]"] {
+        let e = load(None, &[("TOKI_SYNC_SERVER__TRUSTED_PROXIES", bad)], Overrides::default()).unwrap_err().0;
+        assert!(e.contains("server.trusted_proxies") && e.contains("comma-separated"), "{bad}: {e}");
+    }
 }
 
 #[test]
@@ -142,7 +208,29 @@ fn shipped_example_is_current() {
     let shipped = include_str!("../../packaging/toki-sync.toml");
     assert_eq!(
         shipped,
-        default_file(),
-        "packaging/toki-sync.toml is stale: regenerate it with `toki-sync config print-default > packaging/toki-sync.toml`"
+        packaged_file(),
+        "packaging/toki-sync.toml is stale: regenerate it with `cargo run -q -- config print-default --packaged > packaging/toki-sync.toml`"
     );
+}
+
+/// One source of truth for where the packaged server keeps its data: the packaged file says it,
+/// the unit passes that file and sets no data-directory variable that would override it, and
+/// the directory is the unit's StateDirectory.
+#[test]
+fn packaged_config_and_unit_agree() {
+    let unit = include_str!("../../packaging/toki-sync.service");
+    let c = load(Some(&packaged_file()), &[], Overrides::default()).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.storage.data_dir, std::path::Path::new(PACKAGED_DATA_DIR));
+    let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+    assert!(exec.contains("--config /etc/toki-sync/toki-sync.toml") && !exec.contains("--data-dir"), "{exec}");
+    let state = unit.lines().find_map(|l| l.strip_prefix("StateDirectory=")).unwrap();
+    assert_eq!(format!("/var/lib/{}", state.trim()), PACKAGED_DATA_DIR);
+    for line in unit.lines().filter(|l| l.starts_with("Environment=")) {
+        assert!(!line.contains("DATA_DIR") && !line.contains("TOKI_SYNC_CONFIG"), "{line}");
+    }
+    // Besides data_dir, the packaged file is the default file.
+    let d = default_file();
+    let diff: Vec<_> = d.lines().filter(|l| !packaged_file().lines().any(|p| p == *l)).collect();
+    assert_eq!(diff, vec!["data_dir = \"data\""]);
 }
