@@ -176,14 +176,18 @@ fn lists_urls_and_secrets() {
     // The TOML form, as in the file (and as the error message shows it).
     let c = load(
         None,
-        &[("TOKI_SYNC_SERVER__TRUSTED_PROXIES", " [\"127.0.0.1\", \"10.1.0.0/16\"]"), ("TOKI_SYNC_SYNC__PLAINTEXT_ALLOW", "[]")],
+        &[
+            ("TOKI_SYNC_SERVER__TRUSTED_PROXIES", " [\"127.0.0.1\", \"10.1.0.0/16\"]"),
+            ("TOKI_SYNC_SYNC__PLAINTEXT_ALLOW", "[]"),
+        ],
         Overrides::default(),
     )
     .unwrap();
     assert_eq!(c.server.trusted_proxies.len(), 2);
     assert!(c.sync.plaintext_allow.is_empty());
     for bad in ["[\"127.0.0.1\"", "[1, 2]", "[\"nope\"]"] {
-        let e = load(None, &[("TOKI_SYNC_SERVER__TRUSTED_PROXIES", bad)], Overrides::default()).unwrap_err().0;
+        let e =
+            load(None, &[("TOKI_SYNC_SERVER__TRUSTED_PROXIES", bad)], Overrides::default()).unwrap_err().0;
         assert!(e.contains("server.trusted_proxies") && e.contains("comma-separated"), "{bad}: {e}");
     }
 }
@@ -223,7 +227,10 @@ fn packaged_config_and_unit_agree() {
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(c.storage.data_dir, std::path::Path::new(PACKAGED_DATA_DIR));
     let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
-    assert!(exec.contains("--config /etc/toki-sync/toki-sync.toml") && !exec.contains("--data-dir"), "{exec}");
+    assert!(
+        exec.contains("--config /etc/toki-sync/toki-sync.toml") && !exec.contains("--data-dir"),
+        "{exec}"
+    );
     let state = unit.lines().find_map(|l| l.strip_prefix("StateDirectory=")).unwrap();
     assert_eq!(format!("/var/lib/{}", state.trim()), PACKAGED_DATA_DIR);
     for line in unit.lines().filter(|l| l.starts_with("Environment=")) {
