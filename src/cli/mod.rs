@@ -57,14 +57,15 @@ enum ConfigCommand {
     Check(CommonArgs),
 }
 
-/// Where the configuration and the data file are.
+/// Where the configuration and the data file are. Global, so they may be given anywhere on the
+/// command line: `admin --data-dir X stats` and `admin stats --data-dir X` are the same.
 #[derive(Args, Clone, Default)]
 pub struct CommonArgs {
     /// Configuration file (TOML). [env: TOKI_SYNC_CONFIG]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
-    /// Directory of the data file. [env: TOKI_SYNC_DATA_DIR]
-    #[arg(long, value_name = "DIR")]
+    /// Directory of the data file (overrides storage.data_dir). [env: TOKI_SYNC_DATA_DIR]
+    #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
 }
 
