@@ -35,7 +35,8 @@ fn bench_ingest_creates_its_user_and_reports_json() {
     let http = format!("http://{}", server.http);
     let cert = dir.path().join("tls/cert.pem").to_str().unwrap().to_owned();
     let mut created = Vec::new();
-    for extra in [&[][..], &["--tls", "--tls-ca", &cert][..]] {
+    // The first run keeps its user (--keep); the second removes it at the end.
+    for extra in [&["--keep"][..], &["--tls", "--tls-ca", &cert][..]] {
         let mut args =
             vec!["--http", &http, "--devices", "2", "--batches", "3", "--batch-size", "150", "--json"];
         args.extend_from_slice(extra);
@@ -50,11 +51,18 @@ fn bench_ingest_creates_its_user_and_reports_json() {
         );
         assert!(report.get("first_error").is_none(), "{report}");
         assert!(report["events_per_sec"].as_f64().unwrap() > 0.0);
-        assert_eq!(report["transport"], if extra.is_empty() { "plaintext" } else { "TLS" });
-        created.push((
-            report["user"].as_str().unwrap().to_owned(),
-            report["access_token"].as_str().unwrap().to_owned(),
-        ));
+        let kept = extra == ["--keep"];
+        assert_eq!(report["transport"], if kept { "plaintext" } else { "TLS" });
+        let user = report["user"].as_str().unwrap().to_owned();
+        if kept {
+            assert_eq!(report["removed"], "nothing (--keep)");
+            created.push((user, report["access_token"].as_str().unwrap().to_owned()));
+        } else {
+            assert_eq!(report["removed"], format!("user {user} with its devices and usage"));
+            assert!(report.get("access_token").is_none(), "no token for a removed user: {report}");
+            let users = block_on(Client::at(server.http).get_auth("/admin/users", &admin_token(&server)));
+            assert!(!users.text().contains(&user), "{user} is gone: {}", users.text());
+        }
     }
     // The printed user and token are real: the token signs in as that user.
     let (user, token) = &created[0];
@@ -103,8 +111,17 @@ fn bench_ingest_creates_its_user_and_reports_json() {
     assert!(server.stop().0);
     let (_, out, _) = admin(dir.path(), &["stats", "--json"], None);
     let stats: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(stats["events"], 1900);
-    assert_eq!(stats["users"], 3, "admin and one user per --http run");
+    assert_eq!(stats["events"], 1000, "the kept run's 900 and the --token run's 100");
+    assert_eq!(
+        (stats["users"].as_u64(), stats["devices"].as_u64()),
+        (Some(2), Some(3)),
+        "admin and the kept user"
+    );
+}
+
+fn admin_token(server: &BinServer) -> String {
+    let pair = block_on(Client::at(server.http).login("admin", "bench-admin-pw"));
+    pair["access_token"].as_str().unwrap().to_owned()
 }
 
 #[test]
@@ -119,14 +136,38 @@ fn bench_seed_fills_a_data_file() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["events"], 5000);
+    assert_eq!(report["created_users"], serde_json::json!(["seed-user-1", "seed-user-2"]));
+    // A second seed of the same file is refused unless --force, which then reuses the accounts.
+    let again = |extra: &[&str]| {
+        Command::new(bin())
+            .args(["bench", "seed", "--data-dir"])
+            .arg(dir.path())
+            .args(["--events", "10", "--users", "2", "--devices-per-user", "2"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = again(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("already exists") && err.contains("--force") && err.contains("seed-password"),
+        "{err}"
+    );
+    let out = again(&["--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("created no accounts"), "{text}");
     let (_, out, _) = admin(dir.path(), &["stats", "--json"], None);
     let stats: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         (stats["events"].as_u64(), stats["devices"].as_u64(), stats["users"].as_u64()),
-        (Some(5000), Some(4), Some(2))
+        (Some(5010), Some(4), Some(2))
     );
-    // The seeded users can sign in, and `bench query` runs every query against them.
-    let server = BinServer::start(dir.path(), &[]);
+    // The seeded users can sign in, and `bench query` runs every query against them. The file
+    // has no admin, so the server makes one.
+    let server = BinServer::start(dir.path(), &[("TOKI_ADMIN_PASSWORD", "seeded-admin-pw")]);
+    block_on(Client::at(server.http).login("admin", "seeded-admin-pw"));
     block_on(Client::at(server.http).login("seed-user-1", "seed-password"));
     let out = Command::new(bin())
         .args(["bench", "query", "--http", &format!("http://{}", server.http), "--user", "seed-user-1"])
@@ -165,7 +206,13 @@ fn bench_seed_fills_a_data_file() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.starts_with("user seed-user-2; access token "), "{stdout}");
     assert!(stdout.contains("\n20 events (1 devices x 2 batches x 10) over plaintext"), "{stdout}");
+    assert!(stdout.contains("\nremoved 1 devices of seed-user-2 with their usage"), "{stdout}");
     assert!(server.stop().0);
     let (_, out, _) = admin(dir.path(), &["stats", "--json"], None);
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["events"], 5020);
+    let stats: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (stats["events"].as_u64(), stats["devices"].as_u64(), stats["users"].as_u64()),
+        (Some(5010), Some(4), Some(3)),
+        "the run's device is gone; the admin was added"
+    );
 }

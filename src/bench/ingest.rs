@@ -62,6 +62,10 @@ pub struct IngestArgs {
     /// first catch-up of its local history (0: one millisecond apart).
     #[arg(long, default_value_t = 30)]
     span_days: u32,
+    /// With --http: keep what the run created (the bench user, or with --user the devices it
+    /// added), e.g. for `bench query`. Default: removed, with their usage, when the run ends.
+    #[arg(long)]
+    keep: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -94,6 +98,10 @@ pub struct IngestReport {
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
+    /// With --http: what was removed at the end ("user bench-…" or "N devices of NAME"), or
+    /// "nothing (--keep)".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
 }
 
 pub fn run(args: IngestArgs) -> Result<(), String> {
@@ -112,16 +120,36 @@ pub fn run(args: IngestArgs) -> Result<(), String> {
             return Err("give --token (or TOKI_BENCH_TOKEN), or --http with admin credentials".into());
         }
     };
-    let mut report = runtime.block_on(ingest(args.clone(), token))?;
-    if let Some(u) = user {
+    let run_id = crate::auth::random::u64();
+    let mut report = runtime.block_on(ingest(args.clone(), token, run_id))?;
+    let mut cleanup_error = None;
+    if let (Some(u), Some(url)) = (user, &args.http) {
+        // What the run created goes again unless --keep: bench users and devices left behind
+        // would show up in every list of a real server.
+        let removed = match (&u.created_id, args.keep) {
+            (_, true) => Ok("nothing (--keep)".to_owned()),
+            (Some(id), false) => super::http::remove_user(url, &args.admin_user, id)
+                .map(|()| format!("user {} with its devices and usage", u.name)),
+            (None, false) => super::http::remove_devices(url, &u.name, &device_key_prefix(run_id))
+                .map(|n| format!("{n} devices of {} with their usage", u.name)),
+        };
+        match removed {
+            Ok(what) => report.removed = Some(what),
+            Err(e) => cleanup_error = Some(format!("could not remove what the run created: {e}")),
+        }
+        // The token is worth printing only while its user exists.
+        if args.keep || u.created_id.is_none() {
+            report.access_token = Some(u.access_token);
+        }
         report.user = Some(u.name);
-        report.access_token = Some(u.access_token);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
-        if let (Some(user), Some(token)) = (&report.user, &report.access_token) {
-            println!("user {user}; access token {token}");
+        match (&report.user, &report.access_token) {
+            (Some(user), Some(token)) => println!("user {user}; access token {token}"),
+            (Some(user), None) => println!("user {user}"),
+            _ => {}
         }
         println!(
             "{} events ({} devices x {} batches x {}) over {} in {:.2} s: {:.0} events/s; ACK latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; failed batches {} (devices {})",
@@ -138,6 +166,12 @@ pub fn run(args: IngestArgs) -> Result<(), String> {
             report.failed_batches,
             report.failed_devices
         );
+        if let Some(removed) = &report.removed {
+            println!("removed {removed}");
+        }
+    }
+    if let Some(e) = cleanup_error {
+        return Err(e);
     }
     match &report.first_error {
         Some(e) => Err(format!(
@@ -167,7 +201,12 @@ enum Outcome {
     Failed { batches: u64, error: String },
 }
 
-async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String> {
+/// The device keys of one run start with this.
+fn device_key_prefix(run_id: u64) -> String {
+    format!("bench-{run_id:016x}-")
+}
+
+async fn ingest(args: IngestArgs, token: String, run_id: u64) -> Result<IngestReport, String> {
     if args.devices == 0 || args.batches == 0 || args.batch_size == 0 {
         return Err("--devices, --batches and --batch-size must be at least 1".into());
     }
@@ -188,7 +227,6 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
     };
 
     // Build every frame first.
-    let run_id = crate::auth::random::u64();
     let events_per_device = (args.batches * args.batch_size) as i64;
     let now_ms = crate::store::now_secs() * 1000;
     let span_ms = (i64::from(args.span_days) * 86_400_000).max(events_per_device);
@@ -231,7 +269,7 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
                     device_name: format!("bench-{d}"),
                     schema_version: crate::sync::wire::SCHEMA_VERSION,
                     provider: provider.to_owned(),
-                    device_key: format!("bench-{run_id:016x}-{d}"),
+                    device_key: format!("{}{d}", device_key_prefix(run_id)),
                     protocol_version: crate::sync::wire::PROTOCOL_VERSION,
                 })
                 .await?;
@@ -305,5 +343,6 @@ async fn ingest(args: IngestArgs, token: String) -> Result<IngestReport, String>
         first_error,
         user: None,
         access_token: None,
+        removed: None,
     })
 }

@@ -33,6 +33,10 @@ pub struct SeedArgs {
     /// Password of the seeded users (`seed-user-1` …), for `bench query`.
     #[arg(long, default_value = "seed-password")]
     password: String,
+    /// Add to an existing data file too. Without it an existing file is refused: the seeded
+    /// accounts have a known password and do not belong in a real server's data.
+    #[arg(long)]
+    force: bool,
     #[arg(long)]
     json: bool,
 }
@@ -46,6 +50,9 @@ struct SeedReport {
     events_per_sec: f64,
     file_bytes: u64,
     bytes_per_event: f64,
+    /// Accounts this run created (existing `seed-user-N` accounts are reused), all with the
+    /// `--password` password.
+    created_users: Vec<String>,
 }
 
 const BATCH: usize = 1000;
@@ -58,24 +65,35 @@ pub fn run(args: SeedArgs) -> Result<(), String> {
     }
     let mut config = crate::config::Config::defaults();
     config.storage.data_dir = args.data_dir.clone();
+    if config.db_path().exists() && !args.force {
+        return Err(format!(
+            "{} already exists; bench seed would add accounts seed-user-1 … with the password {:?} to it. Seed a fresh --data-dir, or give --force to add them anyway",
+            config.db_path().display(),
+            args.password
+        ));
+    }
     let store = Arc::new(crate::bootstrap::open_store(&config).map_err(|e| e.to_string())?);
     let hash = crate::auth::password::hash_blocking(&args.password);
     let now = crate::store::now_secs();
     // Each device syncs Claude Code and Codex, as a real machine would.
     let mut streams = Vec::new();
+    let mut created_users = Vec::new();
     for u in 1..=args.users {
         let name = format!("seed-user-{u}");
         let user = match store.user_by_name(&name).map_err(|e| e.to_string())? {
             Some(user) => user,
-            None => store
-                .create_user(NewUser {
-                    username: name,
-                    role: Role::User,
-                    status: UserStatus::Active,
-                    password_hash: Some(hash.clone()),
-                    oidc_subject: None,
-                })
-                .map_err(|e| e.to_string())?,
+            None => {
+                created_users.push(name.clone());
+                store
+                    .create_user(NewUser {
+                        username: name,
+                        role: Role::User,
+                        status: UserStatus::Active,
+                        password_hash: Some(hash.clone()),
+                        oidc_subject: None,
+                    })
+                    .map_err(|e| e.to_string())?
+            }
         };
         for d in 1..=args.devices_per_user {
             let key = format!("seed-device-{u}-{d}");
@@ -145,6 +163,7 @@ pub fn run(args: SeedArgs) -> Result<(), String> {
         events_per_sec: done as f64 / seconds.max(1e-9),
         file_bytes: stats.file_bytes,
         bytes_per_event: stats.file_bytes as f64 / stats.events.max(1) as f64,
+        created_users,
     };
     Arc::try_unwrap(store)
         .map_err(|_| "store still in use".to_owned())?
@@ -164,6 +183,15 @@ pub fn run(args: SeedArgs) -> Result<(), String> {
             report.file_bytes,
             report.bytes_per_event
         );
+        match report.created_users.as_slice() {
+            [] => println!("created no accounts (the seed-user accounts existed)"),
+            names => println!(
+                "created {} accounts ({}) with the password {:?}, and their devices",
+                names.len(),
+                names.join(", "),
+                args.password
+            ),
+        }
     }
     Ok(())
 }
