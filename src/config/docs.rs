@@ -119,10 +119,12 @@ pub fn env_help() -> String {
         "  {:<34} any file key, e.g. TOKI_SYNC_AUTH__REGISTRATION_MODE\n",
         "TOKI_SYNC_<SECTION>__<KEY>"
     ));
-    out.push_str(&format!("  {ENV_ADMIN_PASSWORD:<34} password of the first admin (first start only)\n"));
+    out.push_str(&format!(
+        "  {ENV_ADMIN_PASSWORD:<34} password of the first admin (used when no active admin exists)\n"
+    ));
     out.push_str(&format!(
         "  {ENV_JWT_SECRET:<34} JWT signing secret (>= 32 chars; default: generated, kept in the data file)\n"
     ));
-    out.push_str(&format!("  {:<34} log filter, overrides log.level\n", "RUST_LOG"));
+    out.push_str(&format!("  {:<34} log filter, overrides log.level (checked the same way)\n", "RUST_LOG"));
     out
 }
