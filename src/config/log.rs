@@ -18,7 +18,7 @@ pub(super) const SECTION: Section = Section {
         kind: Kind::LogFilter,
         default: "info",
         example: "",
-        help: "Log level (error, warn, info, debug, trace) or tracing directives such as \"info,toki_sync::http=debug\". RUST_LOG wins when set.",
+        help: "Log level (off, error, warn, info, debug, trace), or comma-separated directives: a level and target=level pairs such as \"info,toki_sync::http=debug\". RUST_LOG wins when set; both are checked at start.",
         set: |c, p| {
             if let Parsed::Str(v) = p {
                 c.log.level = v

@@ -23,7 +23,7 @@ pub(super) const SECTION: Section = Section {
             kind: Kind::OptPath,
             default: "",
             example: "\"/etc/toki-sync/cert.pem\"",
-            help: "PEM certificate chain for the sync port's TLS. Unset: a self-signed certificate is generated into <data_dir>/tls/ on first start and reused.",
+            help: "PEM certificate chain for the sync port's TLS. Unset: a self-signed certificate is generated into <data_dir>/tls/ on first start and reused (and generated anew when it no longer covers the current names).",
             set: setter!(tls.cert_file, OptPath),
         },
         Key {
