@@ -103,6 +103,17 @@ fn bench_ingest_creates_its_user_and_reports_json() {
     );
     assert!(report["first_error"].as_str().unwrap().contains("AUTH refused"), "{report}");
 
+    // A run that fails after creating its user still removes it.
+    let (ok, _, stderr) = bench_ingest(
+        &server,
+        &["--http", &http, "--tls", "--devices", "1", "--batches", "1"],
+        &[("TOKI_BENCH_ADMIN_PASSWORD", "bench-admin-pw")],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("--tls needs --tls-ca FILE or --tls-insecure"), "{stderr}");
+    let users = block_on(Client::at(server.http).get_auth("/admin/users", &admin_token(&server))).json();
+    assert_eq!(users["users"].as_array().unwrap().len(), 2, "admin and the kept user: {users}");
+
     // Wrong admin password: a clear failure, not a hang.
     let (ok, _, stderr) =
         bench_ingest(&server, &["--http", &http], &[("TOKI_BENCH_ADMIN_PASSWORD", "wrong-password")]);

@@ -117,6 +117,23 @@ fn config_check_finds_what_serve_would_refuse() {
     assert!(err.contains("TOKI_SYNC_HTTP_PORT") && err.contains("TOKI_SYNC_SERVER__HTTP_PORT"), "{err}");
 }
 
+#[test]
+fn serve_refuses_a_log_filter_that_would_log_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let args = ["serve", "--bind", "127.0.0.1", "--http-port", "0", "--sync-port", "0", "--data-dir", data];
+    for (envs, needle) in [
+        (&[("TOKI_SYNC_LOG__LEVEL", "verbose")][..], "`verbose` is not a level"),
+        (&[("RUST_LOG", "toki_sync=loud")][..], "`toki_sync=loud` is not TARGET=LEVEL"),
+    ] {
+        let (code, _, err) = run(&args, envs);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("configuration error") && err.contains(needle), "{err}");
+    }
+    assert!(!Path::new(data).exists(), "refused before touching anything");
+}
+
 /// The generated certificate of a data directory, made by one short `serve` run.
 fn make_self_signed(data_dir: &Path) {
     let server = BinServer::start(data_dir, &[("TOKI_ADMIN_PASSWORD", "config-cli-pw")]);

@@ -121,22 +121,37 @@ pub fn run(args: IngestArgs) -> Result<(), String> {
         }
     };
     let run_id = crate::auth::random::u64();
-    let mut report = runtime.block_on(ingest(args.clone(), token, run_id))?;
-    let mut cleanup_error = None;
-    if let (Some(u), Some(url)) = (user, &args.http) {
-        // What the run created goes again unless --keep: bench users and devices left behind
-        // would show up in every list of a real server.
-        let removed = match (&u.created_id, args.keep) {
-            (_, true) => Ok("nothing (--keep)".to_owned()),
-            (Some(id), false) => super::http::remove_user(url, &args.admin_user, id)
-                .map(|()| format!("user {} with its devices and usage", u.name)),
-            (None, false) => super::http::remove_devices(url, &u.name, &device_key_prefix(run_id))
-                .map(|n| format!("{n} devices of {} with their usage", u.name)),
-        };
-        match removed {
-            Ok(what) => report.removed = Some(what),
-            Err(e) => cleanup_error = Some(format!("could not remove what the run created: {e}")),
+    let result = runtime.block_on(ingest(args.clone(), token, run_id));
+    // What the run created goes again unless --keep (also when the run itself failed): bench
+    // users and devices left behind would show up in every list of a real server.
+    let (removed, user) = match (user, &args.http) {
+        (Some(u), Some(url)) => {
+            let removed = match (&u.created_id, args.keep) {
+                (_, true) => Ok("nothing (--keep)".to_owned()),
+                (Some(id), false) => super::http::remove_user(url, &args.admin_user, id)
+                    .map(|()| format!("user {} with its devices and usage", u.name)),
+                (None, false) => super::http::remove_devices(url, &u.name, &device_key_prefix(run_id))
+                    .map(|n| format!("{n} devices of {} with their usage", u.name)),
+            };
+            (Some(removed), Some(u))
         }
+        _ => (None, None),
+    };
+    let cleanup_error = match &removed {
+        Some(Err(e)) => Some(format!("could not remove what the run created: {e}")),
+        _ => None,
+    };
+    let mut report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(match cleanup_error {
+                Some(c) => format!("{e}; {c}"),
+                None => e,
+            });
+        }
+    };
+    report.removed = removed.and_then(Result::ok);
+    if let Some(u) = user {
         // The token is worth printing only while its user exists.
         if args.keep || u.created_id.is_none() {
             report.access_token = Some(u.access_token);
