@@ -218,7 +218,10 @@ impl Config {
     /// means a reverse proxy listed in `server.trusted_proxies`; when the server gets an HTTPS
     /// listener of its own, a configured one must count here too.
     pub fn plain_http_warning(&self) -> Option<String> {
-        if self.server.bind.is_loopback() || !self.server.trusted_proxies.is_empty() {
+        // Hook for the HTTPS listener (not built yet): once it exists, a configured one must
+        // also return None here, like a trusted reverse proxy does.
+        let https_in_front = !self.server.trusted_proxies.is_empty();
+        if self.server.bind.is_loopback() || https_in_front {
             return None;
         }
         Some(format!(
