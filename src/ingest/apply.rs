@@ -12,9 +12,8 @@ use super::{BatchJob, IngestError};
 use crate::fasthash::FxHashMap;
 use crate::store::StoreError;
 use crate::store::codec::Record;
-use crate::store::events::{
-    EventKey, EventRecord, RECENT_SPILL, RollupDelta, RollupKey, RollupRecord, hour_of, id_hash,
-};
+use crate::store::events::{EventKey, EventRecord, RollupDelta, RollupKey, RollupRecord, hour_of, id_hash};
+use crate::store::recent_spill;
 use crate::store::schema::{CURSORS, DEVICES, EVENTS, ROLLUPS};
 use crate::store::streams::stream_in;
 use crate::store::vm_outbox;
@@ -181,9 +180,7 @@ pub fn apply_batch(
             // spill table.
             let known = match st.recent.get(stream, hash) {
                 Some(ts) => Some(ts),
-                None if st.recent.spilled(stream) => {
-                    txn.open_table(RECENT_SPILL)?.get((stream, hash))?.map(|v| v.value())
-                }
+                None if st.recent.spilled(stream) => recent_spill::get_in(txn, stream, hash)?,
                 None => None,
             };
             match known {

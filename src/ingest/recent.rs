@@ -9,8 +9,10 @@
 //! A stream holds at most [`MAX_PER_STREAM`] ids in memory (a real device logs a few thousand
 //! Claude messages a day; a hostile one could send millions of distinct ids in one millisecond,
 //! which the time window never prunes). Beyond that the oldest ids are evicted *into the data
-//! file* (`RECENT_SPILL`, written in the same transaction) and the stream is marked spilled; a miss
-//! in a spilled stream is looked up there, so dedup never depends on what the cache holds.
+//! file* (`store::recent_spill`, written in the same transaction) and the stream is marked
+//! spilled; a miss in a spilled stream is looked up there, so dedup never depends on what the
+//! cache holds. The spilled rows are pruned by the same window as the memory (see
+//! [`RecentIds::spill_to_prune`]), so a stream that overflowed once goes back to memory only.
 
 use crate::fasthash::FxHashMap;
 
@@ -25,8 +27,9 @@ struct Recent {
     ids: FxHashMap<u64, i64>,
     /// Size after the last prune; the next prune happens when the map has doubled.
     pruned_len: usize,
-    /// Some ids of this stream were evicted to the spill table: a miss must look there.
-    spilled: bool,
+    /// Some ids of this stream were evicted to the spill table (a miss must look there), the
+    /// oldest of them (or a lower bound) with this ts.
+    spill_oldest: Option<i64>,
 }
 
 #[derive(Default)]
@@ -34,6 +37,8 @@ pub struct RecentIds {
     streams: FxHashMap<u32, Recent>,
     /// (stream, hash, previous ts) for every change since the last commit.
     undo: Vec<(u32, u64, Option<i64>)>,
+    /// (stream, previous `spill_oldest`) for every change of it since the last commit.
+    spill_undo: Vec<(u32, Option<i64>)>,
 }
 
 impl RecentIds {
@@ -44,14 +49,34 @@ impl RecentIds {
 
     /// True if ids of this stream were evicted to the spill table (a miss is not an answer).
     pub fn spilled(&self, stream: u32) -> bool {
-        self.streams.get(&stream).is_some_and(|s| s.spilled)
+        self.streams.get(&stream).is_some_and(|s| s.spill_oldest.is_some())
     }
 
-    /// Marks a stream whose ids are partly in the spill table (start-up).
-    pub fn mark_spilled(&mut self, device: u32, stream: u32) {
+    /// Marks a stream whose ids are partly in the spill table, the oldest with ts `oldest`.
+    pub fn mark_spilled(&mut self, device: u32, stream: u32, oldest: i64) {
         let s = self.streams.entry(stream).or_default();
         s.device = device;
-        s.spilled = true;
+        let previous = s.spill_oldest;
+        s.spill_oldest = Some(previous.map_or(oldest, |p| p.min(oldest)));
+        self.spill_undo.push((stream, previous));
+    }
+
+    /// Whether this stream's spill table rows reach back beyond the window behind `newest` (the
+    /// stream's cursor): then the caller prunes them (`store::recent_spill::prune_in`) and
+    /// reports back with [`RecentIds::spill_pruned`]. Cheap enough to ask for every stream of
+    /// every transaction; a prune happens only when there is something to remove.
+    pub fn spill_to_prune(&self, stream: u32, newest: i64) -> Option<i64> {
+        let horizon = newest.saturating_sub(WINDOW_MS);
+        let oldest = self.streams.get(&stream)?.spill_oldest?;
+        (oldest < horizon).then_some(horizon)
+    }
+
+    /// After a prune: the oldest spilled ts left, `None` when the stream has no spilled rows.
+    pub fn spill_pruned(&mut self, stream: u32, oldest: Option<i64>) {
+        if let Some(s) = self.streams.get_mut(&stream) {
+            self.spill_undo.push((stream, s.spill_oldest));
+            s.spill_oldest = oldest;
+        }
     }
 
     /// Evicts the oldest ids of every stream changed since the last commit that holds more than
@@ -78,6 +103,7 @@ impl RecentIds {
         let mut out = Vec::new();
         for stream in over {
             let Some(s) = self.streams.get_mut(&stream) else { continue };
+            let device = s.device;
             let mut by_age: Vec<(i64, u64)> = s.ids.iter().map(|(h, ts)| (*ts, *h)).collect();
             let evict = by_age.len() - MAX_PER_STREAM * 3 / 4;
             by_age.select_nth_unstable(evict - 1);
@@ -86,7 +112,8 @@ impl RecentIds {
                 self.undo.push((stream, *hash, Some(*ts)));
                 out.push((stream, *hash, *ts));
             }
-            s.spilled = true;
+            let oldest = by_age[..evict].iter().map(|e| e.0).min().unwrap_or(i64::MAX);
+            self.mark_spilled(device, stream, oldest);
         }
         out
     }
@@ -100,6 +127,7 @@ impl RecentIds {
     }
 
     pub fn commit(&mut self) {
+        self.spill_undo.clear();
         let mut last = None;
         for (stream, _, _) in self.undo.drain(..) {
             // Entries of one stream are consecutive; look at each stream once per commit.
@@ -120,6 +148,11 @@ impl RecentIds {
     }
 
     pub fn rollback(&mut self) {
+        for (stream, previous) in self.spill_undo.drain(..).rev() {
+            if let Some(s) = self.streams.get_mut(&stream) {
+                s.spill_oldest = previous;
+            }
+        }
         for (stream, hash, previous) in self.undo.drain(..).rev() {
             if let Some(s) = self.streams.get_mut(&stream) {
                 match previous {
@@ -201,5 +234,17 @@ mod tests {
         assert_eq!(r.stream_len(7), MAX_PER_STREAM);
         assert_eq!(r.get(7, 0), Some(5_000));
         assert_eq!(r.get(7, 1_000_000), None);
+        assert!(!r.spilled(7), "the spill rows were rolled back with the eviction");
+        // The spill window: nothing to prune until the window passes the oldest spilled id.
+        r.mark_spilled(1, 7, 5_000);
+        r.commit();
+        assert_eq!(r.spill_to_prune(7, 5_000 + WINDOW_MS), None);
+        assert_eq!(r.spill_to_prune(7, 5_001 + WINDOW_MS), Some(5_001));
+        r.spill_pruned(7, None);
+        r.rollback();
+        assert!(r.spilled(7), "a rolled-back prune leaves the stream spilled");
+        r.spill_pruned(7, None);
+        r.commit();
+        assert!(!r.spilled(7));
     }
 }

@@ -7,6 +7,7 @@ use super::*;
 use crate::store::codec::Record;
 use crate::store::devices::{AuthDevice, delete_in};
 use crate::store::events::RollupRecord;
+use crate::store::recent_spill::{RECENT_SPILL, RECENT_SPILL_BY_TS};
 use crate::store::schema::{EVENTS, ROLLUPS};
 use crate::sync::wire::{StoredEvent, SyncItem};
 
@@ -330,8 +331,7 @@ async fn dedup_holds_after_the_recent_index_overflows_and_after_a_restart() {
             .collect();
         send(&f, device, user, batch(CLAUDE_CODE, items)).await;
     }
-    let spilled =
-        f.store.read().unwrap().open_table(crate::store::events::RECENT_SPILL).unwrap().len().unwrap();
+    let spilled = f.store.read().unwrap().open_table(RECENT_SPILL).unwrap().len().unwrap();
     assert!(spilled > 0, "the flood overflowed the in-memory index");
     let events = 1 + flood as u64;
     assert_eq!(f.event_count(), events);
@@ -376,8 +376,55 @@ async fn dedup_holds_after_the_recent_index_overflows_and_after_a_restart() {
         })
         .await
         .unwrap();
-    assert_eq!(
-        f.store.read().unwrap().open_table(crate::store::events::RECENT_SPILL).unwrap().len().unwrap(),
-        0
-    );
+    assert_eq!(f.store.read().unwrap().open_table(RECENT_SPILL).unwrap().len().unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_spill_table_shrinks_again_once_its_ids_leave_the_window() {
+    use super::recent::{MAX_PER_STREAM, WINDOW_MS};
+    let f = fixture();
+    let (user, device) = (1, f.device(1, "flood"));
+    let flood = MAX_PER_STREAM + 5_000;
+    for chunk in 0..flood.div_ceil(20_000) {
+        let items = (chunk * 20_000..((chunk + 1) * 20_000).min(flood))
+            .map(|i| item(1_000 + (i / 1000) as i64, &format!("flood-{i}"), 0, &[1, 0, 0, 0]))
+            .collect();
+        send(&f, device, user, batch(CLAUDE_CODE, items)).await;
+    }
+    let rows = |f: &Fixture| {
+        let txn = f.store.read().unwrap();
+        (
+            txn.open_table(RECENT_SPILL).unwrap().len().unwrap(),
+            txn.open_table(RECENT_SPILL_BY_TS).unwrap().len().unwrap(),
+        )
+    };
+    let (spilled, indexed) = rows(&f);
+    assert!(spilled > 0, "the flood overflowed the in-memory index");
+    assert_eq!(spilled, indexed, "every spilled row is in the time index");
+
+    // A file from before the time index: its spill rows are indexed at the next start.
+    f.store.write(|txn| Ok::<_, crate::store::StoreError>(txn.delete_table(RECENT_SPILL_BY_TS)?)).unwrap();
+    let f = f.restart();
+    assert_eq!(rows(&f), (spilled, spilled));
+
+    // Nothing leaves while the spilled ids are inside the window.
+    let in_window = 1_000 + WINDOW_MS;
+    send(&f, device, user, batch(CLAUDE_CODE, vec![item(in_window, "later-0", 0, &[1, 0, 0, 0])])).await;
+    // (The restarted index was loaded up to its cap, so this one event evicted a few more.)
+    let (spilled, indexed) = rows(&f);
+    assert!(spilled >= 30_000 && spilled == indexed, "{spilled} rows, {indexed} indexed");
+    // The window moves past part of them (the oldest thousand ids share one ts), then all.
+    send(&f, device, user, batch(CLAUDE_CODE, vec![item(in_window + 1, "later-1", 0, &[1, 0, 0, 0])])).await;
+    let (partly, _) = rows(&f);
+    assert!(partly < spilled && partly > 0, "{partly} of {spilled} rows left");
+    assert_eq!(rows(&f), (partly, partly));
+    send(&f, device, user, batch(CLAUDE_CODE, vec![item(in_window + 1_000, "later-2", 0, &[1, 0, 0, 0])]))
+        .await;
+    assert_eq!(rows(&f), (0, 0), "the spill table is empty again");
+
+    // Events stay, and dedup within the window still works.
+    assert_eq!(f.event_count(), flood as u64 + 3);
+    let out =
+        send(&f, device, user, batch(CLAUDE_CODE, vec![item(in_window, "later-0", 0, &[1, 0, 0, 0])])).await;
+    assert_eq!(out.applied.duplicates, 1);
 }

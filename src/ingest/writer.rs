@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::apply::{CLAUDE_CODE, Pending, WriterState, apply_batch, cursor_in};
 use super::recent::{MAX_PER_STREAM, WINDOW_MS};
 use super::{BatchJob, BatchOutcome, BatchReply, ExecCtx, ExecFn, ExecResult, IngestError, Job, WriterStats};
-use crate::store::events::RECENT_SPILL;
+use crate::store::recent_spill;
 use crate::store::schema::{CURSORS, EVENTS, STREAM_KEYS};
 use crate::store::{Store, StoreError};
 
@@ -30,16 +30,12 @@ pub fn load_state(store: &Store) -> Result<WriterState, StoreError> {
     let Some(claude) = store.string_id(CLAUDE_CODE)? else { return Ok(state) };
     let empty_id = crate::store::events::id_hash("");
     let mut spill: Vec<(u32, u64, i64)> = Vec::new();
+    let spilled: crate::fasthash::FxHashMap<u32, i64> = store.recent_spill_oldest()?.into_iter().collect();
     {
         let txn = store.read()?;
         let cursors = txn.open_table(CURSORS)?;
         let streams = txn.open_table(STREAM_KEYS)?;
         let events = txn.open_table(EVENTS)?;
-        let spilled = match txn.open_table(RECENT_SPILL) {
-            Ok(t) => Some(t),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
         for row in cursors.iter()? {
             let (key, cursor) = row?;
             let stream = key.value();
@@ -47,10 +43,8 @@ pub fn load_state(store: &Store) -> Result<WriterState, StoreError> {
             if provider != claude {
                 continue;
             }
-            if let Some(t) = &spilled {
-                if t.range((stream, 0)..=(stream, u64::MAX))?.next().is_some() {
-                    state.recent.mark_spilled(device, stream);
-                }
+            if let Some(oldest) = spilled.get(&stream) {
+                state.recent.mark_spilled(device, stream, *oldest);
             }
             // Newest first: the first ts seen for an id is its stored version.
             let from = cursor.value().saturating_sub(WINDOW_MS);
@@ -63,7 +57,7 @@ pub fn load_state(store: &Store) -> Result<WriterState, StoreError> {
                 if state.recent.stream_len(stream) < MAX_PER_STREAM {
                     state.recent.set(device, stream, hash, ts);
                 } else {
-                    state.recent.mark_spilled(device, stream);
+                    state.recent.mark_spilled(device, stream, ts);
                     spill.push((stream, hash, ts));
                 }
             }
@@ -71,17 +65,8 @@ pub fn load_state(store: &Store) -> Result<WriterState, StoreError> {
     }
     state.recent.commit();
     if !spill.is_empty() {
-        // An id may already be spilled with a newer ts (its later version); keep the newest.
-        store.write(|txn| {
-            let mut t = txn.open_table(RECENT_SPILL)?;
-            for (stream, hash, ts) in &spill {
-                let old = t.get((*stream, *hash))?.map(|v| v.value());
-                if old.is_none_or(|o| o < *ts) {
-                    t.insert((*stream, *hash), *ts)?;
-                }
-            }
-            Ok::<_, StoreError>(())
-        })?;
+        // An id may already be spilled with a newer ts (its later version); `put_in` keeps it.
+        store.write(|txn| recent_spill::put_in(txn, &spill))?;
     }
     tracing::debug!(recent_ids = state.recent.len(), spilled = spill.len(), "ingest writer state loaded");
     Ok(state)
@@ -186,12 +171,18 @@ fn try_group(
             ids = evicted.len(),
             "recent message index over its cap; oldest ids moved to the data file"
         );
-        let mut spill = txn.open_table(RECENT_SPILL)?;
-        for (stream, hash, ts) in evicted {
-            spill.insert((stream, hash), ts)?;
-        }
+        recent_spill::put_in(&txn, &evicted)?;
     }
     let cursors = pending.flush(&txn)?;
+    // Spilled ids that fell out of the window go, as they do from memory: one range from the
+    // start of the stream's rows in the time-ordered spill index, only when there is any.
+    for (stream, cursor) in &cursors {
+        if let Some(horizon) = state.recent.spill_to_prune(*stream, *cursor) {
+            let (removed, oldest) = recent_spill::prune_in(&txn, *stream, horizon)?;
+            tracing::debug!(stream, removed, "spilled recent message ids pruned");
+            state.recent.spill_pruned(*stream, oldest);
+        }
+    }
     let mut outcomes = Vec::with_capacity(group.len());
     for a in applied {
         outcomes.push(match a {

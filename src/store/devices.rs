@@ -131,9 +131,7 @@ pub fn delete_in(txn: &WriteTransaction, id: u32, now: i64) -> Result<Option<Dev
         let hi: EventKey = (stream, i64::MAX, u64::MAX);
         txn.open_table(EVENTS)?.extract_from_if::<EventKey, _>(lo..=hi, |_, _| true)?.for_each(drop);
         txn.open_table(CURSORS)?.remove(stream)?;
-        txn.open_table(super::events::RECENT_SPILL)?
-            .extract_from_if::<(u32, u64), _>((stream, 0)..=(stream, u64::MAX), |_, _| true)?
-            .for_each(drop);
+        super::recent_spill::delete_stream_in(txn, stream)?;
         txn.open_table(STREAMS)?.remove((id, provider))?;
         txn.open_table(STREAM_KEYS)?.remove(stream)?;
     }

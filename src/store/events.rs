@@ -8,11 +8,6 @@ use super::codec::{CodecError, Dec, Enc, Record};
 /// (stream id, ts_ms, message-id hash)
 pub type EventKey = (u32, i64, u64);
 
-/// Claude message ids the ingest writer evicted from its in-memory recent index (a stream with
-/// more than `ingest::recent::MAX_PER_STREAM` ids in its window): (stream id, message-id hash) ->
-/// ts of the stored version. Written only for such streams, read on a miss in them, deleted with
-/// the device. Created on first use, so older data files need no migration.
-pub const RECENT_SPILL: redb::TableDefinition<(u32, u64), i64> = redb::TableDefinition::new("recent_spill");
 /// (user id, hour since the epoch, device id, provider id, model id, project id)
 pub type RollupKey = (u32, u32, u32, u32, u32, u32);
 

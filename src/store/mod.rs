@@ -9,6 +9,7 @@ pub mod device_codes;
 pub mod devices;
 pub mod events;
 pub mod names;
+pub mod recent_spill;
 pub mod schema;
 pub mod settings;
 pub mod stats;
