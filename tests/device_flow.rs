@@ -91,6 +91,18 @@ async fn client_path_full_flow_registers_the_device() {
 
     // Single use.
     assert_flow_error(&poll(&c, "/device/token", &body).await, 400, "expired_token");
+    // The approver reloads the page after the CLI signed in: still "already approved", never an
+    // unknown code, so no lockout strike however often (the limit is 5).
+    for _ in 0..6 {
+        for path in ["/device/approve", "/device/lookup"] {
+            let r = c.send_auth("POST", path, &token, Some(&json!({"user_code": user_code}))).await;
+            assert_eq!((r.status, r.error().as_str()), (409, "code already approved"), "{path}");
+        }
+    }
+    let next = request_code(&c).await;
+    let r =
+        c.send_auth("POST", "/device/approve", &token, Some(&json!({"user_code": next["user_code"]}))).await;
+    assert_eq!(r.status, 200, "not locked out: {}", r.text());
     let refreshed = c.post("/token/refresh", &json!({"refresh_token": pair["refresh_token"]})).await;
     assert_eq!(refreshed.status, 200, "the device grant's refresh token works");
 

@@ -3,8 +3,10 @@
 //!
 //! Records are keyed by the SHA-256 of the device code, so the file never holds a usable code;
 //! the short user code is kept in clear (it is useless without a signed-in approver, and it
-//! expires). Expired records are removed whenever a new code is created, so the table stays as
-//! small as the number of sign-ins in progress.
+//! expires). A redeemed code stays as a `Redeemed` record that expires at once, so the approval
+//! page keeps answering "already approved" for [`EXPIRED_KEPT_SECS`]. Expired records are removed
+//! whenever a new code is created, so the table stays as small as the number of sign-ins in
+//! progress.
 
 use std::net::IpAddr;
 
@@ -24,6 +26,11 @@ pub enum CodeStatus {
         user: u32,
     },
     Denied,
+    /// Approved by this user and redeemed by the client: never usable again, kept only so that
+    /// the approval page answers "already approved" (not "unknown code", a lockout strike).
+    Redeemed {
+        user: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +66,10 @@ impl Record for DeviceCode {
                 e.uvar(u64::from(user));
             }
             CodeStatus::Denied => e.u8(2),
+            CodeStatus::Redeemed { user } => {
+                e.u8(3);
+                e.uvar(u64::from(user));
+            }
         }
     }
 
@@ -74,6 +85,7 @@ impl Record for DeviceCode {
                 0 => CodeStatus::Pending,
                 1 => CodeStatus::Approved { user: d.u32var()? },
                 2 => CodeStatus::Denied,
+                3 => CodeStatus::Redeemed { user: d.u32var()? },
                 b => return Err(CodecError(format!("unknown device code status {b}"))),
             },
         })
@@ -83,6 +95,15 @@ impl Record for DeviceCode {
 impl DeviceCode {
     pub fn is_expired(&self, now: i64) -> bool {
         self.expires_at <= now
+    }
+
+    /// Approved, and still answered as approved: before it expires, or redeemed (kept a while).
+    pub fn is_approved(&self, now: i64) -> bool {
+        match self.status {
+            CodeStatus::Redeemed { .. } => true,
+            CodeStatus::Approved { .. } => !self.is_expired(now),
+            CodeStatus::Pending | CodeStatus::Denied => false,
+        }
     }
 }
 
@@ -146,12 +167,6 @@ fn put(txn: &WriteTransaction, hash: CodeHash, rec: &DeviceCode) -> Result<(), S
     Ok(())
 }
 
-fn remove(txn: &WriteTransaction, hash: CodeHash, user_code: &str) -> Result<(), StoreError> {
-    txn.open_table(DEVICE_CODES)?.remove(hash)?;
-    txn.open_table(DEVICE_USER_CODES)?.remove(user_code)?;
-    Ok(())
-}
-
 /// How long an expired code is kept before pruning: meanwhile the approval page answers "code
 /// expired" (410, no lockout strike) rather than "unknown code" (404, a strike) to a user who
 /// comes back to it late.
@@ -178,8 +193,9 @@ pub fn prune_in(txn: &WriteTransaction, now: i64) -> Result<usize, StoreError> {
     Ok(user_codes.len())
 }
 
-/// Takes an approved, unexpired code out of the table (single use). `None` if it is not (or no
-/// longer) approved: a concurrent poll redeemed it first, or it expired.
+/// Redeems an approved, unexpired code (single use): it becomes `Redeemed` and expires now, so
+/// it no longer counts against the limits and is pruned [`EXPIRED_KEPT_SECS`] later. `None` if it
+/// is not (or no longer) approved: a concurrent poll redeemed it first, or it expired.
 pub fn redeem_in(
     txn: &WriteTransaction,
     hash: CodeHash,
@@ -188,7 +204,9 @@ pub fn redeem_in(
     let Some(rec) = load(&txn.open_table(DEVICE_CODES)?, hash)? else { return Ok(None) };
     match rec.status {
         CodeStatus::Approved { user } if !rec.is_expired(now) => {
-            remove(txn, hash, &rec.user_code)?;
+            let redeemed =
+                DeviceCode { status: CodeStatus::Redeemed { user }, expires_at: now, ..rec.clone() };
+            put(txn, hash, &redeemed)?;
             Ok(Some((user, rec)))
         }
         _ => Ok(None),
@@ -259,11 +277,16 @@ impl Store {
                 return Err(DecideError::Unknown);
             };
             let mut rec = load(&txn.open_table(DEVICE_CODES)?, hash)?.ok_or(DecideError::Unknown)?;
+            if rec.is_approved(now) {
+                return Err(DecideError::AlreadyApproved);
+            }
             if rec.is_expired(now) {
                 return Err(DecideError::Expired);
             }
             match rec.status {
-                CodeStatus::Approved { .. } => return Err(DecideError::AlreadyApproved),
+                CodeStatus::Approved { .. } | CodeStatus::Redeemed { .. } => {
+                    return Err(DecideError::AlreadyApproved);
+                }
                 CodeStatus::Denied => return Err(DecideError::AlreadyDenied),
                 CodeStatus::Pending => {}
             }
@@ -295,6 +318,7 @@ impl Store {
         match rec.status {
             CodeStatus::Denied => return Ok(PollState::Denied),
             CodeStatus::Approved { user } => return Ok(PollState::Approved { user }),
+            CodeStatus::Redeemed { .. } => return Ok(PollState::Unknown),
             CodeStatus::Pending => {}
         }
         if rec.last_poll_ms.is_some_and(|last| now_ms - last < min_gap_ms) {
@@ -308,6 +332,7 @@ impl Store {
             Ok(match rec.status {
                 CodeStatus::Denied => PollState::Denied,
                 CodeStatus::Approved { user } => PollState::Approved { user },
+                CodeStatus::Redeemed { .. } => PollState::Unknown,
                 CodeStatus::Pending => {
                     rec.last_poll_ms = Some(now_ms);
                     if let Some(name) = device_name.filter(|n| !n.is_empty()) {
@@ -381,7 +406,15 @@ mod tests {
         assert_eq!(user, 7);
         assert!(s.write(|t| redeem_in(t, [1; 32], 1006)).unwrap().is_none(), "single use");
         assert_eq!(s.poll_device_code([1; 32], 1_006_000, 4000, None).unwrap(), PollState::Unknown);
-        assert!(matches!(s.decide_device_code("AAAA-AAAA", 7, true, 1006), Err(DecideError::Unknown)));
+        // A redeemed code answers like an approved one (the approver reloading the page), for as
+        // long as an expired code is kept, and no longer counts against the limits.
+        for (user, approve) in [(7, true), (8, false)] {
+            assert!(matches!(
+                s.decide_device_code("AAAA-AAAA", user, approve, 1006 + EXPIRED_KEPT_SECS - 1),
+                Err(DecideError::AlreadyApproved)
+            ));
+        }
+        assert!(s.device_code_by_user_code("AAAA-AAAA").unwrap().unwrap().is_approved(1006));
 
         s.decide_device_code("CCCC-CCCC", 7, false, 1005).unwrap();
         assert_eq!(s.poll_device_code([2; 32], 1_005_000, 4000, None).unwrap(), PollState::Denied);
@@ -403,6 +436,7 @@ mod tests {
         s.create_device_code([7; 32], code("HHHH-HHHH", 2, 1900 + EXPIRED_KEPT_SECS), &limits, never)
             .unwrap();
         assert!(s.device_code_by_user_code("DDDD-DDDD").unwrap().is_none(), "pruned");
+        assert!(s.device_code_by_user_code("AAAA-AAAA").unwrap().is_none(), "redeemed, then pruned");
         assert!(matches!(s.decide_device_code("DDDD-DDDD", 7, true, 6000), Err(DecideError::Unknown)));
         assert_eq!(s.poll_device_code([5; 32], 2_900_000, 4000, None).unwrap(), PollState::Unknown);
     }

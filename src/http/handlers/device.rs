@@ -255,11 +255,17 @@ pub async fn lookup(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErr
     // cleared nor raised (the page looks a code up repeatedly while it waits for the name).
     drop(attempt);
     let now = now_secs();
+    // A redeemed code too: the approver may reload the page after the client signed in.
+    if rec.is_approved(now) {
+        return Err(ApiError::conflict("code already approved"));
+    }
     if rec.is_expired(now) {
         return Err(ApiError::new(StatusCode::GONE, "code expired"));
     }
     match rec.status {
-        CodeStatus::Approved { .. } => Err(ApiError::conflict("code already approved")),
+        CodeStatus::Approved { .. } | CodeStatus::Redeemed { .. } => {
+            Err(ApiError::conflict("code already approved"))
+        }
         CodeStatus::Denied => Err(ApiError::conflict("code already denied")),
         CodeStatus::Pending => Ok(ok(&json!({
             "user_code": code,
