@@ -54,6 +54,13 @@ async fn drained(s: &TestServer) {
     .await;
 }
 
+/// A PromQL request as Grafana sends it: `POST` with the parameters in a form body.
+async fn post_form(c: &Client, path: &str, token: &str, form: &str) -> Resp {
+    let auth = format!("Bearer {token}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/x-www-form-urlencoded")];
+    c.raw("POST", path, &headers, Some(form.as_bytes())).await
+}
+
 async fn promql(c: &Client, token: &str, query: &str, time_ms: i64) -> Value {
     let r = c.get_auth(&format!("/api/v1/query?query={}&time={}", enc(query), time_ms / 1000), token).await;
     assert_eq!(r.status, 200, "{query}: {}", r.text());
@@ -445,6 +452,11 @@ async fn users_are_isolated_and_teams_see_exactly_the_team() {
     ];
     for q in &crafted {
         let v = promql(&c, &bob, q, t).await;
+        // The same query as a form POST (Grafana's default) is isolated the same way.
+        let form = format!("query={}&time={}", enc(q), t / 1000);
+        let posted = post_form(&c, "/api/v1/query", &bob, &form).await;
+        assert_eq!(posted.status, 200, "{q}: {}", posted.text());
+        assert_eq!(samples(&posted.json()), samples(&v), "{q}: POST answers as GET");
         for (labels, value) in samples(&v) {
             assert!(value < 1e6, "{q}: Bob sees {value} ({labels})");
             assert_ne!(labels["device"], json!(alice_device), "{q}: {labels}");
@@ -467,7 +479,40 @@ async fn users_are_isolated_and_teams_see_exactly_the_team() {
         .get_auth(&format!("/api/v1/query?query={}&time={}&extra_label=user%3D{a}&extra_filters%5B%5D=%7Buser%3D%22{a}%22%7D", enc("sum(sum_over_time(toki_tokens_total[30d]))"), t / 1000), &bob)
         .await;
     assert_eq!(samples(&r.json()), vec![(json!({}), 10.0)]);
+    // Nor in a form body, which wins over the URL's parameters as in Prometheus.
+    let form = format!(
+        "query={}&time={}&extra_label=user%3D{a}&extra_filters%5B%5D=%7Buser%3D%22{a}%22%7D",
+        enc("sum(sum_over_time(toki_tokens_total[30d]))"),
+        t / 1000
+    );
+    let r = post_form(&c, &format!("/api/v1/query?query={}", enc("vector(99)")), &bob, &form).await;
+    assert_eq!(samples(&r.json()), vec![(json!({}), 10.0)], "{}", r.text());
+    let r =
+        post_form(&c, &format!("/api/v1/query?query={}&time={}", enc("vector(7)"), t / 1000), &bob, "").await;
+    assert_eq!(samples(&r.json()), vec![(json!({}), 7.0)], "an empty POST body: the URL's parameters");
+    let r = c
+        .raw(
+            "POST",
+            "/api/v1/query",
+            &[("Authorization", &format!("Bearer {bob}")), ("Content-Type", "application/json")],
+            Some(br#"{"query":"up"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 415, "{}", r.text());
     // Range queries too.
+    let range_form = format!(
+        "query={}&start={}&end={}&step=1h",
+        enc("sum by (user) (sum_over_time(toki_tokens_total{user=~\".+\"}[1d]))"),
+        d / 1000,
+        t / 1000
+    );
+    let r = post_form(&c, "/api/v1/query_range", &bob, &range_form).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!samples(&r.json()).is_empty());
+    assert!(samples(&r.json()).iter().all(|(l, v)| l["user"] == json!(b) && *v <= 10.0));
+    let r = post_form(&c, "/api/v1/query_range", &bob, "query=up&start=0&end=86400&step=1").await;
+    assert_eq!(r.status, 400, "the same limits: {}", r.text());
+    assert!(r.error().starts_with("step: gives 86400 points"), "{}", r.text());
     let r = c
         .get_auth(
             &format!(
@@ -504,6 +549,18 @@ async fn users_are_isolated_and_teams_see_exactly_the_team() {
         seen.entry(user).and_modify(|m| *m = m.max(value)).or_insert(value);
     }
     assert_eq!(seen, [(a.clone(), 1_000_000_007.0), (b.clone(), 5.0)].into_iter().collect());
+    let team_path = format!("/api/v1/teams/{}/query_range", team.uuid);
+    let team_form = |q: &str| format!("query={}&start={}&end={}&step=1h", enc(q), d / 1000, t / 1000);
+    let posted = post_form(
+        &c,
+        &team_path,
+        &bob,
+        &team_form("sum by (user) (sum_over_time(toki_tokens_total{type=\"input\"}[1d]))"),
+    )
+    .await;
+    assert_eq!((posted.status, samples(&posted.json())), (200, samples(&r.json())), "{}", posted.text());
+    let posted = post_form(&c, &team_path, &carol, &team_form("up")).await;
+    assert_eq!((posted.status, posted.error().as_str()), (403, "you are not a member of this team"));
     let r = c
         .get_auth(
             &path(&format!(

@@ -41,11 +41,7 @@ impl Request {
 
     /// A query parameter, percent-decoded (`+` is a space). The first occurrence wins.
     pub fn query(&self, name: &str) -> Option<String> {
-        let q = self.uri.query()?;
-        q.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k) == name).then(|| percent_decode(v))
-        })
+        form_value(self.uri.query()?, name)
     }
 
     /// The token from `Authorization: Bearer <token>`.
@@ -60,6 +56,15 @@ impl Request {
             _ => Err(ApiError::unauthorized("expected Bearer token")),
         }
     }
+}
+
+/// A value of `application/x-www-form-urlencoded` text (a URL query or a form body),
+/// percent-decoded. The first occurrence wins.
+pub fn form_value(encoded: &str, name: &str) -> Option<String> {
+    encoded.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
 }
 
 pub fn percent_decode(s: &str) -> String {

@@ -169,11 +169,18 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
 
         ["api", "v1", "usage"] => pick(method, "GET, HEAD", vec![(get, E::Usage)]),
         ["api", "v1", "toki", "query"] => pick(method, "GET, HEAD", vec![(get, E::TokiQuery)]),
-        ["api", "v1", "query"] => pick(method, "GET, HEAD", vec![(get, E::PromQuery)]),
-        ["api", "v1", "query_range"] => pick(method, "GET, HEAD", vec![(get, E::PromQueryRange)]),
-        ["api", "v1", "teams", team, "query_range"] => {
-            pick(method, "GET, HEAD", vec![(get, E::TeamQueryRange(s(team)))])
+        // PromQL: POST with a form body too, as Grafana and Prometheus clients send by default.
+        ["api", "v1", "query"] => {
+            pick(method, "GET, HEAD, POST", vec![(get, E::PromQuery), (post, E::PromQuery)])
         }
+        ["api", "v1", "query_range"] => {
+            pick(method, "GET, HEAD, POST", vec![(get, E::PromQueryRange), (post, E::PromQueryRange)])
+        }
+        ["api", "v1", "teams", team, "query_range"] => pick(
+            method,
+            "GET, HEAD, POST",
+            vec![(get, E::TeamQueryRange(s(team))), (post, E::TeamQueryRange(s(team)))],
+        ),
         _ => Err(RouteError::NotFound),
     }
 }
@@ -235,9 +242,15 @@ mod tests {
         assert_eq!(route(&Method::GET, "/api/v1/usage"), Ok(Endpoint::Usage));
         assert_eq!(route(&Method::GET, "/api/v1/toki/query"), Ok(Endpoint::TokiQuery));
         assert_eq!(route(&Method::GET, "/api/v1/query"), Ok(Endpoint::PromQuery));
+        assert_eq!(route(&Method::POST, "/api/v1/query_range"), Ok(Endpoint::PromQueryRange));
+        assert_eq!(route(&Method::POST, "/api/v1/query"), Ok(Endpoint::PromQuery));
         assert_eq!(
-            route(&Method::POST, "/api/v1/query_range"),
-            Err(RouteError::MethodNotAllowed("GET, HEAD"))
+            route(&Method::PUT, "/api/v1/query"),
+            Err(RouteError::MethodNotAllowed("GET, HEAD, POST"))
+        );
+        assert_eq!(
+            route(&Method::POST, "/api/v1/teams/t1/query_range"),
+            Ok(Endpoint::TeamQueryRange("t1".into()))
         );
         assert_eq!(
             route(&Method::GET, "/api/v1/teams/t1/query_range"),

@@ -1,15 +1,17 @@
 //! The query endpoints: the toki CLI's remote query (`GET /api/v1/toki/query`, compat.md §6) and
-//! the PromQL proxy to VictoriaMetrics (`GET /api/v1/query`, `/api/v1/query_range`,
-//! `/api/v1/teams/:team_id/query_range`), isolated per user or team by VictoriaMetrics itself.
+//! the PromQL proxy to VictoriaMetrics (`GET` or form `POST` `/api/v1/query`,
+//! `/api/v1/query_range`, `/api/v1/teams/:team_id/query_range`), isolated per user or team by
+//! VictoriaMetrics itself.
 
 use std::sync::Arc;
 
-use hyper::StatusCode;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Method, StatusCode};
 
 use crate::app::App;
 use crate::http::error::ApiError;
 use crate::http::guard;
-use crate::http::request::Request;
+use crate::http::request::{Request, form_value};
 use crate::http::response::{HttpResponse, json_bytes, ok};
 use crate::query::time::parse_toki_time;
 use crate::query::toki::{eval, parse};
@@ -68,20 +70,41 @@ pub enum PromKind {
     Range,
 }
 
-/// `GET /api/v1/query` and `GET /api/v1/query_range` over the caller's own series.
+/// The PromQL parameters of a request: the URL query and, for `POST`, the
+/// `application/x-www-form-urlencoded` body (Grafana's default), whose values win as they do in
+/// Prometheus. Either way only the parameters `proxy` names are read.
+fn prom_params(req: &Request) -> Result<impl Fn(&str) -> Option<String> + '_, ApiError> {
+    let mut form = "";
+    if req.method == Method::POST && !req.body.is_empty() {
+        let content_type = req.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "a POST body must be application/x-www-form-urlencoded (PromQL parameters)",
+            ));
+        }
+        form = std::str::from_utf8(&req.body)
+            .map_err(|_| ApiError::bad_request("the form body is not valid UTF-8"))?;
+    }
+    Ok(move |k: &str| form_value(form, k).or_else(|| req.query(k)))
+}
+
+/// `GET`/`POST /api/v1/query` and `/api/v1/query_range` over the caller's own series.
 pub async fn promql(app: &Arc<App>, req: Request, kind: PromKind) -> Result<HttpResponse, ApiError> {
     let caller = guard::user(app, &req).await?;
     let vm = configured(app)?;
     let scope = Scope::User(caller.uuid);
+    let params = prom_params(&req)?;
     let proxied = match kind {
-        PromKind::Instant => proxy::instant(|k| req.query(k), &scope),
-        PromKind::Range => proxy::range(|k| req.query(k), &scope),
+        PromKind::Instant => proxy::instant(params, &scope),
+        PromKind::Range => proxy::range(params, &scope),
     };
     forward(vm, proxied).await
 }
 
-/// `GET /api/v1/teams/:team_id/query_range`: over the series of the team's members; for members
-/// and admins.
+/// `GET`/`POST /api/v1/teams/:team_id/query_range`: over the series of the team's members; for
+/// members and admins.
 pub async fn team_range(app: &Arc<App>, req: Request, raw_team: &str) -> Result<HttpResponse, ApiError> {
     let caller = guard::user(app, &req).await?;
     let vm = configured(app)?;
@@ -104,7 +127,7 @@ pub async fn team_range(app: &Arc<App>, req: Request, raw_team: &str) -> Result<
         return Err(ApiError::forbidden("you are not a member of this team"));
     }
     let scope = Scope::Users(members.into_iter().map(|(_, uuid)| uuid).collect());
-    forward(vm, proxy::range(|k| req.query(k), &scope)).await
+    forward(vm, proxy::range(prom_params(&req)?, &scope)).await
 }
 
 /// The configured VictoriaMetrics; 503 without one (checked right after authentication).
