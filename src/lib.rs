@@ -6,6 +6,7 @@
 // Nested `if let`s read more clearly here than let-chains.
 #![allow(clippy::collapsible_if)]
 
+pub mod address_slots;
 pub mod app;
 pub mod auth;
 pub mod bench;

@@ -5,28 +5,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::sync_client::*;
 use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// Retries `f` until it returns true or `limit` passes.
-async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
 
 /// A connection that sends one byte of `bytes` every `every` until they run out or it is cut.
 fn slow_loris(addr: std::net::SocketAddr, bytes: Vec<u8>, every: Duration) -> tokio::task::JoinHandle<()> {

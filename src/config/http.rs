@@ -12,6 +12,7 @@ pub struct HttpConfig {
     pub header_timeout_secs: u64,
     pub request_timeout_secs: u64,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 pub(super) const SECTION: Section = Section {
@@ -49,6 +50,14 @@ pub(super) const SECTION: Section = Section {
             example: "",
             help: "Concurrent HTTP connections; further ones get 503 and are closed.",
             set: setter!(http.max_connections, Int, usize),
+        },
+        Key {
+            name: "max_connections_per_ip",
+            kind: Kind::Int { min: 1, max: 1_000_000 },
+            default: "128",
+            example: "",
+            help: "Concurrent HTTP connections from one address (IPv6: one /64); further ones get 503 and are closed. The default leaves room for a dozen machines behind one NAT, each with a browser (up to 6 connections) and the toki CLI. server.trusted_proxies are exempt.",
+            set: setter!(http.max_connections_per_ip, Int, usize),
         },
     ],
 };

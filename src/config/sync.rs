@@ -24,6 +24,7 @@ pub struct SyncConfig {
     pub idle_timeout_secs: u64,
     pub handshake_timeout_secs: u64,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub max_frame_bytes: usize,
     pub max_decompressed_bytes: usize,
     pub sync_err_delay_secs: u64,
@@ -80,6 +81,14 @@ pub(super) const SECTION: Section = Section {
             example: "",
             help: "Concurrent sync connections (each daemon opens one per provider). Over the cap a client is answered AUTH_ERR \"server busy\"; beyond twice the cap connections are closed unanswered.",
             set: setter!(sync.max_connections, Int, usize),
+        },
+        Key {
+            name: "max_connections_per_ip",
+            kind: Kind::Int { min: 1, max: 1_000_000 },
+            default: "128",
+            example: "",
+            help: "Concurrent sync connections from one address (IPv6: one /64), answered like max_connections beyond it. The default leaves room for a dozen machines behind one NAT with a few providers each, twice over (a machine that lost its network reconnects before its old connection times out). server.trusted_proxies are exempt.",
+            set: setter!(sync.max_connections_per_ip, Int, usize),
         },
         Key {
             name: "max_frame_bytes",

@@ -1,7 +1,8 @@
-//! The hyper 1 accept loop: connection cap, header and request timeouts, body limit, security
-//! headers and graceful shutdown (stop accepting, let in-flight requests finish).
+//! The hyper 1 accept loop: connection caps (in all and per address), header and request
+//! timeouts, body limit, security headers and graceful shutdown (stop accepting, let in-flight
+//! requests finish). One connection's serving, and the answers hyper would write on its own, are
+//! in [`super::conn`].
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,18 +12,17 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::AsyncWriteExt;
+use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
+use super::conn;
 use super::error::{ApiError, ErrorNote};
 use super::request::{Request, client_ip};
 use super::response::{HttpResponse, apply_security_headers};
 use super::router::{RouteError, route};
+use crate::address_slots::AddressSlots;
 use crate::app::App;
 use crate::shutdown::ShutdownSignal;
 
@@ -34,7 +34,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: ShutdownS
         .header_read_timeout(Duration::from_secs(cfg.header_timeout_secs))
         .keep_alive(true);
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
-    let graceful = GracefulShutdown::new();
+    let by_address = AddressSlots::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -51,49 +52,50 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: ShutdownS
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::warn!(%peer, limit = cfg.max_connections, "http connection limit reached; refusing connection");
-            tokio::spawn(refuse_busy(stream));
+            tokio::spawn(refuse_busy(stream, "server busy: too many connections"));
             continue;
         };
+        // Trusted proxies carry many clients' connections; only the global cap applies to them.
+        let (address_slot, from_address) = by_address.take(peer.ip());
+        let proxy = app.config.server.trusted_proxies.iter().any(|c| c.contains(peer.ip()));
+        if from_address > cfg.max_connections_per_ip && !proxy {
+            tracing::warn!(%peer, limit = cfg.max_connections_per_ip, "http connection limit per address reached; refusing connection");
+            drop((permit, address_slot));
+            tokio::spawn(refuse_busy(stream, "server busy: too many connections from your address"));
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
-        let service = service_fn(move |req| handle(Arc::clone(&app), peer, req));
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let builder = builder.clone();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served =
+                conn::serve(&builder, stream, peer, stop, move |req| handle(Arc::clone(&app), peer, req));
+            if let Err(e) = served.await {
                 tracing::debug!(%peer, error = %e, "http connection ended with an error");
             }
-            drop(permit);
+            drop((permit, address_slot));
         });
     }
 
     drop(listener);
+    stop_tx.send_replace(true);
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
+    // Every connection holds a permit until it ends: all of them back means all finished.
+    let all = u32::try_from(cfg.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("http: all connections finished"),
+        _ = permits.acquire_many(all) => tracing::info!("http: all connections finished"),
         () = tokio::time::sleep(grace) => tracing::warn!(secs = grace.as_secs(), "http: connections still open after the shutdown grace time; closing them"),
     }
 }
 
-/// Over the connection cap: a short 503 and close, written without hyper so it costs little.
-async fn refuse_busy(mut stream: TcpStream) {
-    let body = r#"{"error":"server busy: too many connections"}"#;
-    let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\nreferrer-policy: no-referrer\r\ncache-control: no-store\r\n\r\n",
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
-        stream.shutdown().await
-    })
-    .await;
+/// Over a connection cap: a short 503 and close, written without hyper so it costs little.
+async fn refuse_busy(mut stream: TcpStream, message: &'static str) {
+    let err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message);
+    conn::write_error(&mut stream, err, &[("retry-after", "1")]).await;
 }
 
-async fn handle(
-    app: Arc<App>,
-    peer: SocketAddr,
-    req: hyper::Request<Incoming>,
-) -> Result<HttpResponse, Infallible> {
+async fn handle(app: Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) -> HttpResponse {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -105,7 +107,7 @@ async fn handle(
     };
     apply_security_headers(resp.headers_mut());
     log_request(&method, &path, peer, &resp, started);
-    Ok(resp)
+    resp
 }
 
 async fn process(

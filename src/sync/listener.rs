@@ -1,8 +1,8 @@
 //! The sync port: TLS and plaintext on one listener, told apart by the first byte (0x16 starts a
 //! TLS handshake; a plaintext session starts with an AUTH frame, 01 00 00 00). Plaintext is
-//! allowed per `[sync] plaintext`; a refused or over-capacity client still gets its AUTH answered
-//! (AUTH_ERR) before the close, because a silent close makes the client rotate its refresh token
-//! and retry at once.
+//! allowed per `[sync] plaintext`; a refused or over-capacity client (over `max_connections`, or
+//! over `max_connections_per_ip` from its address) still gets its AUTH answered (AUTH_ERR) before
+//! the close, because a silent close makes the client rotate its refresh token and retry at once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use super::session::{self, Conn, PLAINTEXT_REFUSED, SERVER_BUSY};
+use crate::address_slots::AddressSlots;
 use crate::app::App;
 use crate::config::{PlaintextPolicy, SyncConfig};
 use crate::net::is_loopback;
@@ -40,6 +41,8 @@ impl Drop for Slot {
 pub async fn serve(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, shutdown: Shutdown) {
     let live = Arc::new(AtomicUsize::new(0));
     let cap = app.config.sync.max_connections;
+    let per_ip = app.config.sync.max_connections_per_ip;
+    let by_address = AddressSlots::new();
     let mut stop = shutdown.signal();
     loop {
         let (stream, peer) = tokio::select! {
@@ -55,21 +58,32 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, shutd
         };
         let count = live.fetch_add(1, Ordering::AcqRel) + 1;
         let slot = Slot(Arc::clone(&live));
+        // Trusted proxies carry many clients' connections; only the global cap applies to them.
+        let (address_slot, mut from_address) = by_address.take(peer.ip());
+        if app.config.server.trusted_proxies.iter().any(|c| c.contains(peer.ip())) {
+            from_address = 0;
+        }
         // Over capacity, clients are still answered "server busy"; far over it (a flood), the
-        // connection is dropped at once so refusing costs nothing.
+        // connection is dropped at once so refusing costs nothing. The same per address.
         if count > cap.saturating_mul(2) {
             tracing::warn!(%peer, live = count, "sync connection flood; dropping connection");
             continue;
         }
-        let busy = count > cap;
-        if busy {
+        if from_address > per_ip.saturating_mul(2) {
+            tracing::warn!(%peer, live = from_address, "sync connection flood from one address; dropping connection");
+            continue;
+        }
+        let busy = count > cap || from_address > per_ip;
+        if count > cap {
             tracing::warn!(%peer, limit = cap, "sync connection limit reached; answering server busy");
+        } else if busy {
+            tracing::warn!(%peer, limit = per_ip, "sync connection limit per address reached; answering server busy");
         }
         let app = Arc::clone(&app);
         let tls = tls.clone();
         let signal = shutdown.signal();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, address_slot);
             handle(app, stream, peer, tls, busy, signal).await;
         });
     }

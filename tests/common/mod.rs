@@ -233,6 +233,30 @@ pub fn parse_response(buf: &[u8]) -> Resp {
     Resp { status, headers, body }
 }
 
+/// Retries `f` until it returns true or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A TCP connection to `addr` from the loopback address `from` (127.0.0.2 and so on: the whole
+/// 127.0.0.0/8 is loopback), for per-address limits.
+pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    socket.connect(addr).await.expect("connect")
+}
+
 /// The real binary, started as a child process with its own data directory.
 pub struct BinServer {
     pub child: Child,

@@ -103,6 +103,13 @@ impl SyncClient {
         Self::try_plain(addr).await.expect("connect to the sync port")
     }
 
+    /// Plaintext from another loopback address (see `connect_from`).
+    pub async fn plain_from(addr: SocketAddr, from: std::net::IpAddr) -> SyncClient {
+        let s = super::connect_from(addr, from).await;
+        s.set_nodelay(true).unwrap();
+        SyncClient { io: Box::new(s) }
+    }
+
     pub async fn try_plain(addr: SocketAddr) -> std::io::Result<SyncClient> {
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
