@@ -1,4 +1,4 @@
-//! Small address helpers shared by the HTTP and sync listeners.
+//! Small address helpers shared by the HTTP and sync listeners, and their accept step.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -93,6 +93,27 @@ pub fn address_group(ip: IpAddr) -> IpAddr {
 /// 127.0.0.0/8, `::1` and IPv4-mapped loopback.
 pub fn is_loopback(ip: IpAddr) -> bool {
     canonical(ip).is_loopback()
+}
+
+/// The next connection of a listener (`what` names it in the log), or `None` once `stop` fires.
+/// A failed accept (usually EMFILE) is logged and retried after a short pause, not in a spin.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    stop: &mut crate::shutdown::ShutdownSignal,
+    what: &str,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => return Some(x),
+                Err(e) => {
+                    tracing::warn!(error = %e, "{what} accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            () = stop.wait() => return None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,10 +10,6 @@ use common::*;
 use serde_json::Value;
 use toki_sync::store::users::Role;
 
-const SONNET: &str = "claude-sonnet-4-5-20250929";
-const OPUS: &str = "claude-opus-4-1-20250805";
-const CODEX: &str = "gpt-5-codex";
-
 struct World {
     s: TestServer,
     token: String,
@@ -28,32 +24,7 @@ async fn world() -> World {
     let s = TestServer::start().await;
     let (_, token) = signed_in(&s, "alice", Role::User).await;
     let d = midnight_days_ago(10);
-    let claude = [
-        Ev {
-            ts: d + HOUR + 10 * 60_000,
-            id: "msg_1",
-            model: SONNET,
-            session: "s1",
-            project: "alpha",
-            tokens: [1000, 200, 3000, 40000],
-        },
-        Ev {
-            ts: d + 23 * HOUR + 30 * 60_000,
-            id: "msg_2",
-            model: OPUS,
-            session: "s1",
-            project: "alpha",
-            tokens: [10, 20, 0, 0],
-        },
-        Ev {
-            ts: d + DAY + 2 * HOUR,
-            id: "msg_3",
-            model: SONNET,
-            session: "s2",
-            project: "",
-            tokens: [1, 2, 3, 4],
-        },
-    ];
+    let claude = alice_claude(d);
     let laptop_id = sync(&s, &token, "k-laptop", "macbook-pro", "claude_code", &claude).await;
     let codex = [Ev {
         ts: d + 5 * HOUR,

@@ -11,40 +11,12 @@ use serde_json::{Value, json};
 use toki_sync::store::teams::TeamRole;
 use toki_sync::store::users::Role;
 
-const SONNET: &str = "claude-sonnet-4-5-20250929";
-const OPUS: &str = "claude-opus-4-1-20250805";
-const CODEX: &str = "gpt-5-codex";
 const LOCAL: &str = "my-local-model";
 
 /// Alice's usage, relative to the UTC midnight `d`: three Claude events on a laptop, two Codex
 /// events on a desktop (one of an unpriced model).
 async fn alice_usage(s: &TestServer, token: &str, d: i64) {
-    let claude = [
-        Ev {
-            ts: d + HOUR + 10 * 60_000,
-            id: "msg_1",
-            model: SONNET,
-            session: "s1",
-            project: "alpha",
-            tokens: [1000, 200, 3000, 40000],
-        },
-        Ev {
-            ts: d + 23 * HOUR + 30 * 60_000,
-            id: "msg_2",
-            model: OPUS,
-            session: "s1",
-            project: "alpha",
-            tokens: [10, 20, 0, 0],
-        },
-        Ev {
-            ts: d + DAY + 2 * HOUR,
-            id: "msg_3",
-            model: SONNET,
-            session: "s2",
-            project: "",
-            tokens: [1, 2, 3, 4],
-        },
-    ];
+    let claude = alice_claude(d);
     sync(s, token, "k-laptop", "laptop", "claude_code", &claude).await;
     let codex = [
         Ev {

@@ -18,8 +18,10 @@ use serde_json::{Value, json};
 use toki_sync::store::teams::TeamRole;
 use toki_sync::store::users::Role;
 
-const SONNET: &str = "claude-sonnet-4-5-20250929";
-const OPUS: &str = "claude-opus-4-1-20250805";
+/// A Sonnet event `i` hours after `d`, with `10 * i` input tokens.
+fn hourly(d: i64, i: i64, id: &'static str) -> Ev<'static> {
+    Ev { ts: d + i * HOUR, id, model: SONNET, session: "s", project: "p", tokens: [10 * i as u64, 1, 2, 3] }
+}
 
 async fn server_for(vm: &VictoriaMetrics) -> TestServer {
     let url = vm.url();
@@ -318,14 +320,7 @@ async fn an_outage_during_ingest_loses_nothing() {
     let (_, alice) = signed_in(&s, "alice", Role::User).await;
     let admin = c.admin_token().await;
     let d = midnight_days_ago(4);
-    let ev = |i: i64, id: &'static str| Ev {
-        ts: d + i * HOUR,
-        id,
-        model: SONNET,
-        session: "s",
-        project: "p",
-        tokens: [10 * i as u64, 1, 2, 3],
-    };
+    let ev = |i, id| hourly(d, i, id);
     sync(&s, &alice, "laptop", "laptop", "claude_code", &[ev(1, "msg_1"), ev(2, "msg_2")]).await;
     drained(&s).await;
 
@@ -627,14 +622,7 @@ async fn a_victoriametrics_without_hourly_dedup_gets_nothing_until_fixed() {
     let (_, bob) = signed_in(&s, "bob", Role::User).await;
     let admin = c.admin_token().await;
     let d = midnight_days_ago(3);
-    let ev = |i: i64, id: &'static str| Ev {
-        ts: d + i * HOUR,
-        id,
-        model: SONNET,
-        session: "s",
-        project: "p",
-        tokens: [10 * i as u64, 1, 2, 3],
-    };
+    let ev = |i, id| hourly(d, i, id);
     sync(&s, &alice, "laptop", "laptop", "claude_code", &[ev(1, "msg_1"), ev(2, "msg_2")]).await;
     sync(&s, &alice, "laptop", "laptop", "claude_code", &[Ev { tokens: [99, 9, 9, 9], ..ev(2, "msg_2") }])
         .await;

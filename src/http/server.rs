@@ -37,19 +37,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: ShutdownS
     let by_address = AddressSlots::new();
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    // Usually EMFILE: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "http accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.wait() => break,
-        };
+    while let Some((stream, peer)) = crate::net::accept(&listener, &mut shutdown, "http").await {
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::warn!(%peer, limit = cfg.max_connections, "http connection limit reached; refusing connection");
             tokio::spawn(refuse_busy(stream, "server busy: too many connections"));

@@ -316,6 +316,16 @@ async fn concurrent_batches_share_commits() {
     assert!(commits <= batches);
 }
 
+/// `n` distinct Claude ids `flood-0`… (one input token each) at `ts(i)`, in batches of 20,000.
+async fn send_flood(f: &Fixture, device: u32, user: u32, n: usize, ts: impl Fn(usize) -> i64) {
+    for chunk in 0..n.div_ceil(20_000) {
+        let items = (chunk * 20_000..((chunk + 1) * 20_000).min(n))
+            .map(|i| item(ts(i), &format!("flood-{i}"), 0, &[1, 0, 0, 0]))
+            .collect();
+        send(f, device, user, batch(CLAUDE_CODE, items)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dedup_holds_after_the_recent_index_overflows_and_after_a_restart() {
     use super::recent::MAX_PER_STREAM;
@@ -325,12 +335,7 @@ async fn dedup_holds_after_the_recent_index_overflows_and_after_a_restart() {
     send(&f, device, user, batch(CLAUDE_CODE, vec![item(10, "msg_target", 0, &[100, 0, 0, 0])])).await;
     // A flood of distinct ids at one constant ts (the time window never prunes them).
     let flood = MAX_PER_STREAM + 5_000;
-    for chunk in 0..flood.div_ceil(20_000) {
-        let items = (chunk * 20_000..((chunk + 1) * 20_000).min(flood))
-            .map(|i| item(20, &format!("flood-{i}"), 0, &[1, 0, 0, 0]))
-            .collect();
-        send(&f, device, user, batch(CLAUDE_CODE, items)).await;
-    }
+    send_flood(&f, device, user, flood, |_| 20).await;
     let spilled = f.store.read().unwrap().open_table(RECENT_SPILL).unwrap().len().unwrap();
     assert!(spilled > 0, "the flood overflowed the in-memory index");
     let events = 1 + flood as u64;
@@ -385,12 +390,7 @@ async fn the_spill_table_shrinks_again_once_its_ids_leave_the_window() {
     let f = fixture();
     let (user, device) = (1, f.device(1, "flood"));
     let flood = MAX_PER_STREAM + 5_000;
-    for chunk in 0..flood.div_ceil(20_000) {
-        let items = (chunk * 20_000..((chunk + 1) * 20_000).min(flood))
-            .map(|i| item(1_000 + (i / 1000) as i64, &format!("flood-{i}"), 0, &[1, 0, 0, 0]))
-            .collect();
-        send(&f, device, user, batch(CLAUDE_CODE, items)).await;
-    }
+    send_flood(&f, device, user, flood, |i| 1_000 + (i / 1000) as i64).await;
     let rows = |f: &Fixture| {
         let txn = f.store.read().unwrap();
         (

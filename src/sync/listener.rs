@@ -44,18 +44,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, shutd
     let per_ip = app.config.sync.max_connections_per_ip;
     let by_address = AddressSlots::new();
     let mut stop = shutdown.signal();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "sync accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stop.wait() => break,
-        };
+    while let Some((stream, peer)) = crate::net::accept(&listener, &mut stop, "sync").await {
         let count = live.fetch_add(1, Ordering::AcqRel) + 1;
         let slot = Slot(Arc::clone(&live));
         // Trusted proxies carry many clients' connections; only the global cap applies to them.

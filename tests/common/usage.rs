@@ -11,6 +11,42 @@ use super::{Client, TestServer, create_user};
 pub const HOUR: i64 = 3_600_000;
 pub const DAY: i64 = 24 * HOUR;
 
+pub const SONNET: &str = "claude-sonnet-4-5-20250929";
+pub const OPUS: &str = "claude-opus-4-1-20250805";
+pub const CODEX: &str = "gpt-5-codex";
+
+/// Alice's three Claude events, relative to the UTC midnight `d`: two on the first day (two
+/// models, one project), one on the next without a project. Query and usage tests check their
+/// sums.
+pub fn alice_claude(d: i64) -> [Ev<'static>; 3] {
+    [
+        Ev {
+            ts: d + HOUR + 10 * 60_000,
+            id: "msg_1",
+            model: SONNET,
+            session: "s1",
+            project: "alpha",
+            tokens: [1000, 200, 3000, 40000],
+        },
+        Ev {
+            ts: d + 23 * HOUR + 30 * 60_000,
+            id: "msg_2",
+            model: OPUS,
+            session: "s1",
+            project: "alpha",
+            tokens: [10, 20, 0, 0],
+        },
+        Ev {
+            ts: d + DAY + 2 * HOUR,
+            id: "msg_3",
+            model: SONNET,
+            session: "s2",
+            project: "",
+            tokens: [1, 2, 3, 4],
+        },
+    ]
+}
+
 /// UTC midnight `days` days ago (ms): a base far enough back for every query window.
 pub fn midnight_days_ago(days: i64) -> i64 {
     let now = toki_sync::store::now_ms();
