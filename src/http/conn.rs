@@ -65,7 +65,7 @@ impl<I> Watched<I> {
     }
 
     /// Discards a write of hyper's own response, keeping its status line.
-    fn swallow(&mut self, bufs: &[&[u8]]) -> Option<usize> {
+    fn swallow<'b>(&mut self, bufs: impl IntoIterator<Item = &'b [u8]>) -> Option<usize> {
         if self.own.is_none() && !self.idle() {
             return None;
         }
@@ -100,7 +100,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if let Some(n) = self.swallow(&[buf]) {
+        if let Some(n) = self.swallow([buf]) {
             return Poll::Ready(Ok(n));
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
@@ -111,8 +111,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let slices: Vec<&[u8]> = bufs.iter().map(|b| &**b).collect();
-        if let Some(n) = self.swallow(&slices) {
+        if let Some(n) = self.swallow(bufs.iter().map(|b| &**b)) {
             return Poll::Ready(Ok(n));
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)

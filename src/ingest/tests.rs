@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use redb::ReadableTableMetadata;
+use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::*;
 use crate::store::codec::Record;
@@ -401,6 +401,11 @@ async fn the_spill_table_shrinks_again_once_its_ids_leave_the_window() {
     let (spilled, indexed) = rows(&f);
     assert!(spilled > 0, "the flood overflowed the in-memory index");
     assert_eq!(spilled, indexed, "every spilled row is in the time index");
+    let stream = {
+        let txn = f.store.read().unwrap();
+        let t = txn.open_table(RECENT_SPILL).unwrap();
+        t.iter().unwrap().next().unwrap().unwrap().0.value().0
+    };
 
     // A file from before the time index: its spill rows are indexed at the next start.
     f.store.write(|txn| Ok::<_, crate::store::StoreError>(txn.delete_table(RECENT_SPILL_BY_TS)?)).unwrap();
@@ -427,4 +432,17 @@ async fn the_spill_table_shrinks_again_once_its_ids_leave_the_window() {
     let out =
         send(&f, device, user, batch(CLAUDE_CODE, vec![item(in_window, "later-0", 0, &[1, 0, 0, 0])])).await;
     assert_eq!(out.applied.duplicates, 1);
+
+    // A file from before pruning, with spill rows long out of the window and no time index:
+    // pruned at the next start.
+    f.store
+        .write(|txn| {
+            crate::store::recent_spill::put_in(txn, &[(stream, 1, 5), (stream, 2, 6)])?;
+            txn.delete_table(RECENT_SPILL_BY_TS)?;
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .unwrap();
+    assert_eq!(f.store.read().unwrap().open_table(RECENT_SPILL).unwrap().len().unwrap(), 2);
+    let f = f.restart();
+    assert_eq!(rows(&f), (0, 0), "pruned at start-up");
 }

@@ -24,12 +24,14 @@ type Reply = oneshot::Sender<BatchReply>;
 /// Rebuilds the recent Claude message index from the tail of each Claude stream: the newest
 /// [`MAX_PER_STREAM`] ids of its window in memory, any older ones in the window written to the
 /// spill table (so a restart never loses what the running writer had evicted, and never loads
-/// more than the cap).
+/// more than the cap). Spilled ids that are out of the window are pruned (a stream that has been
+/// silent since, or a file from before the spill table was pruned).
 pub fn load_state(store: &Store) -> Result<WriterState, StoreError> {
     let mut state = WriterState::default();
     let Some(claude) = store.string_id(CLAUDE_CODE)? else { return Ok(state) };
     let empty_id = crate::store::events::id_hash("");
     let mut spill: Vec<(u32, u64, i64)> = Vec::new();
+    let mut prune: Vec<(u32, i64)> = Vec::new();
     let spilled: crate::fasthash::FxHashMap<u32, i64> = store.recent_spill_oldest()?.into_iter().collect();
     {
         let txn = store.read()?;
@@ -61,13 +63,27 @@ pub fn load_state(store: &Store) -> Result<WriterState, StoreError> {
                     spill.push((stream, hash, ts));
                 }
             }
+            if let Some(horizon) = state.recent.spill_to_prune(stream, cursor.value()) {
+                prune.push((stream, horizon));
+            }
+        }
+    }
+    if !spill.is_empty() || !prune.is_empty() {
+        // An id may already be spilled with a newer ts (its later version); `put_in` keeps it.
+        // The new rows are inside the window, so the prune leaves them.
+        let pruned = store.write(|txn| {
+            recent_spill::put_in(txn, &spill)?;
+            let mut left = Vec::with_capacity(prune.len());
+            for (stream, horizon) in &prune {
+                left.push((*stream, recent_spill::prune_in(txn, *stream, *horizon)?.1));
+            }
+            Ok::<_, StoreError>(left)
+        })?;
+        for (stream, oldest) in pruned {
+            state.recent.spill_pruned(stream, oldest);
         }
     }
     state.recent.commit();
-    if !spill.is_empty() {
-        // An id may already be spilled with a newer ts (its later version); `put_in` keeps it.
-        store.write(|txn| recent_spill::put_in(txn, &spill))?;
-    }
     tracing::debug!(recent_ids = state.recent.len(), spilled = spill.len(), "ingest writer state loaded");
     Ok(state)
 }
