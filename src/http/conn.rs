@@ -224,6 +224,7 @@ where
         if let Some(err) = answer {
             tracing::info!(target: "toki_sync::access", status = err.status.as_u16(), %peer, error = %err.message, "request refused before routing");
             write_error(&mut io.inner, err, &[]).await;
+            linger(&mut io.inner).await;
             return result;
         }
     }
@@ -241,11 +242,7 @@ fn own_message(status: StatusCode) -> &'static str {
 
 /// Writes an error response (security headers, JSON body, `connection: close`) straight to a
 /// connection hyper does not serve (any more), then closes it. Bounded in time.
-pub async fn write_error<W: AsyncRead + AsyncWrite + Unpin>(
-    io: &mut W,
-    err: ApiError,
-    extra: &[(&str, &str)],
-) {
+pub async fn write_error<W: AsyncWrite + Unpin>(io: &mut W, err: ApiError, extra: &[(&str, &str)]) {
     let mut resp = err.into_response();
     apply_security_headers(resp.headers_mut());
     let (parts, body) = resp.into_parts();
@@ -275,9 +272,12 @@ pub async fn write_error<W: AsyncRead + AsyncWrite + Unpin>(
         io.shutdown().await
     })
     .await;
-    // Read what the client is still sending (the rest of a head too large, say) for a moment:
-    // closing a socket with unread data resets the connection, and the client may then lose
-    // the answer before reading it.
+}
+
+/// Reads what the client is still sending (the rest of a head too large, say) for a moment after
+/// an answer: closing a socket with unread data resets the connection, and the client may then
+/// lose the answer before reading it.
+async fn linger<R: AsyncRead + Unpin>(io: &mut R) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let mut sink = [0u8; 8192];
         let mut left = 1usize << 20;
