@@ -60,6 +60,10 @@ async fn responses_hyper_would_write_itself_are_ours() {
     let r = parse_response(&exchange(connect().await.unwrap(), &huge).await);
     assert_our_form(&r, 431, "request headers too large");
 
+    let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+    let r = parse_response(&exchange(connect().await.unwrap(), long.as_bytes()).await);
+    assert_our_form(&r, 414, "request URI too long");
+
     // After a good request on the same connection (keep-alive), a bad one is still answered
     // in our form, and the good one's response is untouched.
     let both = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\x01\r\n\r\n";

@@ -32,7 +32,7 @@ pub(super) const SECTION: Section = Section {
             kind: Kind::Int { min: 1, max: 600 },
             default: "10",
             example: "",
-            help: "Time a client has to send the request headers (also the keep-alive idle time).",
+            help: "Time a client has to send the request headers (also the keep-alive idle time); headers begun but not finished by then get 408.",
             set: setter!(http.header_timeout_secs, Int, u64),
         },
         Key {
