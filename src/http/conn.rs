@@ -69,12 +69,16 @@ impl<I> Watched<I> {
         if self.own.is_none() && !self.idle() {
             return None;
         }
-        let own = self.own.get_or_insert_with(Vec::new);
+        let mut own = self.own.take().unwrap_or_default();
         let mut n = 0;
         for b in bufs {
             let keep = b.len().min(16usize.saturating_sub(own.len()));
             own.extend_from_slice(&b[..keep]);
             n += b.len();
+        }
+        // An empty write says nothing about whose response it is.
+        if !own.is_empty() {
+            self.own = Some(own);
         }
         Some(n)
     }
