@@ -163,14 +163,18 @@ async fn sync_connections_are_capped_per_address() {
     let mut other = SyncClient::plain_from(s.sync, ip("127.0.0.2")).await;
     other.auth(&auth_payload(&token, "c", "claude_code")).await.device_id();
     first.ping().await;
-    // Far over the cap (twice), connections are dropped unanswered, as for the global cap.
-    let mut flood = Vec::new();
-    for _ in 0..3 {
-        flood.push(connect_from(s.sync, ip("127.0.0.1")).await);
-    }
+    // Far over the cap (beyond twice), connections are dropped unanswered, as for the global
+    // cap: one idle connection waits for its AUTH (and holds its slot), the next is shed.
     drop(second);
-    drop(flood);
-    drop(first);
+    let idle = connect_from(s.sync, ip("127.0.0.1")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut shed = SyncClient::plain_from(s.sync, ip("127.0.0.1")).await;
+    let reply =
+        tokio::time::timeout(Duration::from_secs(10), shed.try_auth(&auth_payload(&token, "d", "codex")))
+            .await
+            .expect("shed at once, not left hanging");
+    assert!(reply.is_none(), "closed without an answer: {reply:?}");
+    drop((idle, first));
     let ok = eventually(Duration::from_secs(10), || async {
         let mut c = SyncClient::plain_from(s.sync, ip("127.0.0.1")).await;
         matches!(c.try_auth(&auth_payload(&token, "a", "claude_code")).await, Some(AuthReply::Ok(_)))
