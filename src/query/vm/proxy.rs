@@ -81,7 +81,7 @@ fn step_param(s: &str) -> Result<i64, String> {
     parse_duration(s).map_err(|e| format!("step: {e}"))
 }
 
-/// `GET /api/v1/query`: `query`, optional `time`.
+/// `/api/v1/query` (GET, or POST with a form body): `query`, optional `time`.
 pub fn instant(get: impl Fn(&str) -> Option<String>, scope: &Scope) -> Result<Proxied, String> {
     let mut params = vec![("query".to_owned(), query_param(&get)?)];
     if let Some(t) = instant_param(&get, "time")? {
@@ -92,7 +92,8 @@ pub fn instant(get: impl Fn(&str) -> Option<String>, scope: &Scope) -> Result<Pr
     Ok(Proxied { path: "/api/v1/query", params })
 }
 
-/// `GET /api/v1/query_range`: `query`, `start`, `end`, `step`, all required.
+/// `/api/v1/query_range` (GET, or POST with a form body): `query`, `start`, `end`, `step`, all
+/// required.
 pub fn range(get: impl Fn(&str) -> Option<String>, scope: &Scope) -> Result<Proxied, String> {
     let query = query_param(&get)?;
     let start = instant_param(&get, "start")?.ok_or("start: is required (RFC 3339 or Unix seconds)")?;
