@@ -7,64 +7,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::oidc::*;
 use common::*;
 use serde_json::{Value, json};
-use toki_sync::config::Config;
 use toki_sync::store::users::{Role, UserStatus};
 use tokio::task::block_in_place;
-
-struct Setup {
-    s: TestServer,
-    base: String,
-    provider: Option<Provider>,
-}
-
-impl Setup {
-    fn provider(&self) -> &Provider {
-        self.provider.as_ref().unwrap()
-    }
-}
-
-/// Starts the server on a port known in advance (the provider must know its callback), with the
-/// provider at `provider_port` (0: start one now on any port; otherwise it is not started).
-async fn start(provider_port: u16, adjust: impl FnOnce(&mut Config)) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = test_config(dir.path());
-    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", http.local_addr().unwrap());
-    let provider = (provider_port == 0).then(|| Provider::start(0, &format!("{base}/auth/callback")));
-    let issuer = match &provider {
-        Some(p) => p.issuer.clone(),
-        None => format!("http://127.0.0.1:{provider_port}"),
-    };
-    cfg.server.external_url = Some(base.clone());
-    cfg.oidc.issuer_url = Some(issuer);
-    cfg.oidc.client_id = Some(CLIENT_ID.into());
-    cfg.secrets.oidc_client_secret = Some(CLIENT_SECRET.into());
-    cfg.auth.registration_mode = toki_sync::config::RegistrationMode::Open;
-    adjust(&mut cfg);
-    let sync = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = toki_sync::launch(cfg, toki_sync::Listeners { http, sync }, std::future::pending())
-        .await
-        .expect("launch");
-    let s = TestServer { addr: server.http_addr, sync: server.sync_addr, server: Some(server), dir };
-    let setup = Setup { s, base, provider };
-    if setup.provider.is_some() {
-        wait_ready(&setup).await;
-    }
-    setup
-}
-
-async fn wait_ready(setup: &Setup) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !setup.s.app().oidc.as_ref().unwrap().ready() {
-        assert!(Instant::now() < deadline, "OIDC discovery did not succeed within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// `GET /auth/oidc/authorize?query`: the provider URL it redirects to.
 fn begin(ua: &mut UserAgent, base: &str, query: &str) -> String {

@@ -7,7 +7,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::{TestServer, test_config};
+use toki_sync::config::Config;
 
 pub const CLIENT_ID: &str = "toki-sync-test";
 pub const CLIENT_SECRET: &str = "test-client-secret-0123456789";
@@ -228,5 +231,55 @@ impl UserAgent {
         let next = absolute(&abort_url, done.location.as_deref().expect("redirect after cancel"));
         let (callback, _) = self.follow(next, server_base);
         callback
+    }
+}
+
+pub struct Setup {
+    pub s: TestServer,
+    pub base: String,
+    pub provider: Option<Provider>,
+}
+
+impl Setup {
+    pub fn provider(&self) -> &Provider {
+        self.provider.as_ref().unwrap()
+    }
+}
+
+/// Starts the server on a port known in advance (the provider must know its callback), with the
+/// provider at `provider_port` (0: start one now on any port; otherwise it is not started).
+pub async fn start(provider_port: u16, adjust: impl FnOnce(&mut Config)) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", http.local_addr().unwrap());
+    let provider = (provider_port == 0).then(|| Provider::start(0, &format!("{base}/auth/callback")));
+    let issuer = match &provider {
+        Some(p) => p.issuer.clone(),
+        None => format!("http://127.0.0.1:{provider_port}"),
+    };
+    cfg.server.external_url = Some(base.clone());
+    cfg.oidc.issuer_url = Some(issuer);
+    cfg.oidc.client_id = Some(CLIENT_ID.into());
+    cfg.secrets.oidc_client_secret = Some(CLIENT_SECRET.into());
+    cfg.auth.registration_mode = toki_sync::config::RegistrationMode::Open;
+    adjust(&mut cfg);
+    let sync = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = toki_sync::launch(cfg, toki_sync::Listeners { http, sync }, std::future::pending())
+        .await
+        .expect("launch");
+    let s = TestServer { addr: server.http_addr, sync: server.sync_addr, server: Some(server), dir };
+    let setup = Setup { s, base, provider };
+    if setup.provider.is_some() {
+        wait_ready(&setup).await;
+    }
+    setup
+}
+
+pub async fn wait_ready(setup: &Setup) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !setup.s.app().oidc.as_ref().unwrap().ready() {
+        assert!(Instant::now() < deadline, "OIDC discovery did not succeed within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
