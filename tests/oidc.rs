@@ -302,3 +302,21 @@ async fn provider_down_at_start_then_back_and_rotating_its_keys() {
     assert_eq!(r.status, 307, "{}", r.body);
     setup.s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_only_in_userinfo_are_read_from_there() {
+    if !provider_present() {
+        return;
+    }
+    let setup = start_with(0, &[("CLAIMS_IN_USERINFO", "1")], |c| {
+        c.oidc.scopes.push("groups".into());
+        c.oidc.groups_claim = Some("groups".into());
+        c.oidc.admin_groups = vec!["toki-admins".into()];
+    })
+    .await;
+    setup.provider().account("jane-sub", "jane", &["toki-admins"]);
+    let r = sign_in(&setup, "", "jane-sub");
+    assert_eq!(r.status, 307, "{}", r.body);
+    let me = setup.s.client().get_auth("/me", &token_from(&r.location.unwrap(), "access_token")).await.json();
+    assert_eq!((me["username"].as_str(), me["role"].as_str()), (Some("jane"), Some("admin")));
+}

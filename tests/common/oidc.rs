@@ -54,6 +54,11 @@ pub struct Provider {
 impl Provider {
     /// Starts the provider on `port` (0: any) for a server whose callback is `redirect_uri`.
     pub fn start(port: u16, redirect_uri: &str) -> Provider {
+        Self::start_with(port, redirect_uri, &[])
+    }
+
+    /// Like `start`, with extra environment for provider.mjs (e.g. CLAIMS_IN_USERINFO=1).
+    pub fn start_with(port: u16, redirect_uri: &str, extra_env: &[(&str, &str)]) -> Provider {
         let mut child = Command::new("node")
             .arg("provider.mjs")
             .current_dir(provider_dir())
@@ -61,6 +66,7 @@ impl Provider {
             .env("CLIENT_ID", CLIENT_ID)
             .env("CLIENT_SECRET", CLIENT_SECRET)
             .env("REDIRECT_URI", redirect_uri)
+            .envs(extra_env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -249,11 +255,21 @@ impl Setup {
 /// Starts the server on a port known in advance (the provider must know its callback), with the
 /// provider at `provider_port` (0: start one now on any port; otherwise it is not started).
 pub async fn start(provider_port: u16, adjust: impl FnOnce(&mut Config)) -> Setup {
+    start_with(provider_port, &[], adjust).await
+}
+
+/// Like `start`, with extra environment for the provider.
+pub async fn start_with(
+    provider_port: u16,
+    provider_env: &[(&str, &str)],
+    adjust: impl FnOnce(&mut Config),
+) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config(dir.path());
     let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", http.local_addr().unwrap());
-    let provider = (provider_port == 0).then(|| Provider::start(0, &format!("{base}/auth/callback")));
+    let provider =
+        (provider_port == 0).then(|| Provider::start_with(0, &format!("{base}/auth/callback"), provider_env));
     let issuer = match &provider {
         Some(p) => p.issuer.clone(),
         None => format!("http://127.0.0.1:{provider_port}"),

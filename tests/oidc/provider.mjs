@@ -12,7 +12,8 @@
 //   POST /__test/mode     {mode: "" | "wrong-aud" | "wrong-nonce"}  re-sign the next ID tokens
 //                          with the provider's own key but another audience or nonce
 //
-// Environment: PORT (0: any free port), CLIENT_ID, CLIENT_SECRET, REDIRECT_URI. Prints
+// Environment: PORT (0: any free port), CLIENT_ID, CLIENT_SECRET, REDIRECT_URI,
+// CLAIMS_IN_USERINFO (1: profile and group claims only from userinfo). Prints
 // `listening http://127.0.0.1:PORT` once it serves.
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -64,8 +65,9 @@ const provider = new Provider(issuer, {
     email: ['email', 'email_verified'],
     groups: ['groups'],
   },
-  // The claims go into the ID token (as Keycloak does), not only into userinfo.
-  conformIdTokenClaims: false,
+  // The claims go into the ID token (as Keycloak does), or with CLAIMS_IN_USERINFO=1 only into
+  // userinfo (as Authelia does by default).
+  conformIdTokenClaims: process.env.CLAIMS_IN_USERINFO === '1',
   features: { devInteractions: { enabled: false } },
   pkce: { required: () => true },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
