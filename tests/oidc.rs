@@ -304,6 +304,21 @@ async fn provider_down_at_start_then_back_and_rotating_its_keys() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn es256_signed_id_tokens_are_verified() {
+    if !provider_present() {
+        return;
+    }
+    let setup = start_with(0, &[("SIGNING_ALG", "ES256")], |_| {}).await;
+    assert_eq!(
+        sign_in(&setup, "", "kim-sub").status,
+        307,
+        "an ES256 ID token (Kanidm, Pocket ID) is accepted"
+    );
+    setup.provider().mode("wrong-aud");
+    assert_failure_page(&sign_in(&setup, "", "kim-sub"), 400, "failed verification");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn claims_only_in_userinfo_are_read_from_there() {
     if !provider_present() {
         return;

@@ -1,6 +1,6 @@
 // A real OpenID provider (npm oidc-provider) on loopback, for tests/oidc.rs and the browser SSO
 // tests. It registers one confidential client for the toki-sync server under test, signs with a
-// fresh RSA key (new key id) at every start, and has a minimal sign-in page:
+// fresh key (new key id) at every start, and has a minimal sign-in page:
 //
 //   GET  /interaction/:uid         a form: login name, "Sign in" and "Cancel"
 //   POST /interaction/:uid/login   login=<name>: signs in as subject <name>
@@ -13,7 +13,8 @@
 //                          with the provider's own key but another audience or nonce
 //
 // Environment: PORT (0: any free port), CLIENT_ID, CLIENT_SECRET, REDIRECT_URI,
-// CLAIMS_IN_USERINFO (1: profile and group claims only from userinfo). Prints
+// CLAIMS_IN_USERINFO (1: profile and group claims only from userinfo), SIGNING_ALG (RS256 or
+// ES256). Prints
 // `listening http://127.0.0.1:PORT` once it serves.
 import http from 'node:http';
 import crypto from 'node:crypto';
@@ -40,8 +41,11 @@ function claimsOf(sub) {
   };
 }
 
-const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-const signingJwk = { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), alg: 'RS256', use: 'sig' };
+const ALG = process.env.SIGNING_ALG || 'RS256';
+const { privateKey } = ALG === 'ES256'
+  ? crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingJwk = { ...privateKey.export({ format: 'jwk' }), kid: crypto.randomUUID(), alg: ALG, use: 'sig' };
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(Number(env('PORT')), '127.0.0.1', resolve));
@@ -55,6 +59,7 @@ const provider = new Provider(issuer, {
     grant_types: ['authorization_code'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
+    id_token_signed_response_alg: ALG,
   }],
   jwks: { keys: [signingJwk] },
   cookies: { keys: ['toki-sync-test-cookie-key'] },
@@ -93,8 +98,8 @@ provider.use(async (ctx, next) => {
     const claims = decodeJwt(ctx.body.id_token);
     if (mode === 'wrong-aud') claims.aud = 'another-client';
     if (mode === 'wrong-nonce') claims.nonce = 'not-the-nonce-that-was-sent';
-    const key = await importJWK(signingJwk, 'RS256');
-    ctx.body = { ...ctx.body, id_token: await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: signingJwk.kid }).sign(key) };
+    const key = await importJWK(signingJwk, ALG);
+    ctx.body = { ...ctx.body, id_token: await new SignJWT(claims).setProtectedHeader({ alg: ALG, kid: signingJwk.kid }).sign(key) };
   }
 });
 

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreProviderMetadata,
+    CoreAuthenticationFlow, CoreClient, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata,
 };
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
@@ -32,6 +33,22 @@ use pending::{BeginError, Pending, PendingStates, ReturnTo, TakeError};
 /// Discovery retries: the first after this, doubling up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// ID token signatures accepted: the asymmetric algorithms (RS256 is most providers' default,
+/// Kanidm and Pocket ID sign with ES256) and only these, whatever the discovery document
+/// offers. Never `none`, and never HMAC keyed with the client secret (which the client holds too).
+const SIGNING_ALGS: [CoreJwsSigningAlgorithm; 10] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EcdsaP521Sha512,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
 
 /// What the provider says about the person who signed in, after the ID token was verified.
 #[derive(Clone, Debug)]
@@ -237,7 +254,7 @@ impl Oidc {
             .ok_or_else(|| CallbackError::Verification("the provider sent no ID token".into()))?;
         let nonce = Nonce::new(pending.nonce.clone());
         let verify = |client: &CoreClient<_, _, _, _, _, _>| -> Result<(), ClaimsVerificationError> {
-            let verifier: CoreIdTokenVerifier = client.id_token_verifier();
+            let verifier: CoreIdTokenVerifier = client.id_token_verifier().set_allowed_algs(SIGNING_ALGS);
             id_token.claims(&verifier, &nonce).map(drop)
         };
         match verify(&client) {
