@@ -274,6 +274,9 @@ async fn password_login_off_leaves_only_the_break_glass_admin() {
     assert_eq!(c.post("/auth-method", &json!({"username": "gina"})).await.json()["method"], "oidc");
     c.admin_token().await;
     assert_eq!(c.get("/auth/info").await.json()["password_login"], false);
+    let r = c.post("/register", &json!({"username": "newbie", "password": "newbie-password-1"})).await;
+    assert_eq!(r.status, 403, "no password accounts by registration: {}", r.text());
+    assert_eq!(sign_in(&setup, "", "newbie-sub").status, 307, "SSO registration still works");
 }
 
 #[tokio::test(flavor = "multi_thread")]

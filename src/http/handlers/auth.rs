@@ -119,6 +119,11 @@ pub async fn register(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
     if mode == RegistrationMode::Closed {
         return Err(ApiError::forbidden("registration is disabled"));
     }
+    if !app.config.oidc.password_login {
+        return Err(ApiError::forbidden(
+            "registration is disabled: password sign-in is off on this server; sign in with SSO to register",
+        ));
+    }
     let body: RegisterBody = req.json()?;
     let status = if mode == RegistrationMode::Approval { UserStatus::Pending } else { UserStatus::Active };
     let user = match create_password_user(app, body.username, body.password, Role::User, status).await {
