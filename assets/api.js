@@ -27,13 +27,34 @@ export function signOut() {
   localStorage.removeItem(REFRESH);
 }
 
-// After an OIDC sign-in the server redirects to /dashboard#access_token=…&refresh_token=….
+// The sign-in round trip through the identity provider (AREAS.md's contract): before leaving,
+// the page stores a fresh random value here and sends it as `client_state`; the server hands it
+// back in the fragment with the tokens.
+const SIGNIN_STATE = 'toki_signin_state';
+
+// Creates and stores a fresh sign-in state (256 bits, base64url) and returns it.
+export function newSignInState() {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  const value = btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  sessionStorage.setItem(SIGNIN_STATE, value);
+  return value;
+}
+
+// After an OIDC sign-in the server redirects to
+// /dashboard#access_token=…&refresh_token=…&expires_in=…&client_state=…. The tokens are taken
+// only when client_state is the one this browser tab stored before leaving (so a link with
+// someone else's tokens cannot sign anyone in), and never replace a session already signed in.
+// The fragment is removed from the address bar in every case.
 export function adoptFragmentTokens() {
   const params = new URLSearchParams(location.hash.slice(1));
   const access = params.get('access_token');
   if (!access) return false;
-  storeTokens({ access_token: access, refresh_token: params.get('refresh_token') });
   history.replaceState(null, '', location.pathname + location.search);
+  const expected = sessionStorage.getItem(SIGNIN_STATE);
+  if (!expected || params.get('client_state') !== expected) return false;
+  sessionStorage.removeItem(SIGNIN_STATE);
+  if (signedIn()) return false;
+  storeTokens({ access_token: access, refresh_token: params.get('refresh_token') });
   return true;
 }
 
@@ -99,7 +120,8 @@ export function showOnly(ids, visible) {
 
 // Wires the sign-in form (ids signin-form, username, password, signin-error, sso). `onSignedIn`
 // runs after a successful password sign-in. `beforeSso` runs before leaving for the identity
-// provider. The SSO button stays hidden unless the server has OIDC configured.
+// provider. The SSO button stays hidden unless the server has OIDC configured; with password
+// sign-in turned off the form is hidden too (the break-glass admin opens /login?password=1).
 export function setupSignIn(onSignedIn, beforeSso) {
   const form = byId('signin-form');
   const error = byId('signin-error');
@@ -126,9 +148,13 @@ export function setupSignIn(onSignedIn, beforeSso) {
   const sso = byId('sso');
   sso.addEventListener('click', () => {
     if (beforeSso) beforeSso();
-    location.assign('/auth/oidc/authorize');
+    location.assign('/auth/oidc/authorize?client_state=' + encodeURIComponent(newSignInState()));
   });
   send('GET', '/auth/info').then((r) => {
-    sso.hidden = !(r.status === 200 && r.data && r.data.oidc_enabled === true);
+    const info = r.status === 200 && r.data ? r.data : {};
+    sso.hidden = info.oidc_enabled !== true;
+    if (typeof info.oidc_label === 'string' && info.oidc_label) sso.textContent = info.oidc_label;
+    const passwordOff = info.oidc_enabled === true && info.password_login === false;
+    if (passwordOff && !new URLSearchParams(location.search).has('password')) form.hidden = true;
   }).catch(() => {});
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::auth::lockout::Lockout;
+use crate::auth::oidc::Oidc;
 use crate::auth::password::Passwords;
 use crate::auth::tokens::Tokens;
 use crate::config::{Config, RegistrationMode};
@@ -35,6 +36,8 @@ pub struct App {
     pub started_at: Instant,
     /// Prices and VictoriaMetrics for the usage and query endpoints.
     pub query: QueryServices,
+    /// Sign-in through the OpenID Connect provider, when one is configured.
+    pub oidc: Option<Arc<Oidc>>,
 }
 
 impl App {
@@ -42,6 +45,7 @@ impl App {
     /// ingest writer. `on_fatal` runs if a commit ever fails. Blocking.
     pub fn start(config: Config, on_fatal: impl Fn(&str) + Send + Sync + 'static) -> Result<Started, String> {
         let query = QueryServices::from_config(&config)?;
+        let oidc = Oidc::from_config(&config)?.map(Arc::new);
         let opened = crate::bootstrap::prepare(&config).map_err(|e| e.to_string())?;
         opened.store.set_fatal_hook(on_fatal);
         let store = Arc::new(opened.store);
@@ -56,6 +60,7 @@ impl App {
             config,
             started_at: Instant::now(),
             query,
+            oidc,
         });
         Ok(Started { app, writer_thread, generated_admin_password: opened.generated_admin_password })
     }

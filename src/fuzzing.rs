@@ -180,6 +180,7 @@ impl Harness {
                 endpoint: "POST /admin/users",
                 parse: |r| drop(r.json::<crate::http::handlers::CreateUserBody>()),
             },
+            handler(Method::POST, format!("/admin/users/{MISSING_USER}/oidc")),
         ]
     }
 }

@@ -191,6 +191,9 @@ pub async fn launch(
         tokio::spawn(sync::listener::serve(sync_listener, Arc::clone(&app), acceptor, shutdown.clone()));
     let maintenance_task = tokio::spawn(maintenance(Arc::clone(&app)));
     let vm_drain_task = tokio::spawn(query::vm::drain::run(Arc::clone(&app), shutdown.signal()));
+    if let Some(oidc) = &app.oidc {
+        tokio::spawn(Arc::clone(oidc).discover_until_ready(shutdown.signal()));
+    }
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -156,3 +156,33 @@ fn vm_resync_queues_every_rollup_bucket() {
     assert_eq!((code, out.trim()), (0, "queued 2 hourly buckets for VictoriaMetrics"), "{err}");
     assert_eq!(Store::open(&d.join(DB_FILE_NAME)).unwrap().vm_backlog().unwrap().buckets, 2);
 }
+
+#[test]
+fn link_oidc_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    {
+        let store = Store::open(&d.join(DB_FILE_NAME)).unwrap();
+        store.create_user(new_user("olga", UserStatus::Active)).unwrap();
+        store.create_user(new_user("pete", UserStatus::Active)).unwrap();
+        store.close().unwrap();
+    }
+    let (code, _, err) = admin(d, &["user", "link-oidc", "olga", "--subject", "s-1"], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("--issuer"), "without OIDC configured the issuer must be given: {err}");
+    let link = |name: &str, sub: &str| {
+        admin(d, &["user", "link-oidc", name, "--subject", sub, "--issuer", "https://idp.example"], None)
+    };
+    let (code, out, err) = link("olga", "s-1");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("s-1"), "{out}");
+    let (code, _, err) = link("pete", "s-1");
+    assert_ne!(code, 0);
+    assert!(err.contains("already linked"), "{err}");
+    let (code, _, err) = link("nobody", "s-2");
+    assert_ne!(code, 0);
+    assert!(err.contains("nobody"), "{err}");
+    let store = Store::open(&d.join(DB_FILE_NAME)).unwrap();
+    let olga = store.user_by_oidc(&toki_sync::store::users::oidc_key("https://idp.example", "s-1")).unwrap();
+    assert_eq!(olga.unwrap().username, "olga");
+}

@@ -37,6 +37,9 @@ fi
 
 log "installing the browser test's npm packages (tests/browser, as locked)"
 (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+# The OIDC tests start a real OpenID provider (npm oidc-provider) on loopback.
+log "installing the OIDC tests' npm packages (tests/oidc, as locked)"
+(cd tests/oidc && npm ci --no-audit --no-fund)
 
 # House style: formatting and lints are gates, for the main crate and the fuzz crate alike.
 log "cargo fmt --check"

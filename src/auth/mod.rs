@@ -4,6 +4,7 @@
 pub mod device_flow;
 pub mod jwt;
 pub mod lockout;
+pub mod oidc;
 pub mod password;
 pub mod random;
 pub mod rules;

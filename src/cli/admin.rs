@@ -107,6 +107,17 @@ enum UserCommand {
     Approve { name: String },
     /// Reject (delete) a registration waiting for approval.
     Reject { name: String },
+    /// Link an account to a user of the OIDC provider, who then signs in to it through the
+    /// provider (the account's password, if any, keeps working while password login is on).
+    LinkOidc {
+        name: String,
+        /// The provider's subject (`sub` claim) for that user.
+        #[arg(long)]
+        subject: String,
+        /// The provider's issuer URL; default: `oidc.issuer_url` from the configuration.
+        #[arg(long)]
+        issuer: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -342,6 +353,20 @@ fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
             }
             store.update_user(user.id, |u| u.status = UserStatus::Active)?;
             println!("approved `{}`", user.username);
+        }
+        UserCommand::LinkOidc { name, subject, issuer } => {
+            let issuer = issuer.or_else(|| config.oidc.issuer_url.clone()).ok_or_else(|| {
+                Failure("no issuer: give --issuer URL or set `oidc.issuer_url` in the configuration".into())
+            })?;
+            let subject = subject.trim();
+            if subject.is_empty() || subject.len() > 255 || subject.chars().any(char::is_control) {
+                return Err(Failure("--subject must be 1-255 characters without control characters".into()));
+            }
+            let store = open(config)?;
+            let user = find(&store, &name)?;
+            let key = crate::store::users::oidc_key(&issuer, subject);
+            store.link_oidc(user.id, &key)?;
+            println!("`{}` now signs in as subject `{subject}` of {issuer}", user.username);
         }
         UserCommand::Reject { name } => {
             let store = open(config)?;

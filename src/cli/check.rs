@@ -34,6 +34,14 @@ pub fn run(common: &CommonArgs) -> ExitCode {
         ),
         Err(e) => errors.push(e),
     }
+    match (&cfg.oidc.issuer_url, crate::config::oidc_redirect_url(&cfg)) {
+        (Some(issuer), Some(redirect)) => println!(
+            "oidc:        {issuer}, client {}, redirect {redirect}, client secret {} (the provider is contacted by serve)",
+            cfg.oidc.client_id.as_deref().unwrap_or("?"),
+            if cfg.secrets.oidc_client_secret.is_some() { "set" } else { "unset (public client)" }
+        ),
+        _ => println!("oidc:        off"),
+    }
     for w in &warnings {
         eprintln!("toki-sync: warning: {w}");
     }

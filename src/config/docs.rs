@@ -34,7 +34,8 @@ fn config_file(packaged_data_dir: Option<&str>) -> String {
          # Secrets come only from the environment: TOKI_ADMIN_PASSWORD (password of the first\n\
          # admin, created when the data file has no active admin; generated and printed once if\n\
          # unset) and JWT_SECRET (token signing key, at least 32 characters; generated and kept\n\
-         # in the data file if unset).\n",
+         # in the data file if unset). TOKI_OIDC_CLIENT_SECRET holds the OIDC client secret\n\
+         # (or use oidc.client_secret_file).\n",
     );
     if packaged_data_dir.is_some() {
         out.push_str(
@@ -75,7 +76,7 @@ pub fn key_table() -> String {
     let mut out = String::from("| Key | Default | Environment | Meaning |\n|---|---|---|---|\n");
     for (section, key) in all_keys() {
         let default = match (key.default.is_empty(), key.kind) {
-            (true, Kind::CidrList) => "`[]`".to_owned(),
+            (true, Kind::CidrList | Kind::StrList) => "`[]`".to_owned(),
             (true, _) => "unset".to_owned(),
             (false, kind) => format!("`{}`", kind.toml_literal(key.default)),
         };
@@ -124,6 +125,10 @@ pub fn env_help() -> String {
     ));
     out.push_str(&format!(
         "  {ENV_JWT_SECRET:<34} JWT signing secret (>= 32 chars; default: generated, kept in the data file)\n"
+    ));
+    out.push_str(&format!(
+        "  {:<34} OIDC client secret (or oidc.client_secret_file)\n",
+        super::ENV_OIDC_CLIENT_SECRET
     ));
     out.push_str(&format!("  {:<34} log filter, overrides log.level (checked the same way)\n", "RUST_LOG"));
     out

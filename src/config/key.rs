@@ -33,6 +33,12 @@ pub(super) enum Kind {
     LogFilter,
     /// A file path; empty means unset.
     OptPath,
+    /// `true` or `false`.
+    Bool,
+    /// A string; empty means unset.
+    OptStr,
+    /// A list of non-empty strings; from the environment, comma-separated.
+    StrList,
 }
 
 /// A checked value, ready to be stored.
@@ -42,6 +48,8 @@ pub(super) enum Parsed {
     OptStr(Option<String>),
     Ip(IpAddr),
     Cidrs(Vec<Cidr>),
+    Bool(bool),
+    Strs(Vec<String>),
 }
 
 pub(super) struct Key {
@@ -108,6 +116,9 @@ impl Kind {
                 LOG_LEVELS.join(", ")
             ),
             Kind::OptPath => "a file path (or \"\" for unset)".into(),
+            Kind::Bool => "true or false".into(),
+            Kind::OptStr => "a string (or \"\" for unset)".into(),
+            Kind::StrList => "a list of non-empty strings such as [\"a\", \"b\"]".into(),
         }
     }
 
@@ -123,6 +134,31 @@ impl Kind {
                     Some(v) if v >= *min && v <= *max => Ok(Parsed::Int(v)),
                     _ => Err(String::new()),
                 }
+            }
+            (Kind::Bool, raw) => match raw {
+                Raw::Toml(toml::Value::Boolean(b)) => Ok(Parsed::Bool(*b)),
+                Raw::Text(s) => match s.trim() {
+                    "true" => Ok(Parsed::Bool(true)),
+                    "false" => Ok(Parsed::Bool(false)),
+                    _ => Err(String::new()),
+                },
+                Raw::Toml(_) => Err(String::new()),
+            },
+            (Kind::StrList, raw) => {
+                let items: Vec<String> = match raw {
+                    Raw::Toml(toml::Value::Array(a)) => a
+                        .iter()
+                        .map(|v| v.as_str().map(|s| s.trim().to_owned()).ok_or_else(String::new))
+                        .collect::<Result<_, _>>()?,
+                    Raw::Text(s) => {
+                        s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+                    }
+                    Raw::Toml(_) => return Err(String::new()),
+                };
+                if items.iter().any(|s| s.is_empty() || s.chars().any(char::is_control)) {
+                    return Err("entries must not be empty".into());
+                }
+                Ok(Parsed::Strs(items))
             }
             (Kind::CidrList, raw) => {
                 let items: Vec<String> = match raw {
@@ -169,19 +205,22 @@ impl Kind {
             }
             Kind::Url => parse_url(s).map(Parsed::OptStr),
             Kind::OptPath => Ok(Parsed::OptStr(Some(s.trim()).filter(|p| !p.is_empty()).map(str::to_owned))),
+            Kind::OptStr => Ok(Parsed::OptStr(Some(s.trim()).filter(|p| !p.is_empty()).map(str::to_owned))),
             Kind::LogFilter => {
                 check_log_filter(s)?;
                 Ok(Parsed::Str(s.trim().to_owned()))
             }
-            Kind::Int { .. } | Kind::CidrList => unreachable!("handled in parse"),
+            Kind::Int { .. } | Kind::CidrList | Kind::Bool | Kind::StrList => {
+                unreachable!("handled in parse")
+            }
         }
     }
 
     /// The default rendered as a TOML literal for `print-default`.
     pub fn toml_literal(&self, text: &str) -> String {
         match self {
-            Kind::Int { .. } => text.to_owned(),
-            Kind::CidrList => {
+            Kind::Int { .. } | Kind::Bool => text.to_owned(),
+            Kind::CidrList | Kind::StrList => {
                 let items: Vec<String> =
                     text.split(',').filter(|s| !s.is_empty()).map(|s| format!("\"{s}\"")).collect();
                 format!("[{}]", items.join(", "))

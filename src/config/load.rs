@@ -110,8 +110,14 @@ impl Config {
         cfg.secrets = Secrets {
             admin_password: env.get(ENV_ADMIN_PASSWORD).filter(|s| !s.is_empty()).map(str::to_owned),
             jwt_secret: env.get(ENV_JWT_SECRET).filter(|s| !s.is_empty()).map(str::to_owned),
+            oidc_client_secret: env
+                .get(super::ENV_OIDC_CLIENT_SECRET)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
         };
-        cfg.validate()
+        cfg.validate()?;
+        super::oidc::validate(cfg)
     }
 
     fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {

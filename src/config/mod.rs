@@ -22,6 +22,7 @@ mod docs;
 mod http;
 mod load;
 mod log;
+mod oidc;
 mod pricing;
 mod server;
 mod storage;
@@ -36,6 +37,7 @@ pub use docs::{PACKAGED_DATA_DIR, default_file, env_help, key_table, packaged_fi
 pub use http::HttpConfig;
 pub use load::{Env, LoadFailure, Overrides};
 pub use log::LogConfig;
+pub use oidc::{ENV_OIDC_CLIENT_SECRET, OidcConfig, redirect_url as oidc_redirect_url};
 pub use pricing::PricingConfig;
 pub use server::ServerConfig;
 pub use storage::StorageConfig;
@@ -70,6 +72,7 @@ pub struct Config {
     pub backend: BackendConfig,
     pub pricing: PricingConfig,
     pub log: LogConfig,
+    pub oidc: OidcConfig,
     pub secrets: Secrets,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
@@ -82,6 +85,8 @@ pub struct Config {
 pub struct Secrets {
     pub admin_password: Option<String>,
     pub jwt_secret: Option<String>,
+    /// From `TOKI_OIDC_CLIENT_SECRET` or `oidc.client_secret_file`.
+    pub oidc_client_secret: Option<String>,
 }
 
 impl fmt::Debug for Secrets {
@@ -90,6 +95,7 @@ impl fmt::Debug for Secrets {
         f.debug_struct("Secrets")
             .field("admin_password", &shown(&self.admin_password))
             .field("jwt_secret", &shown(&self.jwt_secret))
+            .field("oidc_client_secret", &shown(&self.oidc_client_secret))
             .finish()
     }
 }
@@ -116,6 +122,7 @@ const SECTIONS: &[&Section] = &[
     &backend::SECTION,
     &pricing::SECTION,
     &log::SECTION,
+    &oidc::SECTION,
 ];
 
 /// Every key with its section.
@@ -144,6 +151,7 @@ impl Config {
             backend: BackendConfig::default(),
             pricing: PricingConfig::default(),
             log: LogConfig::default(),
+            oidc: OidcConfig::default(),
             secrets: Secrets::default(),
             file: None,
             warnings: Vec::new(),

@@ -241,3 +241,57 @@ fn packaged_config_and_unit_agree() {
     let diff: Vec<_> = d.lines().filter(|l| !packaged_file().lines().any(|p| p == *l)).collect();
     assert_eq!(diff, vec!["data_dir = \"data\""]);
 }
+
+#[test]
+fn oidc_section_is_checked_and_its_secret_kept_out_of_debug_output() {
+    let ok = "[server]\nexternal_url = \"https://toki.example.com\"\n[oidc]\nissuer_url = \"https://auth.example.com\"\nclient_id = \"toki\"\nscopes = [\"openid\", \"groups\"]\ngroups_claim = \"groups\"\nadmin_groups = [\"admins\"]\npassword_login = false\nbreak_glass_admin = \"admin\"\n";
+    let c =
+        load(Some(ok), &[("TOKI_OIDC_CLIENT_SECRET", "very-secret-value")], Overrides::default()).unwrap();
+    assert!(c.oidc.enabled());
+    assert_eq!(
+        crate::config::oidc_redirect_url(&c).as_deref(),
+        Some("https://toki.example.com/auth/callback")
+    );
+    assert_eq!(c.oidc.scopes, ["openid", "groups"]);
+    assert!(!c.oidc.password_login);
+    assert!(!format!("{c:?}").contains("very-secret-value"), "the client secret is never shown");
+    assert_eq!(c.secrets.oidc_client_secret.as_deref(), Some("very-secret-value"));
+
+    let defaults = Config::defaults();
+    assert!(!defaults.oidc.enabled());
+    assert_eq!(defaults.oidc.scopes, ["openid", "profile", "email"]);
+    assert_eq!(defaults.oidc.username_claim, "preferred_username");
+    assert!(defaults.oidc.password_login);
+
+    let err = |file: &str, env: &[(&str, &str)]| load(Some(file), env, Overrides::default()).unwrap_err().0;
+    let base = "[oidc]\nissuer_url = \"https://auth.example.com\"\nclient_id = \"toki\"\nredirect_url = \"https://t.example.com/auth/callback\"\n";
+    let e = err("[oidc]\nclient_id = \"toki\"\n", &[]);
+    assert!(e.contains("oidc.issuer_url"), "{e}");
+    let e = err("[oidc]\nissuer_url = \"https://auth.example.com\"\nclient_id = \"toki\"\n", &[]);
+    assert!(e.contains("oidc.redirect_url") && e.contains("server.external_url"), "{e}");
+    let e = err("[oidc]\nissuer_url = \"auth.example.com\"\nclient_id = \"x\"\n", &[]);
+    assert!(e.contains("oidc.issuer_url"), "{e}");
+    let e = err(&format!("{base}scopes = [\"profile\"]\n"), &[]);
+    assert!(e.contains("oidc.scopes") && e.contains("openid"), "{e}");
+    let e = err(&format!("{base}admin_groups = [\"a\"]\n"), &[]);
+    assert!(e.contains("oidc.groups_claim"), "{e}");
+    let e = err(&format!("{base}password_login = \"no\"\n"), &[]);
+    assert!(e.contains("oidc.password_login") && e.contains("true or false"), "{e}");
+    let e = err(&format!("{base}client_secret_file = \"/nonexistent/secret\"\n"), &[]);
+    assert!(e.contains("oidc.client_secret_file") && e.contains("/nonexistent/secret"), "{e}");
+    let e = err("[oidc]\npassword_login = false\n", &[]);
+    assert!(e.contains("password_login"), "{e}");
+    let e = err(&format!("{base}break_glass_admin = \"a b\"\n"), &[]);
+    assert!(e.contains("oidc.break_glass_admin"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "from-a-file\n").unwrap();
+    let file = format!("{base}client_secret_file = {:?}\n", secret.display().to_string());
+    let c = load(Some(&file), &[], Overrides::default()).unwrap();
+    assert_eq!(c.secrets.oidc_client_secret.as_deref(), Some("from-a-file"));
+    let e = err(&file, &[("TOKI_OIDC_CLIENT_SECRET", "x")]);
+    assert!(e.contains("use one"), "{e}");
+    let c = load(None, &[("TOKI_SYNC_OIDC__SCOPES", "openid, email")], Overrides::default());
+    assert_eq!(c.unwrap().oidc.scopes, ["openid", "email"]);
+}

@@ -104,6 +104,9 @@ impl From<UserError> for ApiError {
         match e {
             UserError::NotFound => Self::not_found("user not found"),
             UserError::DuplicateName => Self::conflict("username already exists"),
+            UserError::IdentityTaken => {
+                Self::conflict("this OIDC identity is already linked to another account")
+            }
             UserError::LastAdmin => Self::conflict("cannot remove, demote or disable the last active admin"),
             UserError::Store(s) => s.into(),
         }

@@ -14,6 +14,10 @@ pub enum Endpoint {
     TokenRefresh,
     AuthMethod,
     AuthInfo,
+    /// `GET /auth/oidc/authorize`: off to the identity provider.
+    OidcAuthorize,
+    /// `GET /auth/callback`, `GET /auth/oidc/callback`: back from it.
+    OidcCallback,
 
     // Device-code flow: the reference paths (`/auth/device/...`) and the toki client's.
     DeviceCode,
@@ -55,6 +59,7 @@ pub enum Endpoint {
     AdminUserDelete(String),
     AdminUserRole(String),
     AdminUserPassword(String),
+    AdminUserLinkOidc(String),
     AdminDevices,
     AdminDeviceDelete(String),
     AdminTeams,
@@ -110,6 +115,10 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         ["token", "refresh"] => pick(method, "POST", vec![(post, E::TokenRefresh)]),
         ["auth-method"] => pick(method, "POST", vec![(post, E::AuthMethod)]),
         ["auth", "info"] => pick(method, "GET, HEAD", vec![(get, E::AuthInfo)]),
+        ["auth", "oidc", "authorize"] => pick(method, "GET, HEAD", vec![(get, E::OidcAuthorize)]),
+        ["auth", "callback"] | ["auth", "oidc", "callback"] => {
+            pick(method, "GET, HEAD", vec![(get, E::OidcCallback)])
+        }
 
         ["auth", "device", "code"] | ["device", "code"] => pick(method, "POST", vec![(post, E::DeviceCode)]),
         ["auth", "device", "token"] => pick(method, "POST", vec![(post, E::DeviceTokenReference)]),
@@ -152,6 +161,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         ["admin", "users", id, "password"] => {
             pick(method, "PATCH", vec![(patch, E::AdminUserPassword(s(id)))])
         }
+        ["admin", "users", id, "oidc"] => pick(method, "POST", vec![(post, E::AdminUserLinkOidc(s(id)))]),
         ["admin", "devices"] => pick(method, "GET, HEAD", vec![(get, E::AdminDevices)]),
         ["admin", "devices", id] => pick(method, "DELETE", vec![(delete, E::AdminDeviceDelete(s(id)))]),
         ["admin", "teams"] => {
@@ -199,6 +209,10 @@ mod tests {
         assert_eq!(route(&Method::GET, "/nope"), Err(RouteError::NotFound));
         assert_eq!(route(&Method::GET, "//health"), Err(RouteError::NotFound));
         assert_eq!(route(&Method::POST, "/token/refresh"), Ok(Endpoint::TokenRefresh));
+        assert_eq!(route(&Method::GET, "/auth/oidc/authorize"), Ok(Endpoint::OidcAuthorize));
+        assert_eq!(route(&Method::GET, "/auth/callback"), Ok(Endpoint::OidcCallback));
+        assert_eq!(route(&Method::GET, "/auth/oidc/callback"), Ok(Endpoint::OidcCallback));
+        assert_eq!(route(&Method::POST, "/admin/users/u/oidc"), Ok(Endpoint::AdminUserLinkOidc("u".into())));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use super::StoreError;
 
 /// The schema this binary writes. Files with a higher version are refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Small values about the file itself: `schema_version` (u32 LE), `jwt_secret`, id counters.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -27,6 +27,9 @@ pub const USERS: TableDefinition<u32, &[u8]> = TableDefinition::new("users");
 pub const USER_NAMES: TableDefinition<&str, u32> = TableDefinition::new("user_names");
 /// External UUID (what the API shows and tokens carry) to user id.
 pub const USER_UUIDS: TableDefinition<u128, u32> = TableDefinition::new("user_uuids");
+/// OIDC identity (`issuer|subject`, see [`super::users::oidc_key`]) -> user id: an account
+/// signs in through a provider by this pair only, never by email or name.
+pub const OIDC_IDENTITIES: TableDefinition<&str, u32> = TableDefinition::new("oidc_identities");
 /// Refresh-token records by (user id, SHA-256 of the token), so a user's tokens are one range.
 pub const REFRESH_TOKENS: TableDefinition<(u32, [u8; 32]), &[u8]> = TableDefinition::new("refresh_tokens");
 
@@ -91,7 +94,7 @@ pub const META_NEXT_STREAM_ID: &str = "next_stream_id";
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[n]` upgrades schema n to n + 1.
-const MIGRATIONS: &[Migration] = &[create_v1];
+const MIGRATIONS: &[Migration] = &[create_v1, add_oidc_identities];
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
@@ -123,6 +126,20 @@ fn create_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(VM_OUTBOX)?;
     txn.open_table(VM_REVISIONS)?;
     txn.open_table(VM_DELETIONS)?;
+    Ok(())
+}
+
+/// v2: the OIDC identity index, filled from the users already linked to a provider.
+fn add_oidc_identities(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut index = txn.open_table(OIDC_IDENTITIES)?;
+    let users = txn.open_table(USERS)?;
+    for row in users.iter()? {
+        let (id, v) = row?;
+        let user = <super::users::User as super::codec::Record>::decode(v.value())?;
+        if let Some(key) = &user.oidc_subject {
+            index.insert(key.as_str(), id.value())?;
+        }
+    }
     Ok(())
 }
 

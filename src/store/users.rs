@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::codec::{CodecError, Dec, Enc, Record};
 use super::schema::{
-    DEVICE_KEYS, DEVICE_TOMBSTONES, META_NEXT_USER_ID, USER_NAMES, USER_UUIDS, USERS, next_id,
+    DEVICE_KEYS, DEVICE_TOMBSTONES, META_NEXT_USER_ID, OIDC_IDENTITIES, USER_NAMES, USER_UUIDS, USERS,
+    next_id,
 };
 use super::{Store, StoreError, devices, teams, tokens};
 
@@ -63,7 +64,7 @@ pub struct User {
     pub status: UserStatus,
     /// argon2id PHC string; `None` for accounts that sign in only through OIDC.
     pub password_hash: Option<String>,
-    /// OIDC `iss` + `sub` for accounts linked to an identity provider.
+    /// OIDC identity for accounts linked to a provider: [`oidc_key`] of its `iss` and `sub`.
     pub oidc_subject: Option<String>,
     pub created_at: i64,
 }
@@ -128,6 +129,8 @@ pub enum UserError {
     DuplicateName,
     /// The change would leave no active admin.
     LastAdmin,
+    /// The OIDC identity already belongs to another account.
+    IdentityTaken,
     Store(StoreError),
 }
 
@@ -155,9 +158,23 @@ impl std::fmt::Display for UserError {
             UserError::NotFound => f.write_str("user not found"),
             UserError::DuplicateName => f.write_str("username already exists"),
             UserError::LastAdmin => f.write_str("this would leave the server without an active admin"),
+            UserError::IdentityTaken => {
+                f.write_str("this OIDC identity is already linked to another account")
+            }
             UserError::Store(e) => e.fmt(f),
         }
     }
+}
+
+/// The stored form of an OIDC identity: issuer and subject, which together (never email or name)
+/// identify a provider's user. An issuer URL cannot contain `|`, so the split is unambiguous.
+pub fn oidc_key(issuer: &str, subject: &str) -> String {
+    format!("{issuer}|{subject}")
+}
+
+/// The subject part of an [`oidc_key`].
+pub fn oidc_subject_of(key: &str) -> &str {
+    key.split_once('|').map_or(key, |(_, s)| s)
 }
 
 /// Usernames are unique ignoring case.
@@ -213,6 +230,11 @@ impl Store {
             if names.get(key.as_str())?.is_some() {
                 return Err(UserError::DuplicateName);
             }
+            if let Some(identity) = &new.oidc_subject {
+                if txn.open_table(OIDC_IDENTITIES)?.get(identity.as_str())?.is_some() {
+                    return Err(UserError::IdentityTaken);
+                }
+            }
             let id = next_id(txn, META_NEXT_USER_ID, 1)?;
             let user = User {
                 id,
@@ -226,6 +248,9 @@ impl Store {
             };
             names.insert(key.as_str(), id)?;
             txn.open_table(USER_UUIDS)?.insert(user.uuid.as_u128(), id)?;
+            if let Some(identity) = &user.oidc_subject {
+                txn.open_table(OIDC_IDENTITIES)?.insert(identity.as_str(), id)?;
+            }
             put(txn, &user)?;
             Ok(user)
         })
@@ -251,6 +276,37 @@ impl Store {
             return Ok(None);
         };
         load(&txn.open_table(USERS)?, id)
+    }
+
+    /// The account linked to an OIDC identity ([`oidc_key`]).
+    pub fn user_by_oidc(&self, identity: &str) -> Result<Option<User>, StoreError> {
+        let txn = self.read()?;
+        let Some(id) = txn.open_table(OIDC_IDENTITIES)?.get(identity)?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        load(&txn.open_table(USERS)?, id)
+    }
+
+    /// Links an account to an OIDC identity (replacing an earlier link), so it can sign in
+    /// through the provider. Refused if another account holds the identity.
+    pub fn link_oidc(&self, id: u32, identity: &str) -> Result<User, UserError> {
+        self.write(|txn| {
+            let mut user = load(&txn.open_table(USERS)?, id)?.ok_or(UserError::NotFound)?;
+            let mut index = txn.open_table(OIDC_IDENTITIES)?;
+            if let Some(holder) = index.get(identity)?.map(|v| v.value()) {
+                if holder != id {
+                    return Err(UserError::IdentityTaken);
+                }
+            }
+            if let Some(old) = &user.oidc_subject {
+                index.remove(old.as_str())?;
+            }
+            index.insert(identity, id)?;
+            drop(index);
+            user.oidc_subject = Some(identity.to_owned());
+            put(txn, &user)?;
+            Ok(user)
+        })
     }
 
     /// All users, ordered by id (creation order).
@@ -340,6 +396,9 @@ pub fn delete_user_in(txn: &WriteTransaction, id: u32, now: i64) -> Result<Delet
     txn.open_table(USERS)?.remove(id)?;
     txn.open_table(USER_NAMES)?.remove(name_key(&user.username).as_str())?;
     txn.open_table(USER_UUIDS)?.remove(user.uuid.as_u128())?;
+    if let Some(identity) = &user.oidc_subject {
+        txn.open_table(OIDC_IDENTITIES)?.remove(identity.as_str())?;
+    }
     tokens::revoke_user_in(txn, id)?;
     Ok(DeletedUser { user, devices })
 }
@@ -428,6 +487,30 @@ mod tests {
         assert_eq!(s.stats().unwrap().refresh_tokens, 0);
         assert!(s.device(b1).unwrap().is_some(), "another user's device with the same key stays");
         assert!(matches!(s.write(|t| delete_user_in(t, a.id, 4)), Err(UserError::NotFound)));
+    }
+
+    #[test]
+    fn oidc_identities_are_unique_and_follow_links_and_deletion() {
+        let (_d, s) = store();
+        let a = s
+            .create_user(NewUser {
+                oidc_subject: Some(oidc_key("https://idp", "1")),
+                ..new("a1", Role::User)
+            })
+            .unwrap();
+        assert_eq!(s.user_by_oidc(&oidc_key("https://idp", "1")).unwrap().unwrap().id, a.id);
+        assert!(s.user_by_oidc(&oidc_key("https://other", "1")).unwrap().is_none());
+        let taken = NewUser { oidc_subject: Some(oidc_key("https://idp", "1")), ..new("b1", Role::User) };
+        assert!(matches!(s.create_user(taken), Err(UserError::IdentityTaken)));
+        let b = s.create_user(new("b1", Role::User)).unwrap();
+        assert!(matches!(s.link_oidc(b.id, &oidc_key("https://idp", "1")), Err(UserError::IdentityTaken)));
+        s.link_oidc(b.id, &oidc_key("https://idp", "2")).unwrap();
+        s.link_oidc(b.id, &oidc_key("https://idp", "3")).unwrap();
+        assert!(s.user_by_oidc(&oidc_key("https://idp", "2")).unwrap().is_none(), "old link removed");
+        assert_eq!(s.user_by_oidc(&oidc_key("https://idp", "3")).unwrap().unwrap().id, b.id);
+        s.write(|t| delete_user_in(t, a.id, 0)).unwrap();
+        assert!(s.user_by_oidc(&oidc_key("https://idp", "1")).unwrap().is_none(), "deletion unlinks");
+        assert_eq!(oidc_subject_of(&oidc_key("https://idp", "x|y")), "x|y");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Content-Type or Content-Length, like the real toki client's body-less POSTs).
 #![allow(dead_code)]
 
+pub mod oidc;
 pub mod sync_client;
 pub mod usage;
 pub mod vm;

@@ -86,7 +86,11 @@ pub async fn put_setting(app: &Arc<App>, req: Request, key: &str) -> Result<Http
 // ---- users ----
 
 /// The user named by a path id.
-async fn user_by_path(app: &Arc<App>, raw_id: &str, missing: &'static str) -> Result<User, ApiError> {
+pub(super) async fn user_by_path(
+    app: &Arc<App>,
+    raw_id: &str,
+    missing: &'static str,
+) -> Result<User, ApiError> {
     let uuid = views::path_uuid(raw_id, missing)?;
     app.blocking(move |a| a.store.user_by_uuid(uuid)).await??.ok_or_else(|| ApiError::not_found(missing))
 }
@@ -290,7 +294,7 @@ pub async fn server_info(app: &Arc<App>, req: Request) -> Result<HttpResponse, A
         "connected_devices": app.sessions.connected_devices(),
         "active_sessions": app.sessions.list().len(),
         "registration_mode": mode.as_str(),
-        "oidc_enabled": false,
+        "oidc_enabled": app.oidc.is_some(),
         "storage_backend": "redb",
         "database": {
             "file_bytes": stats.file_bytes,

@@ -31,6 +31,12 @@ fn check_device_id(device_id: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
+/// With `oidc.password_login = false` only the break-glass admin signs in with a password.
+fn password_login_allowed(app: &App, username: &str) -> bool {
+    let o = &app.config.oidc;
+    o.password_login || o.break_glass_admin.as_deref().is_some_and(|b| b.eq_ignore_ascii_case(username))
+}
+
 #[derive(Deserialize)]
 pub(crate) struct LoginBody {
     username: String,
@@ -42,6 +48,9 @@ pub(crate) struct LoginBody {
 pub async fn login(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     let body: LoginBody = req.json()?;
     check_device_id(&body.device_id)?;
+    if !password_login_allowed(app, &body.username) {
+        return Err(ApiError::unauthorized("password login is disabled on this server; sign in with SSO"));
+    }
     // Counted before the password is checked (see auth::lockout); settled below.
     let attempt =
         app.lockout.begin(LockKey::login(req.client_ip, &body.username)).map_err(ApiError::locked)?;
@@ -110,6 +119,11 @@ pub async fn register(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
     if mode == RegistrationMode::Closed {
         return Err(ApiError::forbidden("registration is disabled"));
     }
+    if !app.config.oidc.password_login {
+        return Err(ApiError::forbidden(
+            "registration is disabled: password sign-in is off on this server; sign in with SSO to register",
+        ));
+    }
     let body: RegisterBody = req.json()?;
     let status = if mode == RegistrationMode::Approval { UserStatus::Pending } else { UserStatus::Active };
     let user = match create_password_user(app, body.username, body.password, Role::User, status).await {
@@ -168,11 +182,24 @@ struct AuthMethodBody {
 }
 
 /// Which sign-in method to offer for a username. Without OIDC configured it is always
-/// `password`; the answer never depends on whether the account exists.
-pub async fn auth_method(_app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+/// `password`. With OIDC: `oidc` for accounts linked to the provider, and for everyone (but the
+/// break-glass admin) when password login is off.
+pub async fn auth_method(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     let body: AuthMethodBody = req.json()?;
     if body.username.trim().is_empty() {
         return Err(ApiError::bad_request("username is required"));
+    }
+    let oidc_answer = json!({ "method": "oidc", "auth_url": "/auth/oidc/authorize" });
+    if app.oidc.is_none() {
+        return Ok(ok(&json!({ "method": "password" })));
+    }
+    if !password_login_allowed(app, &body.username) {
+        return Ok(ok(&oidc_answer));
+    }
+    let name = body.username;
+    let user = app.blocking(move |a| a.store.user_by_name(&name)).await??;
+    if user.is_some_and(|u| u.oidc_subject.is_some()) {
+        return Ok(ok(&oidc_answer));
     }
     Ok(ok(&json!({ "method": "password" })))
 }
@@ -181,7 +208,10 @@ pub async fn auth_info(app: &Arc<App>) -> Result<HttpResponse, ApiError> {
     let mode = app.blocking(|a| a.registration_mode()).await??;
     Ok(ok(&json!({
         "registration_mode": mode.as_str(),
-        "oidc_enabled": false,
+        "oidc_enabled": app.oidc.is_some(),
+        "oidc_ready": app.oidc.as_ref().is_some_and(|o| o.ready()),
+        "oidc_label": app.config.oidc.button_label,
+        "password_login": app.config.oidc.password_login,
         "server_version": env!("CARGO_PKG_VERSION"),
     })))
 }

@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod device;
 mod me;
+mod oidc;
 mod pages;
 mod query;
 mod teams;
@@ -34,6 +35,8 @@ pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Resul
         E::TokenRefresh => auth::refresh(app, req).await,
         E::AuthMethod => auth::auth_method(app, req).await,
         E::AuthInfo => auth::auth_info(app).await,
+        E::OidcAuthorize => oidc::authorize(app, req).await,
+        E::OidcCallback => oidc::callback(app, req).await,
 
         E::DeviceCode => device::code(app, req).await,
         E::DeviceTokenReference => device::token(app, req, PendingStatus::Reference).await,
@@ -67,6 +70,7 @@ pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Resul
         E::AdminUserDelete(id) => admin::delete_user(app, req, &id).await,
         E::AdminUserRole(id) => admin::user_role(app, req, &id).await,
         E::AdminUserPassword(id) => admin::user_password(app, req, &id).await,
+        E::AdminUserLinkOidc(id) => oidc::link(app, req, &id).await,
         E::AdminDevices => admin::devices(app, req).await,
         E::AdminDeviceDelete(id) => admin::delete_device(app, req, &id).await,
         E::AdminTeams => teams::list(app, req).await,
