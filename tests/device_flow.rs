@@ -401,7 +401,7 @@ async fn malformed_requests_and_limits() {
         format!("https://toki.example.com/device?device={}", code["user_code"].as_str().unwrap())
     );
 
-    let r = c.raw("POST", "/device/code", &[], Some(b"{\"device_name\": ")).await;
+    let r = c.raw("POST", "/device/code", &[JSON], Some(b"{\"device_name\": ")).await;
     assert_eq!(r.status, 400);
     assert!(r.error().starts_with("invalid JSON body"), "{}", r.error());
     assert_eq!(c.post("/device/code", &json!({"device_name": 5})).await.status, 400);

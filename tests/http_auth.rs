@@ -71,10 +71,11 @@ async fn login_success_and_failures() {
     assert!(malformed.error().starts_with("invalid JSON body"));
     let empty = c.raw("POST", "/login", &[], None).await;
     assert_eq!(empty.status, 400);
-    // No Content-Type at all still parses (curl -d sends a form type; the toki client none).
+    // A JSON body must say so: a cross-origin page can send text/plain or no type at all
+    // without a preflight (tests/security.rs covers the details).
     let body = format!("{{\"username\":\"admin\",\"password\":\"{ADMIN_PASSWORD}\"}}");
     let no_ct = c.raw("POST", "/login", &[], Some(body.as_bytes())).await;
-    assert_eq!(no_ct.status, 200);
+    assert_eq!(no_ct.status, 415);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -408,9 +409,9 @@ async fn forwarded_for_is_used_only_behind_trusted_proxies() {
     let body = br#"{"username":"admin","password":"wrong-password"}"#;
     for i in 0..2 {
         let xff = format!("198.51.100.{i}");
-        c.raw("POST", "/login", &[("X-Forwarded-For", &xff)], Some(body)).await;
+        c.raw("POST", "/login", &[("X-Forwarded-For", &xff), JSON], Some(body)).await;
     }
-    let r = c.raw("POST", "/login", &[("X-Forwarded-For", "198.51.100.77")], Some(body)).await;
+    let r = c.raw("POST", "/login", &[("X-Forwarded-For", "198.51.100.77"), JSON], Some(body)).await;
     assert_eq!(r.status, 429);
 
     // Behind a trusted proxy, each forwarded client has its own count.
@@ -421,10 +422,16 @@ async fn forwarded_for_is_used_only_behind_trusted_proxies() {
     .await;
     let c = s.client();
     for _ in 0..2 {
-        c.raw("POST", "/login", &[("X-Forwarded-For", "198.51.100.1")], Some(body)).await;
+        c.raw("POST", "/login", &[("X-Forwarded-For", "198.51.100.1"), JSON], Some(body)).await;
     }
-    assert_eq!(c.raw("POST", "/login", &[("X-Forwarded-For", "198.51.100.1")], Some(body)).await.status, 429);
-    assert_eq!(c.raw("POST", "/login", &[("X-Forwarded-For", "198.51.100.2")], Some(body)).await.status, 401);
+    assert_eq!(
+        c.raw("POST", "/login", &[("X-Forwarded-For", "198.51.100.1"), JSON], Some(body)).await.status,
+        429
+    );
+    assert_eq!(
+        c.raw("POST", "/login", &[("X-Forwarded-For", "198.51.100.2"), JSON], Some(body)).await.status,
+        401
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

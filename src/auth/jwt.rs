@@ -41,6 +41,10 @@ pub struct Claims {
     /// Refresh tokens: the device the client named at login, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub did: Option<String>,
+    /// Both kinds, for tokens the device flow issued: the UUID of the device it registered. Such
+    /// a token is good only while that device exists, and on the sync port only with its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +99,7 @@ impl Jwt {
             exp: now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
             fam,
             did,
+            dev: None,
         }
     }
 

@@ -9,6 +9,13 @@
 //! failed within a window. The returned [`Attempt`] is then settled: a failure stays counted, a
 //! success clears the key, and an attempt that was neither (a malformed request, a code that
 //! exists but cannot be approved any more) is taken back when it is dropped.
+//!
+//! Where the secret cannot be guessed (refresh tokens are signed), counting up front would only
+//! turn a client's own parallel requests into failures, so [`Lockout::check`] counts nothing in
+//! advance and its [`Check`] records a failure only when one completed.
+//!
+//! Keys that name an address use [`crate::net::address_group`] (IPv6 by /64): build them with the
+//! constructors, never from a raw address.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -16,6 +23,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::AuthConfig;
+use crate::net::address_group;
 
 const DEFAULT_CAPACITY: usize = 100_000;
 /// Usernames are cut to this length in keys, so one entry has a bounded size.
@@ -23,17 +31,40 @@ const MAX_NAME_IN_KEY: usize = 64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub enum LockKey {
-    /// Password login: client IP and (lower-cased) username.
+    /// Password login: client address group and (lower-cased) username.
     Login(IpAddr, String),
+    /// Failed registrations (bad or taken names) of an address group.
     Register(IpAddr),
-    Refresh(IpAddr),
+    /// Successful registrations of an address group (a separate, slower limit).
+    Registered(IpAddr),
+    /// A refresh token that is signed by us: its token family, so one client's failures never
+    /// lock out another's valid token.
+    RefreshFamily(u64),
+    /// A refresh token that does not parse (or has expired): the address group it came from.
+    RefreshAddress(IpAddr),
     /// Device-code approval: the approving user.
     DeviceApprove(u32),
 }
 
 impl LockKey {
     pub fn login(ip: IpAddr, username: &str) -> LockKey {
-        LockKey::Login(ip, username.to_lowercase().chars().take(MAX_NAME_IN_KEY).collect())
+        LockKey::Login(address_group(ip), username.to_lowercase().chars().take(MAX_NAME_IN_KEY).collect())
+    }
+
+    pub fn register(ip: IpAddr) -> LockKey {
+        LockKey::Register(address_group(ip))
+    }
+
+    pub fn registered(ip: IpAddr) -> LockKey {
+        LockKey::Registered(address_group(ip))
+    }
+
+    /// The family when the token is ours, the address group otherwise.
+    pub fn refresh(family: Option<u64>, ip: IpAddr) -> LockKey {
+        match family {
+            Some(f) => LockKey::RefreshFamily(f),
+            None => LockKey::RefreshAddress(address_group(ip)),
+        }
     }
 }
 
@@ -57,10 +88,21 @@ impl Lockout {
     }
 
     pub fn with_capacity(cfg: &AuthConfig, capacity: usize) -> Self {
+        Self::with_limits(
+            cfg.brute_force_max_attempts,
+            Duration::from_secs(cfg.brute_force_window_secs),
+            Duration::from_secs(cfg.brute_force_lockout_secs),
+            capacity,
+        )
+    }
+
+    /// `max_attempts` within `window` lock a key for `lockout` (for limits other than the
+    /// configured brute-force one, such as successful registrations per address).
+    pub fn with_limits(max_attempts: u32, window: Duration, lockout: Duration, capacity: usize) -> Self {
         Lockout {
-            max_attempts: cfg.brute_force_max_attempts.max(1) as usize,
-            window: Duration::from_secs(cfg.brute_force_window_secs),
-            lockout: Duration::from_secs(cfg.brute_force_lockout_secs),
+            max_attempts: max_attempts.max(1) as usize,
+            window,
+            lockout,
             capacity: capacity.max(16),
             entries: Mutex::new(HashMap::new()),
         }
@@ -70,9 +112,8 @@ impl Lockout {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `Err(retry_after)` while the key is locked.
-    #[cfg(test)]
-    pub fn check(&self, key: &LockKey) -> Result<(), Duration> {
+    /// `Err(retry_after)` while the key is locked; counts nothing.
+    fn locked(&self, key: &LockKey) -> Result<(), Duration> {
         let now = Instant::now();
         let mut entries = self.entries();
         let Some(entry) = entries.get_mut(key) else { return Ok(()) };
@@ -94,7 +135,22 @@ impl Lockout {
         if let Ok(attempt) = self.begin(key.clone()) {
             attempt.fail();
         }
-        self.check(&key).err()
+        self.locked(&key).err()
+    }
+
+    /// For secrets that cannot be guessed: `Err(retry_after)` while the key is locked, and
+    /// nothing is counted until the returned [`Check`] is settled as a failure, so parallel
+    /// requests of one client never lock it out.
+    pub fn check(&self, key: LockKey) -> Result<Check<'_>, Duration> {
+        self.locked(&key)?;
+        Ok(Check { lockout: self, key })
+    }
+
+    /// Records one completed failure for `key`.
+    fn record_failure(&self, key: LockKey) {
+        if let Ok(attempt) = self.begin(key) {
+            attempt.fail();
+        }
     }
 
     /// Counts an attempt for `key` up front (see the module comment). `Err(retry_after)` while
@@ -204,6 +260,24 @@ impl Drop for Attempt<'_> {
     }
 }
 
+/// A lock check made by [`Lockout::check`]: nothing was counted yet.
+pub struct Check<'a> {
+    lockout: &'a Lockout,
+    key: LockKey,
+}
+
+impl Check<'_> {
+    /// The request failed: count it now.
+    pub fn fail(self) {
+        self.lockout.record_failure(self.key);
+    }
+
+    /// The request succeeded: the key is cleared.
+    pub fn succeed(self) {
+        self.lockout.succeed(&self.key);
+    }
+}
+
 /// Seconds for a `Retry-After` header and the error message, rounded up.
 pub fn retry_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
@@ -228,31 +302,34 @@ mod tests {
         let k = LockKey::login(ip, "Bob");
         assert!(l.fail(k.clone()).is_none());
         assert!(l.fail(LockKey::login(ip, "bob")).is_none(), "same key, case folded");
-        assert!(l.check(&k).is_ok());
+        assert!(l.locked(&k).is_ok());
         let d = l.fail(k.clone()).expect("third failure locks");
         assert_eq!(retry_secs(d), 60);
-        assert!(l.check(&k).is_err());
-        assert!(l.check(&LockKey::login(ip, "alice")).is_ok(), "other usernames unaffected");
-        assert!(l.check(&LockKey::login("10.0.0.2".parse().unwrap(), "bob")).is_ok(), "other IPs unaffected");
+        assert!(l.locked(&k).is_err());
+        assert!(l.locked(&LockKey::login(ip, "alice")).is_ok(), "other usernames unaffected");
+        assert!(
+            l.locked(&LockKey::login("10.0.0.2".parse().unwrap(), "bob")).is_ok(),
+            "other IPs unaffected"
+        );
         l.succeed(&k);
-        assert!(l.check(&k).is_ok());
+        assert!(l.locked(&k).is_ok());
     }
 
     #[test]
     fn lock_expires() {
         let l = Lockout::new(&cfg(1, 60, 1));
-        let k = LockKey::Register("::1".parse().unwrap());
+        let k = LockKey::register("::1".parse().unwrap());
         assert!(l.fail(k.clone()).is_some());
-        assert!(l.check(&k).is_err());
+        assert!(l.locked(&k).is_err());
         std::thread::sleep(Duration::from_millis(1100));
-        assert!(l.check(&k).is_ok());
+        assert!(l.locked(&k).is_ok());
     }
 
     #[test]
     fn memory_is_bounded() {
         let l = Lockout::with_capacity(&cfg(5, 300, 900), 1000);
         for i in 0..50_000u32 {
-            l.fail(LockKey::Refresh(IpAddr::from(i.to_be_bytes())));
+            l.fail(LockKey::refresh(None, IpAddr::from(i.to_be_bytes())));
         }
         assert!(l.tracked() <= 1000, "{}", l.tracked());
         // A locked key survives a flood of new keys as long as younger ones can be dropped.
@@ -261,14 +338,14 @@ mod tests {
             l.fail(locked.clone());
         }
         for i in 0..500u32 {
-            l.fail(LockKey::Refresh(IpAddr::from((i + 1_000_000).to_be_bytes())));
+            l.fail(LockKey::refresh(None, IpAddr::from((i + 1_000_000).to_be_bytes())));
         }
-        assert!(l.check(&locked).is_err());
+        assert!(l.locked(&locked).is_err());
 
         // Attempts counted up front are bounded the same way.
         let l = Lockout::with_capacity(&cfg(5, 300, 900), 100);
         for i in 0..10_000u32 {
-            l.begin(LockKey::Register(IpAddr::from(i.to_be_bytes()))).unwrap().fail();
+            l.begin(LockKey::register(IpAddr::from(i.to_be_bytes()))).unwrap().fail();
         }
         assert!(l.tracked() <= 100, "{}", l.tracked());
     }
@@ -283,7 +360,7 @@ mod tests {
         for attempt in a {
             attempt.fail();
         }
-        assert!(l.check(&k).is_err());
+        assert!(l.locked(&k).is_err());
         assert!(l.begin(k.clone()).is_err());
     }
 
@@ -297,12 +374,12 @@ mod tests {
         for _ in 0..10 {
             drop(l.begin(k.clone()).expect("taken-back attempts do not accumulate"));
         }
-        assert!(l.check(&k).is_ok());
+        assert!(l.locked(&k).is_ok());
         // The third attempt reaches the limit; taken back, it lifts the lock it set.
         let third = l.begin(k.clone()).unwrap();
-        assert!(l.check(&k).is_err(), "locked while the attempt that reached the limit runs");
+        assert!(l.locked(&k).is_err(), "locked while the attempt that reached the limit runs");
         drop(third);
-        assert!(l.check(&k).is_ok());
+        assert!(l.locked(&k).is_ok());
         l.begin(k.clone()).unwrap().fail();
         assert!(l.begin(k.clone()).is_err(), "two kept failures plus one: locked");
 
@@ -317,21 +394,72 @@ mod tests {
         for _ in 0..2 {
             l.begin(k3.clone()).unwrap().fail();
         }
-        assert!(l.check(&k3).is_err());
+        assert!(l.locked(&k3).is_err());
         drop(late);
-        assert!(l.check(&k3).is_ok(), "only two failures remain");
+        assert!(l.locked(&k3).is_ok(), "only two failures remain");
         assert!(l.fail(k3.clone()).is_some());
-        assert!(l.check(&k3).is_err());
+        assert!(l.locked(&k3).is_err());
     }
 
     #[test]
     fn old_failures_leave_the_window() {
         let l = Lockout::new(&cfg(2, 1, 60));
-        let k = LockKey::Refresh("::1".parse().unwrap());
+        let k = LockKey::refresh(None, "::1".parse().unwrap());
         l.begin(k.clone()).unwrap().fail();
         std::thread::sleep(Duration::from_millis(1100));
         l.begin(k.clone()).unwrap().fail();
-        assert!(l.check(&k).is_ok(), "the first failure is outside the window");
+        assert!(l.locked(&k).is_ok(), "the first failure is outside the window");
         assert!(l.fail(k.clone()).is_some());
+    }
+}
+
+#[cfg(test)]
+mod issue16 {
+    use super::*;
+
+    fn cfg(max: u32) -> AuthConfig {
+        let mut c = crate::config::Config::defaults().auth;
+        c.brute_force_max_attempts = max;
+        c
+    }
+
+    #[test]
+    fn checks_count_only_completed_failures() {
+        let l = Lockout::new(&cfg(3));
+        let k = LockKey::refresh(Some(42), "10.0.0.1".parse().unwrap());
+        // Ten checks in flight at once (parallel refreshes of one client): none counts.
+        let checks: Vec<Check<'_>> = (0..10).map(|_| l.check(k.clone()).expect("not locked")).collect();
+        assert_eq!(l.tracked(), 0);
+        for c in checks {
+            c.succeed();
+        }
+        for _ in 0..3 {
+            l.check(k.clone()).unwrap().fail();
+        }
+        assert!(l.check(k.clone()).is_err(), "three completed failures lock the family");
+        assert!(l.check(LockKey::refresh(Some(43), "10.0.0.1".parse().unwrap())).is_ok(), "other families");
+        assert!(l.check(LockKey::refresh(None, "10.0.0.1".parse().unwrap())).is_ok(), "the address");
+    }
+
+    #[test]
+    fn address_keys_group_ipv6_by_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(LockKey::login(a, "bob"), LockKey::login(b, "BOB"));
+        assert_eq!(LockKey::register(a), LockKey::register(b));
+        assert_eq!(LockKey::registered(a), LockKey::registered(b));
+        assert_eq!(LockKey::refresh(None, a), LockKey::refresh(None, b));
+        assert_ne!(LockKey::register(a), LockKey::register(other));
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_ne!(LockKey::register(v4), LockKey::register("10.0.0.2".parse().unwrap()));
+        assert_eq!(LockKey::register(v4), LockKey::register("::ffff:10.0.0.1".parse().unwrap()));
+        // A spray over one /64 is one key: it locks after max attempts.
+        let l = Lockout::new(&cfg(3));
+        for i in 0..3u16 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, i, 0, 0, 1));
+            l.begin(LockKey::login(ip, "bob")).unwrap().fail();
+        }
+        assert!(l.begin(LockKey::login(a, "bob")).is_err());
     }
 }

@@ -72,18 +72,27 @@ impl Tokens {
         self.jwt.verify(token, TokenType::Access, now_secs())
     }
 
+    /// The family of a refresh token we signed and that has not expired (the lockout key for
+    /// refreshes); `None` for anything else.
+    pub fn refresh_family(&self, token: &str) -> Option<u64> {
+        self.jwt.verify(token, TokenType::Refresh, now_secs()).ok()?.fam
+    }
+
     fn make_pair(
         &self,
         user: &User,
         family: u64,
         device_id: Option<String>,
+        bound: Option<String>,
         now: i64,
     ) -> (TokenPair, TokenHash, RefreshRecord) {
         let sub = user.uuid.to_string();
-        let access =
-            self.jwt.sign(&Jwt::claims(TokenType::Access, sub.clone(), now, self.access_ttl, None, None));
-        let refresh_claims =
+        let mut access_claims = Jwt::claims(TokenType::Access, sub.clone(), now, self.access_ttl, None, None);
+        access_claims.dev = bound.clone();
+        let access = self.jwt.sign(&access_claims);
+        let mut refresh_claims =
             Jwt::claims(TokenType::Refresh, sub, now, self.refresh_ttl, Some(family), device_id.clone());
+        refresh_claims.dev = bound;
         let refresh = self.jwt.sign(&refresh_claims);
         let h = hash(&refresh);
         let rec = RefreshRecord {
@@ -109,7 +118,23 @@ impl Tokens {
         user: &User,
         device_id: Option<String>,
     ) -> Result<TokenPair, StoreError> {
-        let (pair, h, rec) = self.make_pair(user, super::random::u64(), device_id, now_secs());
+        let (pair, h, rec) = self.make_pair(user, super::random::u64(), device_id, None, now_secs());
+        store.insert_refresh(user.id, h, &rec)?;
+        Ok(pair)
+    }
+
+    /// A new family for a device the device flow registered: both tokens are bound to it, and
+    /// its record names it, so deleting the device revokes the family
+    /// (`store::tokens::revoke_device_in`). Blocking.
+    pub fn issue_for_device(
+        &self,
+        store: &Store,
+        user: &User,
+        device: uuid::Uuid,
+    ) -> Result<TokenPair, StoreError> {
+        let id = device.to_string();
+        let (pair, h, rec) =
+            self.make_pair(user, super::random::u64(), Some(id.clone()), Some(id), now_secs());
         store.insert_refresh(user.id, h, &rec)?;
         Ok(pair)
     }
@@ -138,7 +163,7 @@ impl Tokens {
             }
         }
         let family = claims.fam.ok_or(RefreshError::Invalid)?;
-        let (pair, new, rec) = self.make_pair(&user, family, claims.did.clone(), now);
+        let (pair, new, rec) = self.make_pair(&user, family, claims.did.clone(), claims.dev.clone(), now);
         match store.rotate_refresh(user.id, old, new, &rec, now)? {
             Rotation::Rotated => {
                 let grace = self.grace;

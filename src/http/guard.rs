@@ -14,10 +14,26 @@ pub async fn user(app: &Arc<App>, req: &Request) -> Result<User, ApiError> {
     let token = req.bearer()?;
     let claims = app.tokens.verify_access(token).map_err(|_| ApiError::unauthorized(INVALID))?;
     let uuid = uuid::Uuid::parse_str(&claims.sub).map_err(|_| ApiError::unauthorized(INVALID))?;
-    let user = app
-        .blocking(move |a| a.store.user_by_uuid(uuid))
-        .await??
-        .ok_or_else(|| ApiError::unauthorized(INVALID))?;
+    // A token the device flow issued is good only while its device exists.
+    let bound = match claims.dev.as_deref().map(uuid::Uuid::parse_str) {
+        Some(Ok(d)) => Some(d),
+        Some(Err(_)) => return Err(ApiError::unauthorized(INVALID)),
+        None => None,
+    };
+    let (user, bound_ok) = app
+        .blocking(move |a| {
+            let user = a.store.user_by_uuid(uuid)?;
+            let bound_ok = match (&user, bound) {
+                (Some(u), Some(d)) => a.store.bound_device_exists(u.id, d)?,
+                _ => true,
+            };
+            Ok::<_, crate::store::StoreError>((user, bound_ok))
+        })
+        .await??;
+    let user = user.ok_or_else(|| ApiError::unauthorized(INVALID))?;
+    if !bound_ok {
+        return Err(ApiError::unauthorized("this device was removed from the account; sign in again"));
+    }
     match user.status {
         UserStatus::Active => Ok(user),
         UserStatus::Pending => Err(ApiError::forbidden("account is pending admin approval")),

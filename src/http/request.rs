@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use hyper::header::{AUTHORIZATION, HeaderMap};
-use hyper::{Method, Uri};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
+use hyper::{Method, StatusCode, Uri};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -21,11 +21,18 @@ pub struct Request {
 }
 
 impl Request {
-    /// Parses the body as JSON. Content-Type is not required: the toki client and curl users do
-    /// not always send it.
+    /// Parses the body as JSON. The body must be declared `Content-Type: application/json`
+    /// (the toki client sends it): any web page may send a cross-origin `text/plain` or typeless
+    /// POST without a CORS preflight, and such a request must not get as far as a password check.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request("request body is empty; expected a JSON object"));
+        }
+        if !is_json_media_type(self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "a request body must be sent with Content-Type: application/json",
+            ));
         }
         serde_json::from_slice(&self.body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
@@ -44,17 +51,15 @@ impl Request {
         form_value(self.uri.query()?, name)
     }
 
-    /// The token from `Authorization: Bearer <token>`.
+    /// The token from `Authorization: Bearer <token>`. The scheme is case-insensitive
+    /// (RFC 7235 §2.1), so `bearer` and `BEARER` work too. The one place that reads the header.
     pub fn bearer(&self) -> Result<&str, ApiError> {
         let value = self
             .headers
             .get(AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
         let value = value.to_str().map_err(|_| ApiError::unauthorized("expected Bearer token"))?;
-        match value.strip_prefix("Bearer ") {
-            Some(token) if !token.trim().is_empty() => Ok(token.trim()),
-            _ => Err(ApiError::unauthorized("expected Bearer token")),
-        }
+        bearer_token(value).ok_or_else(|| ApiError::unauthorized("expected Bearer token"))
     }
 }
 
@@ -65,6 +70,18 @@ pub fn form_value(encoded: &str, name: &str) -> Option<String> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(k) == name).then(|| percent_decode(v))
     })
+}
+
+/// The token of an `Authorization` value with the Bearer scheme in any case.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// `application/json`, in any case, with or without parameters (`; charset=utf-8`).
+fn is_json_media_type(value: Option<&str>) -> bool {
+    value.and_then(|v| v.split(';').next()).is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
 pub fn percent_decode(s: &str) -> String {
@@ -136,6 +153,30 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
         assert_eq!(percent_decode("%e2%82%ac"), "€");
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for (value, token) in [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER  abc ", Some("abc")),
+            ("Bearer ", None),
+            ("Bearerabc", None),
+            ("Basic abc", None),
+            ("Token abc", None),
+        ] {
+            assert_eq!(bearer_token(value), token, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn json_media_types() {
+        assert!(is_json_media_type(Some("application/json")));
+        assert!(is_json_media_type(Some("Application/JSON; charset=utf-8")));
+        for other in [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("")] {
+            assert!(!is_json_media_type(other), "{other:?}");
+        }
     }
 
     #[test]

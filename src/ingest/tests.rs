@@ -31,7 +31,7 @@ impl Fixture {
     fn device(&self, user: u32, key: &str) -> u32 {
         match self.store.auth_device(user, key, "dev", 1).unwrap() {
             AuthDevice::Ready(d) => d.id,
-            AuthDevice::Removed => panic!("removed"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -73,6 +73,10 @@ pub enum AuthDevice {
     Ready(Device),
     /// The key was deleted from the account.
     Removed,
+    /// The token is bound to a device (device flow) that no longer exists.
+    BoundDeviceGone,
+    /// The token is bound to another device of the account than the one with this key.
+    OtherDevice,
 }
 
 fn load(table: &impl ReadableTable<u32, &'static [u8]>, id: u32) -> Result<Option<Device>, StoreError> {
@@ -125,6 +129,9 @@ pub fn delete_in(txn: &WriteTransaction, id: u32, now: i64) -> Result<Option<Dev
     txn.open_table(DEVICE_KEYS)?.remove((device.user, device.key.as_str()))?;
     txn.open_table(DEVICE_UUIDS)?.remove(device.uuid.as_u128())?;
     txn.open_table(DEVICE_TOMBSTONES)?.insert((device.user, device.key.as_str()), now)?;
+    // The token family the device flow issued for it goes with it (the user, an admin and the
+    // admin CLI all delete through here).
+    super::tokens::revoke_device_in(txn, device.user, &device.uuid.to_string())?;
     let streams = super::streams::device_streams(&txn.open_table(STREAMS)?, id)?;
     for (provider, stream) in streams {
         let lo: EventKey = (stream, i64::MIN, 0);
@@ -175,9 +182,35 @@ impl Store {
         reported_name: &str,
         now: i64,
     ) -> Result<AuthDevice, StoreError> {
+        self.auth_bound_device(user, key, reported_name, now, None)
+    }
+
+    /// [`Store::auth_device`] for a token bound to a device (`dev` claim, device flow): in the
+    /// same transaction, that device must still exist, belong to `user` and have this key, so a
+    /// deleted device's tokens cannot register a new device under another key.
+    pub fn auth_bound_device(
+        &self,
+        user: u32,
+        key: &str,
+        reported_name: &str,
+        now: i64,
+        bound: Option<Uuid>,
+    ) -> Result<AuthDevice, StoreError> {
         self.write(|txn| {
             if txn.open_table(DEVICE_TOMBSTONES)?.get((user, key))?.is_some() {
                 return Ok(AuthDevice::Removed);
+            }
+            if let Some(uuid) = bound {
+                let id = txn.open_table(DEVICE_UUIDS)?.get(uuid.as_u128())?.map(|v| v.value());
+                let device = match id {
+                    Some(id) => load(&txn.open_table(DEVICES)?, id)?,
+                    None => None,
+                };
+                match device {
+                    Some(d) if d.user == user && d.key == key => {}
+                    Some(d) if d.user == user => return Ok(AuthDevice::OtherDevice),
+                    _ => return Ok(AuthDevice::BoundDeviceGone),
+                }
             }
             let (mut device, _) = find_or_create_in(txn, user, key, reported_name, now)?;
             // An empty report (no name configured and no host name) keeps the stored name, as
@@ -228,6 +261,11 @@ impl Store {
             put(txn, &d)?;
             Ok(Some(d))
         })
+    }
+
+    /// Whether the device a token is bound to (`dev` claim) still exists for `user`.
+    pub fn bound_device_exists(&self, user: u32, uuid: Uuid) -> Result<bool, StoreError> {
+        Ok(self.device_by_uuid(uuid)?.is_some_and(|d| d.user == user))
     }
 
     pub fn is_tombstoned(&self, user: u32, key: &str) -> Result<bool, StoreError> {

@@ -64,6 +64,27 @@ pub fn revoke_user_in(txn: &WriteTransaction, user: u32) -> Result<usize, StoreE
     Ok(removed)
 }
 
+/// Removes every refresh token issued for one device (its deletion): the records whose
+/// `device_id` is the device's UUID, which is what the device flow records. (A password login
+/// that named the same id is revoked with it; it can only be the user's own.)
+pub fn revoke_device_in(txn: &WriteTransaction, user: u32, device_uuid: &str) -> Result<usize, StoreError> {
+    let mut table = txn.open_table(REFRESH_TOKENS)?;
+    let mut decode_error = None;
+    let removed = table
+        .extract_from_if((user, [0u8; 32])..=(user, [0xffu8; 32]), |_, v| match RefreshRecord::decode(v) {
+            Ok(r) => r.device_id.as_deref() == Some(device_uuid),
+            Err(e) => {
+                decode_error = Some(e);
+                false
+            }
+        })?
+        .count();
+    match decode_error {
+        Some(e) => Err(e.into()),
+        None => Ok(removed),
+    }
+}
+
 impl Store {
     /// Whether a record (live or retired) of this refresh token is still stored: revocation (a
     /// password change, a family revocation, the user's deletion) removes it.

@@ -462,7 +462,7 @@ mod tests {
         let b = s.create_user(new("bob", Role::User)).unwrap();
         let dev = |user: u32, key: &str| match s.auth_device(user, key, "d", 1).unwrap() {
             AuthDevice::Ready(d) => d.id,
-            AuthDevice::Removed => panic!("removed"),
+            other => panic!("{other:?}"),
         };
         let (a1, a2, b1) = (dev(a.id, "k1"), dev(a.id, "k2"), dev(b.id, "k1"));
         s.write(|t| delete_in(t, a2, 2)).unwrap();

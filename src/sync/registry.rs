@@ -1,5 +1,6 @@
 //! Live sync sessions: who is connected right now, for `/admin/active`, the connected-devices
-//! count, and for closing a deleted device's connections.
+//! count, and for closing connections whose device or account was deleted, or whose user's
+//! password changed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -82,6 +83,13 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Closes every live session of one user (account deleted, password changed or reset).
+    pub fn disconnect_user(&self, user_id: u32) -> usize {
+        self.disconnect(|s| s.user_id == user_id)
+    }
+}
+
 pub struct SessionGuard {
     registry: Arc<Registry>,
     id: u64,
@@ -95,7 +103,7 @@ impl SessionGuard {
         }
     }
 
-    /// Resolves when the session was told to close (its device was deleted).
+    /// Resolves when the session was told to close (see [`Registry::disconnect`]).
     pub async fn killed(&self) {
         self.kill.notified().await;
     }

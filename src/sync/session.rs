@@ -47,6 +47,12 @@ pub const SERVER_BUSY: &str = "server busy";
 pub const DEVICE_REMOVED: &str =
     "device_removed: this device was removed from the account; run toki settings sync enable to re-add it";
 
+/// Neither says `device_removed` (that switches sync off on the machine that presents its own
+/// deleted key) nor `expired` (a refresh would not help).
+pub const BOUND_DEVICE_GONE: &str = "this sign-in belongs to a device that was removed from the account; sign in again with toki settings sync enable";
+pub const OTHER_DEVICE: &str =
+    "this access token was issued to another device; sign in on this machine with toki settings sync enable";
+
 pub struct Conn {
     pub peer: SocketAddr,
     pub tls: bool,
@@ -141,6 +147,24 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         last_ts_ms: cursor,
         events_accepted: 0,
     });
+    // A deletion (of the device or the user) or a password change that closed sessions between
+    // the AUTH checks and the registration above would have missed this one: look again.
+    let (uid, did, hash) = (user.id, device.id, user.password_hash.clone());
+    let still = app
+        .blocking(move |a| {
+            let user = a.store.user(uid)?;
+            let same_user = user.is_some_and(|u| u.status == UserStatus::Active && u.password_hash == hash);
+            Ok::<_, crate::store::StoreError>(same_user && a.store.device(did)?.is_some())
+        })
+        .await;
+    if !matches!(still, Ok(Ok(true))) {
+        drop(guard);
+        tracing::info!(%peer, user = %user.username, device = %device.uuid, "account or device changed during AUTH; refused");
+        let reason = "account or device changed while signing in; sign in again".to_owned();
+        let frame = encode_frame(MsgType::AuthErr, &AuthErrPayload { reason, reset_required: false });
+        let _ = send(&mut io, &frame, WRITE_TIMEOUT).await;
+        return;
+    }
     let ok = encode_frame(MsgType::AuthOk, &AuthOkPayload { device_id: device.uuid.to_string() });
     let sent = tokio::select! {
         r = send(&mut io, &ok, WRITE_TIMEOUT) => r,
@@ -165,7 +189,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 }
                 Ok(Ok(f)) => f,
             },
-            () = guard.killed() => break "device deleted".to_owned(),
+            () = guard.killed() => break "closed: device or account deleted, or password changed".to_owned(),
             () = shutdown.wait() => break "server shutting down".to_owned(),
         };
         guard.update(|s| s.last_activity_at = now_secs());
@@ -284,9 +308,9 @@ async fn authenticate(app: &Arc<App>, frame: Frame, conn: &Conn) -> AuthOutcome 
     }
     // `expired` only when a fresh token for the same user would be accepted: the client then
     // refreshes and retries at once, so any other problem must not say it.
-    let (sub, expired) = match app.tokens.verify_access(&auth.jwt) {
-        Ok(claims) => (claims.sub, false),
-        Err(TokenError::Expired { sub }) => (sub, true),
+    let (sub, expired, bound) = match app.tokens.verify_access(&auth.jwt) {
+        Ok(claims) => (claims.sub, false, claims.dev),
+        Err(TokenError::Expired { sub }) => (sub, true, None),
         Err(TokenError::WrongType) => {
             return refuse("invalid access token: this is a refresh token; sign in again");
         }
@@ -329,12 +353,21 @@ async fn authenticate(app: &Arc<App>, frame: Frame, conn: &Conn) -> AuthOutcome 
             reset_required: true,
         };
     }
+    // A token the device flow issued names its device: it is refused once that device is gone
+    // (its own key is tombstoned and was told `device_removed` above) and with any other key.
+    let bound = match bound.as_deref().map(uuid::Uuid::parse_str) {
+        Some(Ok(d)) => Some(d),
+        Some(Err(_)) => return refuse("invalid access token; sign in again with toki settings sync enable"),
+        None => None,
+    };
     let (key, name) = (auth.device_key, auth.device_name);
-    match app.blocking(move |a| a.store.auth_device(user_id, &key, &name, now_secs())).await {
+    match app.blocking(move |a| a.store.auth_bound_device(user_id, &key, &name, now_secs(), bound)).await {
         Ok(Ok(AuthDevice::Ready(device))) => {
             AuthOutcome::Accepted(Box::new(Authed { user, device, provider: auth.provider }))
         }
         Ok(Ok(AuthDevice::Removed)) => refuse(DEVICE_REMOVED),
+        Ok(Ok(AuthDevice::BoundDeviceGone)) => refuse(BOUND_DEVICE_GONE),
+        Ok(Ok(AuthDevice::OtherDevice)) => refuse(OTHER_DEVICE),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "registering a device failed");
             refuse("server storage error; retry later")

@@ -21,6 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
+/// The header every JSON body needs.
+pub const JSON: (&str, &str) = ("Content-Type", "application/json");
 
 pub struct TestServer {
     pub server: Option<toki_sync::Server>,
@@ -104,7 +106,7 @@ pub fn sync_device(
 ) -> toki_sync::store::devices::Device {
     match app.store.auth_device(user, key, name, now).expect("auth device") {
         toki_sync::store::devices::AuthDevice::Ready(d) => d,
-        toki_sync::store::devices::AuthDevice::Removed => panic!("device {key} is tombstoned"),
+        other => panic!("device {key}: {other:?}"),
     }
 }
 

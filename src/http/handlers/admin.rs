@@ -123,7 +123,7 @@ async fn remove_user(app: &Arc<App>, id: u32, only_pending: bool) -> Result<User
         Err(UserError::NotFound) if only_pending => return Err(ApiError::not_found(NO_PENDING)),
         Err(e) => return Err(e.into()),
     };
-    let closed = app.sessions.disconnect(|s| s.user_id == id);
+    let closed = app.sessions.disconnect_user(id);
     tracing::info!(user = %gone.user.username, devices = gone.devices.len(), closed, "user deleted");
     Ok(gone.user)
 }
@@ -186,14 +186,17 @@ struct PasswordBody {
     password: String,
 }
 
-/// Sets a user's password; their refresh tokens are revoked.
+/// Sets a user's password; their refresh tokens are revoked and their sync connections closed.
 pub async fn user_password(app: &Arc<App>, req: Request, raw_id: &str) -> Result<HttpResponse, ApiError> {
     guard::admin(app, &req).await?;
     let body: PasswordBody = req.json()?;
     rules::check_password(&body.password).map_err(ApiError::unprocessable)?;
     let user = user_by_path(app, raw_id, NO_USER).await?;
     let hash = app.passwords.hash(body.password).await;
-    app.blocking(move |a| a.store.set_password(user.id, hash)).await??;
+    let id = user.id;
+    app.blocking(move |a| a.store.set_password(id, hash)).await??;
+    let closed = app.sessions.disconnect_user(id);
+    tracing::info!(user = %user.username, closed, "password reset by an admin; refresh tokens revoked, sync sessions closed");
     Ok(ok(&json!({ "updated": true })))
 }
 

@@ -114,7 +114,7 @@ pub(crate) struct RegisterBody {
 
 pub async fn register(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     // Counted up front; a closed registration or a malformed body is taken back on return.
-    let attempt = app.lockout.begin(LockKey::Register(req.client_ip)).map_err(ApiError::locked)?;
+    let attempt = app.lockout.begin(LockKey::register(req.client_ip)).map_err(ApiError::locked)?;
     let mode = app.blocking(|a| a.registration_mode()).await??;
     if mode == RegistrationMode::Closed {
         return Err(ApiError::forbidden("registration is disabled"));
@@ -160,9 +160,14 @@ struct RefreshBody {
     refresh_token: String,
 }
 
+/// Refresh tokens are signed and cannot be guessed, so only completed failures count (the toki
+/// daemon refreshes from several threads at once), keyed by the token's family when it is ours
+/// and by the address group only when it is not: garbage from one client behind a NAT never
+/// locks out another client's valid token.
 pub async fn refresh(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
-    let attempt = app.lockout.begin(LockKey::Refresh(req.client_ip)).map_err(ApiError::locked)?;
     let body: RefreshBody = req.json()?;
+    let key = LockKey::refresh(app.tokens.refresh_family(&body.refresh_token), req.client_ip);
+    let attempt = app.lockout.check(key).map_err(ApiError::locked)?;
     match app.blocking(move |a| a.tokens.refresh(&a.store, &body.refresh_token)).await? {
         Ok(pair) => {
             attempt.succeed();

@@ -178,9 +178,15 @@ pub async fn token(app: &Arc<App>, req: Request, pending: PendingStatus) -> Resu
         Redeemed::AlreadyUsed => return Ok(flow_error(StatusCode::BAD_REQUEST, "expired_token", None)),
         Redeemed::ApproverGone => return Ok(flow_error(StatusCode::BAD_REQUEST, "access_denied", None)),
     };
-    let device_id = device.as_ref().map(|d| d.uuid.to_string());
-    tracing::info!(user = %user.username, device = device_id.as_deref().unwrap_or("-"), "device login completed");
-    let pair = app.blocking(move |a| a.tokens.issue(&a.store, &user, device_id)).await??;
+    let device_id = device.as_ref().map(|d| d.uuid);
+    tracing::info!(user = %user.username, device = ?device_id, "device login completed");
+    // Tokens for a registered device are bound to it: deleting the device revokes them.
+    let pair = app
+        .blocking(move |a| match device_id {
+            Some(d) => a.tokens.issue_for_device(&a.store, &user, d),
+            None => a.tokens.issue(&a.store, &user, None),
+        })
+        .await??;
     Ok(ok(&pair))
 }
 

@@ -106,7 +106,8 @@ struct PasswordBody {
 }
 
 /// Changes the caller's password after checking the current one (failures count like failed
-/// logins), and revokes all their refresh tokens.
+/// logins), revokes all their refresh tokens and closes their live sync connections. Access
+/// tokens already issued stay valid until they expire.
 pub async fn password(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     let user = guard::user(app, &req).await?;
     let body: PasswordBody = req.json()?;
@@ -127,7 +128,8 @@ pub async fn password(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
     let hash = app.passwords.hash(body.new_password).await;
     let id = user.id;
     app.blocking(move |a| a.store.set_password(id, hash)).await??;
-    tracing::info!(user = %user.username, "password changed; refresh tokens revoked");
+    let closed = app.sessions.disconnect_user(id);
+    tracing::info!(user = %user.username, closed, "password changed; refresh tokens revoked, sync sessions closed");
     Ok(ok(&json!({ "updated": true })))
 }
 
