@@ -1,7 +1,7 @@
 //! The state every request handler shares.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::auth::lockout::Lockout;
 use crate::auth::oidc::Oidc;
@@ -13,6 +13,19 @@ use crate::query::QueryServices;
 use crate::store::settings::REGISTRATION_MODE;
 use crate::store::{Store, StoreError};
 use crate::sync::registry::Registry;
+use crate::work_queue::WorkQueue;
+
+/// Accounts one address group may register per hour (pending or active); the next gets 429.
+pub const REGISTRATIONS_PER_HOUR: u32 = 5;
+
+/// Query jobs running at once: one per core, so queries leave room for everything else.
+fn query_parallel() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+/// Query jobs waiting, beyond those running.
+pub const QUERY_QUEUE: usize = 16;
+/// Query jobs one address group may have running or waiting.
+pub const QUERY_PER_ADDRESS: usize = 4;
 
 /// A freshly started [`App`] and what the caller must keep.
 pub struct Started {
@@ -33,11 +46,15 @@ pub struct App {
     pub tokens: Tokens,
     pub passwords: Passwords,
     pub lockout: Lockout,
+    /// Successful registrations per address group ([`REGISTRATIONS_PER_HOUR`]).
+    pub registrations: Lockout,
     pub started_at: Instant,
     /// Prices and VictoriaMetrics for the usage and query endpoints.
     pub query: QueryServices,
     /// Sign-in through the OpenID Connect provider, when one is configured.
     pub oidc: Option<Arc<Oidc>>,
+    /// The bounded queue for CPU-heavy query work (toki query parsing and evaluation).
+    pub query_work: Arc<WorkQueue>,
 }
 
 impl App {
@@ -56,11 +73,18 @@ impl App {
             tokens: Tokens::new(&opened.jwt_secret, &config.auth),
             passwords: Passwords::new(),
             lockout: Lockout::new(&config.auth),
+            registrations: Lockout::with_limits(
+                REGISTRATIONS_PER_HOUR,
+                Duration::from_secs(3600),
+                Duration::from_secs(3600),
+                10_000,
+            ),
             store,
             config,
             started_at: Instant::now(),
             query,
             oidc,
+            query_work: WorkQueue::new("query", query_parallel(), QUERY_QUEUE, QUERY_PER_ADDRESS),
         });
         Ok(Started { app, writer_thread, generated_admin_password: opened.generated_admin_password })
     }

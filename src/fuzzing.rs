@@ -111,6 +111,8 @@ pub fn http_request_templates() -> Vec<String> {
 
 fn request(method: Method, uri: Uri, token: &str, body: Bytes) -> Request {
     let mut headers = HeaderMap::new();
+    // The fuzzed bytes are the JSON body: declare it so, as real clients must.
+    headers.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if !token.is_empty() {
         headers.insert(
             AUTHORIZATION,

@@ -24,6 +24,7 @@ pub mod query;
 pub mod shutdown;
 pub mod store;
 pub mod sync;
+pub mod work_queue;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,15 +1,23 @@
 //! argon2id password hashing, off the async threads.
 //!
-//! Hashing is deliberately expensive (19 MiB, 2 passes), so it runs on the blocking pool behind a
-//! semaphore that bounds memory and CPU under a flood of logins. A login for an unknown user is
+//! Hashing is deliberately expensive (19 MiB, 2 passes), so it runs on the blocking pool in a
+//! bounded [`WorkQueue`]: at most twice the cores hash at once, [`QUEUE`] more wait, and one
+//! address group has at most [`PER_ADDRESS`] checks running or waiting. A flood of logins is
+//! refused (503 / 429 with `Retry-After`) instead of delaying every real login behind it. A login for an unknown user is
 //! verified against a dummy hash so it costs the same as a real one and does not reveal which
 //! usernames exist.
 
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
+use crate::work_queue::{WorkError, WorkQueue};
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+
+/// Password checks waiting for a hasher, beyond those running.
+pub const QUEUE: usize = 32;
+/// Password checks one address group may have running or waiting.
+pub const PER_ADDRESS: usize = 4;
 
 /// OWASP's first recommended argon2id configuration: m = 19 MiB, t = 2, p = 1.
 const MEMORY_KIB: u32 = 19 * 1024;
@@ -50,40 +58,46 @@ pub struct Passwords {
     /// Hashed in the background at start-up (so start-up does not wait for it); a login that
     /// comes before it is ready waits for it.
     dummy: Arc<OnceLock<String>>,
-    permits: Arc<Semaphore>,
+    queue: Arc<WorkQueue>,
 }
 
 impl Passwords {
     pub fn new() -> Self {
-        let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2;
+        Self::with_queue(WorkQueue::new("password", WorkQueue::default_parallel(), QUEUE, PER_ADDRESS))
+    }
+
+    pub fn with_queue(queue: Arc<WorkQueue>) -> Self {
         let dummy = Arc::new(OnceLock::new());
         let warm = Arc::clone(&dummy);
         std::thread::spawn(move || {
             warm.get_or_init(dummy_hash);
         });
-        Passwords { dummy, permits: Arc::new(Semaphore::new(parallel)) }
+        Passwords { dummy, queue }
     }
 
-    pub async fn hash(&self, password: String) -> String {
-        let _permit = self.permits.acquire().await.expect("semaphore is never closed");
-        tokio::task::spawn_blocking(move || hash_blocking(&password))
-            .await
-            .expect("password hashing does not panic")
+    /// Hashes a new password for the request from `client`.
+    pub async fn hash(&self, password: String, client: Option<IpAddr>) -> Result<String, WorkError> {
+        self.queue.run(client, move || hash_blocking(&password)).await
     }
 
     /// Verifies `password` against `phc`, or against the dummy hash when there is none, so that
     /// both paths cost the same; the dummy never matches.
-    pub async fn verify(&self, password: String, phc: Option<String>) -> bool {
-        let _permit = self.permits.acquire().await.expect("semaphore is never closed");
+    pub async fn verify(
+        &self,
+        password: String,
+        phc: Option<String>,
+        client: Option<IpAddr>,
+    ) -> Result<bool, WorkError> {
         let real = phc.is_some();
         let dummy = Arc::clone(&self.dummy);
-        let ok = tokio::task::spawn_blocking(move || {
-            let phc = phc.unwrap_or_else(|| dummy.get_or_init(dummy_hash).clone());
-            verify_blocking(&password, &phc)
-        })
-        .await
-        .expect("password verification does not panic");
-        ok && real
+        let ok = self
+            .queue
+            .run(client, move || {
+                let phc = phc.unwrap_or_else(|| dummy.get_or_init(dummy_hash).clone());
+                verify_blocking(&password, &phc)
+            })
+            .await?;
+        Ok(ok && real)
     }
 }
 
@@ -109,8 +123,8 @@ mod tests {
     #[tokio::test]
     async fn unknown_user_path_never_matches() {
         let p = Passwords::new();
-        assert!(!p.verify("anything".into(), None).await);
-        let h = p.hash("secret-pass".into()).await;
-        assert!(p.verify("secret-pass".into(), Some(h)).await);
+        assert!(!p.verify("anything".into(), None, None).await.unwrap());
+        let h = p.hash("secret-pass".into(), None).await.unwrap();
+        assert!(p.verify("secret-pass".into(), Some(h), None).await.unwrap());
     }
 }

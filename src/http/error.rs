@@ -75,6 +75,12 @@ impl ApiError {
         }
     }
 
+    /// The same status and headers with another message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     /// Any status with a `Retry-After` header.
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs.max(1));

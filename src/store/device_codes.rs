@@ -8,6 +8,7 @@
 //! whenever a new code is created, so the table stays as small as the number of sign-ins in
 //! progress.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use redb::{ReadableTable, WriteTransaction};
@@ -119,7 +120,7 @@ pub fn ip_bytes(ip: IpAddr) -> [u8; 16] {
 pub enum CreateError {
     /// This address already has `per_address` codes in progress.
     TooManyFromAddress,
-    /// The server has `total` codes in progress.
+    /// The server has `total` codes in progress and no address holds more than its share.
     TooMany,
     Store(StoreError),
 }
@@ -225,24 +226,41 @@ impl Store {
     ) -> Result<DeviceCode, CreateError> {
         self.write(|txn| {
             prune_in(txn, rec.created_at)?;
-            let (mut total, mut mine) = (0usize, 0usize);
+            let mut total = 0usize;
+            // Per address: live codes, and the oldest pending one (the one given up if the
+            // address holds the most when the table is full).
+            let mut by_address: HashMap<[u8; 16], (usize, Option<(i64, CodeHash, String)>)> = HashMap::new();
             // Expired codes still kept (see EXPIRED_KEPT_SECS) do not count against the limits.
             for row in txn.open_table(DEVICE_CODES)?.iter()? {
-                let (_, v) = row?;
+                let (k, v) = row?;
                 let other = DeviceCode::decode(v.value())?;
                 if other.is_expired(rec.created_at) {
                     continue;
                 }
                 total += 1;
-                if other.client_ip == rec.client_ip {
-                    mine += 1;
+                let entry = by_address.entry(other.client_ip).or_insert((0, None));
+                entry.0 += 1;
+                if other.status == CodeStatus::Pending
+                    && entry.1.as_ref().is_none_or(|o| other.created_at < o.0)
+                {
+                    entry.1 = Some((other.created_at, k.value(), other.user_code));
                 }
             }
+            let mine = by_address.get(&rec.client_ip).map_or(0, |e| e.0);
             if mine >= limits.per_address {
                 return Err(CreateError::TooManyFromAddress);
             }
             if total >= limits.total {
-                return Err(CreateError::TooMany);
+                // Full: degrade per address, not for everyone. The address holding the most
+                // codes gives up its oldest pending one, if it holds more than this address
+                // would; only when every address holds about as few is the answer "try later".
+                let victim = by_address
+                    .iter()
+                    .filter(|(_, (n, oldest))| *n > mine + 1 && oldest.is_some())
+                    .max_by_key(|(ip, (n, _))| (*n, **ip))
+                    .and_then(|(_, (_, oldest))| oldest.clone());
+                let Some((_, hash, user_code)) = victim else { return Err(CreateError::TooMany) };
+                remove(txn, hash, &user_code)?;
             }
             let mut by_user_code = txn.open_table(DEVICE_USER_CODES)?;
             while by_user_code.get(rec.user_code.as_str())?.is_some() {
@@ -380,8 +398,9 @@ mod tests {
             Err(CreateError::TooManyFromAddress)
         ));
         s.create_device_code([3; 32], code("DDDD-DDDD", 2, 1000), &limits, never).unwrap();
+        // Full, and address 2 would hold as many as the biggest holder: try later.
         assert!(matches!(
-            s.create_device_code([4; 32], code("EEEE-EEEE", 3, 1000), &limits, never),
+            s.create_device_code([4; 32], code("EEEE-EEEE", 2, 1000), &limits, never),
             Err(CreateError::TooMany)
         ));
 
@@ -439,5 +458,31 @@ mod tests {
         assert!(s.device_code_by_user_code("AAAA-AAAA").unwrap().is_none(), "redeemed, then pruned");
         assert!(matches!(s.decide_device_code("DDDD-DDDD", 7, true, 6000), Err(DecideError::Unknown)));
         assert_eq!(s.poll_device_code([5; 32], 2_900_000, 4000, None).unwrap(), PollState::Unknown);
+    }
+
+    /// Issue 16: many addresses filling the table must not refuse everyone; the biggest holder
+    /// gives up its oldest pending code to an address with fewer.
+    #[test]
+    fn a_full_table_degrades_per_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.redb")).unwrap();
+        let limits = Limits { total: 4, per_address: 3 };
+        let never = || -> String { unreachable!("no collision expected") };
+        s.create_device_code([1; 32], code("AAAA-AAAA", 1, 1000), &limits, never).unwrap();
+        s.create_device_code([2; 32], code("BBBB-BBBB", 1, 1001), &limits, never).unwrap();
+        s.create_device_code([3; 32], code("CCCC-CCCC", 1, 1002), &limits, never).unwrap();
+        s.create_device_code([4; 32], code("DDDD-DDDD", 2, 1003), &limits, never).unwrap();
+        // Full. Address 3 holds none; address 1 holds three: its oldest goes.
+        s.create_device_code([5; 32], code("EEEE-EEEE", 3, 1004), &limits, never).unwrap();
+        assert!(s.device_code_by_user_code("AAAA-AAAA").unwrap().is_none());
+        assert!(s.device_code_by_user_code("BBBB-BBBB").unwrap().is_some());
+        // Approved codes are never given up: approve address 1's others, then 1 has nothing to lose.
+        s.decide_device_code("BBBB-BBBB", 7, true, 1005).unwrap();
+        s.decide_device_code("CCCC-CCCC", 7, true, 1005).unwrap();
+        assert!(matches!(
+            s.create_device_code([6; 32], code("FFFF-FFFF", 4, 1006), &limits, never),
+            Err(CreateError::TooMany)
+        ));
+        assert!(s.device_code_by_user_code("BBBB-BBBB").unwrap().is_some());
     }
 }

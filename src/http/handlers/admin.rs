@@ -150,8 +150,15 @@ pub async fn create_user(app: &Arc<App>, req: Request) -> Result<HttpResponse, A
     guard::admin(app, &req).await?;
     let body: CreateUserBody = req.json()?;
     let role = body.role.as_deref().map(parse_role).transpose()?.unwrap_or(Role::User);
-    let user = super::auth::create_password_user(app, body.username, body.password, role, UserStatus::Active)
-        .await?;
+    let user = super::auth::create_password_user(
+        app,
+        req.client_ip,
+        body.username,
+        body.password,
+        role,
+        UserStatus::Active,
+    )
+    .await?;
     tracing::info!(user = %user.username, role = user.role.as_str(), "user created by an admin");
     Ok(json(
         StatusCode::CREATED,
@@ -192,7 +199,7 @@ pub async fn user_password(app: &Arc<App>, req: Request, raw_id: &str) -> Result
     let body: PasswordBody = req.json()?;
     rules::check_password(&body.password).map_err(ApiError::unprocessable)?;
     let user = user_by_path(app, raw_id, NO_USER).await?;
-    let hash = app.passwords.hash(body.password).await;
+    let hash = app.passwords.hash(body.password, Some(req.client_ip)).await?;
     let id = user.id;
     app.blocking(move |a| a.store.set_password(id, hash)).await??;
     let closed = app.sessions.disconnect_user(id);

@@ -61,7 +61,7 @@ pub async fn login(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErro
         false
     } else {
         let phc = user.as_ref().and_then(|u| u.password_hash.clone());
-        app.passwords.verify(body.password, phc).await
+        app.passwords.verify(body.password, phc, Some(req.client_ip)).await?
     };
     let user = match user {
         Some(u) if verified => u,
@@ -89,6 +89,7 @@ pub async fn login(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErro
 /// the async threads and creates the user (the store checks the name again, atomically).
 pub(super) async fn create_password_user(
     app: &Arc<App>,
+    client: std::net::IpAddr,
     username: String,
     password: String,
     role: Role,
@@ -101,7 +102,7 @@ pub(super) async fn create_password_user(
     if app.blocking(move |a| a.store.user_by_name(&name)).await??.is_some() {
         return Err(ApiError::conflict("username already exists"));
     }
-    let hash = app.passwords.hash(password).await;
+    let hash = app.passwords.hash(password, Some(client)).await?;
     let new = NewUser { username, role, status, password_hash: Some(hash), oidc_subject: None };
     Ok(app.blocking(move |a| a.store.create_user(new)).await??)
 }
@@ -115,6 +116,15 @@ pub(crate) struct RegisterBody {
 pub async fn register(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     // Counted up front; a closed registration or a malformed body is taken back on return.
     let attempt = app.lockout.begin(LockKey::register(req.client_ip)).map_err(ApiError::locked)?;
+    // Successes are limited too (a success clears the failure count, compat.md §5), counted up
+    // front like failures so parallel registrations cannot outrun the limit; anything but a
+    // success is taken back.
+    let created = app.registrations.begin(LockKey::registered(req.client_ip)).map_err(|d| {
+        ApiError::locked(d).with_message(format!(
+            "too many registrations from this address; retry after {}s",
+            crate::auth::lockout::retry_secs(d).max(1)
+        ))
+    })?;
     let mode = app.blocking(|a| a.registration_mode()).await??;
     if mode == RegistrationMode::Closed {
         return Err(ApiError::forbidden("registration is disabled"));
@@ -126,7 +136,16 @@ pub async fn register(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
     }
     let body: RegisterBody = req.json()?;
     let status = if mode == RegistrationMode::Approval { UserStatus::Pending } else { UserStatus::Active };
-    let user = match create_password_user(app, body.username, body.password, Role::User, status).await {
+    let user = match create_password_user(
+        app,
+        req.client_ip,
+        body.username,
+        body.password,
+        Role::User,
+        status,
+    )
+    .await
+    {
         Ok(u) => u,
         Err(e) => {
             // Bad names and taken names count against the address (username enumeration).
@@ -136,8 +155,9 @@ pub async fn register(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
             return Err(e);
         }
     };
-    // A success clears the address's count (compat.md §5).
+    // A success clears the address's failure count (compat.md §5) and counts as a registration.
     attempt.succeed();
+    created.fail();
     tracing::info!(user = %user.username, mode = %mode, "user registered");
     if status == UserStatus::Pending {
         Ok(json(

@@ -65,7 +65,8 @@ pub async fn code(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError
     let rec = DeviceCode {
         user_code: new_user_code(),
         device_name: reported_name(body.device_name.as_deref()),
-        client_ip: ip_bytes(req.client_ip),
+        // The per-address limit counts by address group (IPv6 by /64).
+        client_ip: ip_bytes(crate::net::address_group(req.client_ip)),
         created_at: now,
         expires_at: now + ttl as i64,
         last_poll_ms: None,

@@ -119,13 +119,13 @@ pub async fn password(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
     };
     rules::check_password(&body.new_password).map_err(ApiError::unprocessable)?;
     if body.current_password.len() > rules::MAX_PASSWORD_BYTES
-        || !app.passwords.verify(body.current_password, Some(phc)).await
+        || !app.passwords.verify(body.current_password, Some(phc), Some(req.client_ip)).await?
     {
         attempt.fail();
         return Err(ApiError::forbidden("current password is incorrect"));
     }
     attempt.succeed();
-    let hash = app.passwords.hash(body.new_password).await;
+    let hash = app.passwords.hash(body.new_password, Some(req.client_ip)).await?;
     let id = user.id;
     app.blocking(move |a| a.store.set_password(id, hash)).await??;
     let closed = app.sessions.disconnect_user(id);

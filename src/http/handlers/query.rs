@@ -29,7 +29,6 @@ pub async fn toki(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError
         .query("query")
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("query: is required"))?;
-    let query = parse::parse(&text).map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
     let time = |name: &str, end: bool| {
         req.query(name)
             .map(|v| parse_toki_time(&v, end).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))))
@@ -40,28 +39,39 @@ pub async fn toki(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError
     if start >= end {
         return Err(ApiError::bad_request("start: must be before end"));
     }
+    // Parsing (regex compilation) and evaluation (possibly a raw-event scan) are CPU work: in
+    // the bounded queue on the blocking pool, where a flood is refused and the request timeout
+    // still answers.
+    let a = Arc::clone(app);
     let response = app
-        .blocking(move |a| {
-            let value = eval::run(&a.store, &a.query.prices, caller.id, &query, start, end)?;
+        .query_work
+        .run(Some(req.client_ip), move || {
+            let query = parse::parse(&text).map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
+            let value =
+                eval::run(&a.store, &a.query.prices, caller.id, &query, start, end).map_err(toki_error)?;
             let response = ok(&value);
             drop(value);
             if eval::reads_raw_events(&query) {
                 // A raw-event scan allocates and frees a lot at once; give it back now.
                 crate::memory::release_free_memory();
             }
-            Ok(response)
+            Ok::<_, ApiError>(response)
         })
-        .await?
-        .map_err(|e| match e {
-        eval::TokiError::TooManyRows => {
-            ApiError::bad_request(format!("query: the answer would have more than {} rows; use a shorter window or a filter", eval::MAX_ROWS))
-        }
+        .await??;
+    Ok(response)
+}
+
+fn toki_error(e: eval::TokiError) -> ApiError {
+    match e {
+        eval::TokiError::TooManyRows => ApiError::bad_request(format!(
+            "query: the answer would have more than {} rows; use a shorter window or a filter",
+            eval::MAX_ROWS
+        )),
         eval::TokiError::TooManyEvents(max) => ApiError::bad_request(format!(
             "query: it would read more than {max} raw events (queries about sessions read every event of the window); use a shorter window"
         )),
         eval::TokiError::Store(e) => e.into(),
-    })?;
-    Ok(response)
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -10,14 +10,21 @@
 //!
 //! AGG is `sum`, `avg` or `count`; WRAP is `increase` or `sum_over_time`. `[d]` is a bucket size
 //! in toki's dialect and does not change the window; `offset d` moves the window back by d.
-//! Regexes are fully anchored and compiled with size limits.
+//! Regexes are fully anchored and compiled with size limits. A query has at most [`MAX_FILTERS`]
+//! filters, of which at most [`MAX_REGEX_FILTERS`] are regexes, each compiled within
+//! [`REGEX_SIZE_LIMIT`], so one query's regexes never take more than 8 × 64 KiB compiled (plus as
+//! much lazy-DFA cache). The HTTP handler parses in a bounded work queue, off the async workers.
 
 use super::super::time::parse_duration;
 
 /// Longest query accepted.
 pub const MAX_QUERY_BYTES: usize = 4096;
-/// Compiled-size limit of one regex.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Filters one query may have.
+pub const MAX_FILTERS: usize = 32;
+/// Regex filters (`=~`, `!~`) one query may have.
+pub const MAX_REGEX_FILTERS: usize = 8;
+/// Compiled-size limit of one regex (and of its lazy-DFA cache).
+pub const REGEX_SIZE_LIMIT: usize = 64 << 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
@@ -97,6 +104,10 @@ pub enum Matcher {
 }
 
 impl Matcher {
+    fn is_regex(&self) -> bool {
+        matches!(self, Matcher::Re(_) | Matcher::NotRe(_))
+    }
+
     pub fn matches(&self, value: &str) -> bool {
         match self {
             Matcher::Eq(s) => value == s,
@@ -286,7 +297,12 @@ impl Parser {
         })?;
         if self.eat("{") {
             while !self.eat("}") {
-                q.filters.push(self.filter()?);
+                if q.filters.len() == MAX_FILTERS {
+                    return Err(format!("too many filters; a query may have at most {MAX_FILTERS}"));
+                }
+                let regexes = q.filters.iter().filter(|f| f.matcher.is_regex()).count();
+                let filter = self.filter(regexes < MAX_REGEX_FILTERS)?;
+                q.filters.push(filter);
                 if !self.eat(",") {
                     self.expect("}", "to close the filters")?;
                     break;
@@ -318,7 +334,8 @@ impl Parser {
         Ok(())
     }
 
-    fn filter(&mut self) -> Result<Filter, String> {
+    /// `regex_allowed` is false once the query has its share of regex filters.
+    fn filter(&mut self, regex_allowed: bool) -> Result<Filter, String> {
         let name = match self.next() {
             Some(Tok::Ident(name)) => name,
             other => return Err(format!("expected a label in {{…}}, found {}", describe(other.as_ref()))),
@@ -346,6 +363,11 @@ impl Parser {
                 ));
             }
         };
+        if matches!(op, "=~" | "!~") && !regex_allowed {
+            return Err(format!(
+                "too many regex filters; a query may have at most {MAX_REGEX_FILTERS} (=~ or !~)"
+            ));
+        }
         let regex = |v: &str| {
             regex::RegexBuilder::new(&format!("^(?:{v})$"))
                 .size_limit(REGEX_SIZE_LIMIT)
@@ -479,5 +501,31 @@ mod tests {
         assert!(parse(&"u".repeat(MAX_QUERY_BYTES + 1)).unwrap_err().contains("limit"));
         // A regex that would compile to something huge is refused, not built.
         assert!(parse("usage{model=~\"(a{1000}){1000}\"}").unwrap_err().contains("invalid regex"));
+    }
+
+    /// The probe of issue 16: 240 regex filters in 4,086 bytes took 1.9 s and 270 MB to parse.
+    #[test]
+    fn filter_and_regex_counts_are_capped() {
+        let probe = format!("usage{{{}}}", vec![r#"model=~"\\w{20}""#; 240].join(","));
+        assert!(probe.len() <= MAX_QUERY_BYTES, "{}", probe.len());
+        // Its very first `\w{20}` (a Unicode class, repeated) is over the per-regex limit now.
+        let e = parse(&probe).unwrap_err();
+        assert!(e.contains("size limit"), "{e}");
+        // The same shape with a small regex stops at the regex-filter cap.
+        let e = parse(&format!("usage{{{}}}", vec![r#"model=~"a.*""#; 240].join(","))).unwrap_err();
+        assert!(e.contains("too many regex filters"), "{e}");
+        let many = format!("usage{{{}}}", vec![r#"model="a""#; MAX_FILTERS + 1].join(","));
+        assert!(parse(&many).unwrap_err().contains("at most 32"));
+        let ok = format!("usage{{{}}}", vec![r#"model="a""#; MAX_FILTERS].join(","));
+        assert_eq!(parse(&ok).unwrap().filters.len(), MAX_FILTERS);
+        let re = format!("usage{{{}}}", vec![r#"model=~"a.*""#; MAX_REGEX_FILTERS].join(","));
+        assert_eq!(parse(&re).unwrap().filters.len(), MAX_REGEX_FILTERS);
+        let re = format!("usage{{{}, model!~\"b\"}}", vec![r#"model=~"a.*""#; MAX_REGEX_FILTERS].join(","));
+        assert!(parse(&re).unwrap_err().contains("too many regex filters"));
+        // The per-regex limit is far smaller than before: a Unicode class repeated many times
+        // no longer compiles.
+        let e = parse(r#"usage{model=~"\\w{200}"}"#).unwrap_err();
+        assert!(e.contains("invalid regex"), "{e}");
+        assert!(parse(r#"usage{model=~"claude-(sonnet|opus)-4.*"}"#).is_ok());
     }
 }
