@@ -151,6 +151,10 @@ pub enum PollState {
     },
 }
 
+/// One address's live codes while checking the limits: how many, and its oldest pending one
+/// (created at, hash, user code).
+type AddressCodes = (usize, Option<(i64, CodeHash, String)>);
+
 pub struct Limits {
     pub total: usize,
     pub per_address: usize,
@@ -229,7 +233,7 @@ impl Store {
             let mut total = 0usize;
             // Per address: live codes, and the oldest pending one (the one given up if the
             // address holds the most when the table is full).
-            let mut by_address: HashMap<[u8; 16], (usize, Option<(i64, CodeHash, String)>)> = HashMap::new();
+            let mut by_address: HashMap<[u8; 16], AddressCodes> = HashMap::new();
             // Expired codes still kept (see EXPIRED_KEPT_SECS) do not count against the limits.
             for row in txn.open_table(DEVICE_CODES)?.iter()? {
                 let (k, v) = row?;

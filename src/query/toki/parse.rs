@@ -518,9 +518,9 @@ mod tests {
         assert!(parse(&many).unwrap_err().contains("at most 32"));
         let ok = format!("usage{{{}}}", vec![r#"model="a""#; MAX_FILTERS].join(","));
         assert_eq!(parse(&ok).unwrap().filters.len(), MAX_FILTERS);
-        let re = format!("usage{{{}}}", vec![r#"model=~"a.*""#; MAX_REGEX_FILTERS].join(","));
+        let re = format!("usage{{{}}}", [r#"model=~"a.*""#; MAX_REGEX_FILTERS].join(","));
         assert_eq!(parse(&re).unwrap().filters.len(), MAX_REGEX_FILTERS);
-        let re = format!("usage{{{}, model!~\"b\"}}", vec![r#"model=~"a.*""#; MAX_REGEX_FILTERS].join(","));
+        let re = format!("usage{{{}, model!~\"b\"}}", [r#"model=~"a.*""#; MAX_REGEX_FILTERS].join(","));
         assert!(parse(&re).unwrap_err().contains("too many regex filters"));
         // The per-regex limit is far smaller than before: a Unicode class repeated many times
         // no longer compiles.
