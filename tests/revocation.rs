@@ -137,6 +137,27 @@ async fn a_device_deleted_with_the_admin_cli_is_locked_out() {
     assert_locked_out(&s, &pair, "box-key", access(&browser)).await;
 }
 
+/// A family the device flow started before tokens were bound (its record names the device only
+/// in `device_id`) is bound from its next rotation on, and revoked with the device.
+#[tokio::test(flavor = "multi_thread")]
+async fn families_from_before_device_binding_are_bound_on_rotation() {
+    let s = TestServer::start().await;
+    let c = s.client();
+    let user = create_user(s.app(), "gina", "user-password-1", Role::User);
+    let browser = c.login("gina", "user-password-1").await;
+    let device = sync_device(s.app(), user.id, "old-key", "old", 1);
+    let old = s.app().tokens.issue(&s.app().store, &user, Some(device.uuid.to_string())).unwrap();
+    let r = c.post("/token/refresh", &json!({"refresh_token": old.refresh_token})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let pair = r.json();
+    let mut wrong = SyncClient::plain(s.sync).await;
+    let reply = wrong.auth(&auth_payload(access(&pair), "not-its-key", "claude_code")).await;
+    assert!(reply.reason().contains("another device"), "{}", reply.reason());
+    let r = c.send_auth("DELETE", &format!("/me/devices/{}", device.uuid), access(&browser), None).await;
+    assert_eq!(r.status, 200);
+    assert_locked_out(&s, &pair, "old-key", access(&browser)).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn user_deletion_and_password_changes_close_sync_connections() {
     let s = TestServer::start().await;

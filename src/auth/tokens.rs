@@ -163,7 +163,16 @@ impl Tokens {
             }
         }
         let family = claims.fam.ok_or(RefreshError::Invalid)?;
-        let (pair, new, rec) = self.make_pair(&user, family, claims.did.clone(), claims.dev.clone(), now);
+        // Families the device flow started before tokens carried `dev` name their device only in
+        // `did`: bind them from their next rotation on, as their revocation already is.
+        let bound = match &claims.dev {
+            Some(d) => Some(d.clone()),
+            None => match claims.did.as_deref().map(uuid::Uuid::parse_str) {
+                Some(Ok(d)) if store.bound_device_exists(user.id, d)? => Some(d.to_string()),
+                _ => None,
+            },
+        };
+        let (pair, new, rec) = self.make_pair(&user, family, claims.did.clone(), bound, now);
         match store.rotate_refresh(user.id, old, new, &rec, now)? {
             Rotation::Rotated => {
                 let grace = self.grace;
