@@ -56,6 +56,28 @@ async fn heavy_toki_queries_are_refused_and_the_server_stays_responsive() {
     }
     assert!(queries.iter().filter(|q| q.status == 400).count() >= 4, "the per-address share runs");
 
+    // The heaviest query the caps allow (8 regex filters), sixteen at once from one address,
+    // with /health and a login among them: each query is answered or refused with Retry-After
+    // (at most 4 per address run or wait), /health and the login answer.
+    let heavy = format!(
+        "sum by (session) (usage{{{}}})",
+        [r#"model=~"(claude|gpt|gemini)-[a-z0-9.-]{1,40}""#; 8].join(",")
+    );
+    let path = format!("/api/v1/toki/query?query={}", enc(&heavy));
+    let mut requests: Vec<Vec<u8>> = (0..16).map(|_| get_bytes(&path, &token)).collect();
+    requests.push(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec());
+    requests.push(post_bytes("/login", None, &json!({"username": "quinn", "password": "user-password-1"})));
+    let answers = simultaneously(s.addr, requests).await;
+    let (queries, others) = answers.split_at(16);
+    assert_eq!((others[0].status, others[1].status), (200, 200), "/health and /login answer");
+    for q in queries {
+        assert!(matches!(q.status, 200 | 429 | 503), "{} {}", q.status, q.text());
+        if q.status != 200 {
+            assert!(q.header("retry-after").is_some());
+        }
+    }
+    assert!(queries.iter().filter(|q| q.status == 200).count() >= 4, "the address's share runs to the end");
+
     // Within the caps, regex queries still work; a regex too big to compile is a clear 400.
     let ok = r#"sum by (model) (usage{model=~"claude-.*", model!~"gpt-.*"})"#;
     let r = c.get_auth(&format!("/api/v1/toki/query?query={}", enc(ok)), &token).await;
