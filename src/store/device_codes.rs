@@ -264,7 +264,8 @@ impl Store {
                     .max_by_key(|(ip, (n, _))| (*n, **ip))
                     .and_then(|(_, (_, oldest))| oldest.clone());
                 let Some((_, hash, user_code)) = victim else { return Err(CreateError::TooMany) };
-                remove(txn, hash, &user_code)?;
+                txn.open_table(DEVICE_CODES)?.remove(hash)?;
+                txn.open_table(DEVICE_USER_CODES)?.remove(user_code.as_str())?;
             }
             let mut by_user_code = txn.open_table(DEVICE_USER_CODES)?;
             while by_user_code.get(rec.user_code.as_str())?.is_some() {
