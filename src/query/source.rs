@@ -95,6 +95,29 @@ impl UsageTables {
         Ok(())
     }
 
+    /// The (hour, provider) of every rollup bucket of `user` with an hour in `[from_hour,
+    /// to_hour)`, newest hour first, keys only (values are not decoded); `f` returns false to stop.
+    pub fn rollup_hours_rev(
+        &self,
+        user: u32,
+        from_hour: u32,
+        to_hour: u32,
+        mut f: impl FnMut(u32, u32) -> bool,
+    ) -> Result<(), StoreError> {
+        if from_hour >= to_hour {
+            return Ok(());
+        }
+        let range = (user, from_hour, 0, 0, 0, 0)..(user, to_hour, 0, 0, 0, 0);
+        for row in self.rollups.range(range)?.rev() {
+            let (k, _) = row?;
+            let (_, hour, _, provider, _, _) = k.value();
+            if !f(hour, provider) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Every event of `user` (all devices and providers) with `from_ms <= ts < to_ms`.
     pub fn events<E: From<StoreError>>(
         &self,

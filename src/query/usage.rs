@@ -284,7 +284,17 @@ pub fn run(
     users: &[u32],
     p: &UsageParams,
 ) -> Result<UsageReport, UsageError> {
-    let Reader { usage, mut names } = Reader::new(store)?;
+    run_on(Reader::new(store)?, prices, users, p)
+}
+
+/// [`run`] on a reader the caller already opened (one snapshot for several reads).
+pub fn run_on(
+    reader: Reader,
+    prices: &PriceTable,
+    users: &[u32],
+    p: &UsageParams,
+) -> Result<UsageReport, UsageError> {
+    let Reader { usage, mut names } = reader;
     let mut columns: FxHashMap<u32, Column> = FxHashMap::default();
     let mut model_prices: FxHashMap<u32, Option<Price>> = FxHashMap::default();
     let mut unpriced: BTreeSet<u32> = BTreeSet::new();

@@ -81,6 +81,7 @@ pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Resul
         E::AdminTeamMemberRemove { team, user } => teams::remove_member(app, req, &team, &user).await,
 
         E::Usage => usage::usage(app, req).await,
+        E::UsageBlocks => usage::blocks(app, req).await,
         E::TokiQuery => query::toki(app, req).await,
         E::PromQuery => query::promql(app, req, query::PromKind::Instant).await,
         E::PromQueryRange => query::promql(app, req, query::PromKind::Range).await,
