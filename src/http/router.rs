@@ -43,6 +43,7 @@ pub enum Endpoint {
     MyDeviceDelete(String),
     MyDeviceRename(String),
     MyPassword,
+    MySignOutEverywhere,
     MyTeams,
 
     // Administration.
@@ -138,6 +139,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         ["me", "devices", id] => pick(method, "DELETE", vec![(delete, E::MyDeviceDelete(s(id)))]),
         ["me", "devices", id, "name"] => pick(method, "PATCH", vec![(patch, E::MyDeviceRename(s(id)))]),
         ["me", "password"] => pick(method, "PATCH", vec![(patch, E::MyPassword)]),
+        ["me", "sign-out-everywhere"] => pick(method, "POST", vec![(post, E::MySignOutEverywhere)]),
         ["me", "teams"] => pick(method, "GET, HEAD", vec![(get, E::MyTeams)]),
 
         ["admin", "settings"] => {

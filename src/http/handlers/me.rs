@@ -42,7 +42,20 @@ pub async fn me(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> 
 pub async fn devices(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     let user = guard::user(app, &req).await?;
     let devices = app.blocking(move |a| a.store.devices(Some(user.id))).await??;
-    Ok(ok(&json!({ "devices": devices.iter().map(views::device).collect::<Vec<_>>() })))
+    let live = app.sessions.list();
+    let list: Vec<_> = devices
+        .iter()
+        .map(|d| {
+            let mut v = views::device(d);
+            // The providers this device has a sync connection open for right now.
+            let mut connected: Vec<&str> =
+                live.iter().filter(|s| s.device_id == d.id).map(|s| s.provider.as_str()).collect();
+            connected.sort_unstable();
+            v["connected"] = json!(connected);
+            v
+        })
+        .collect();
+    Ok(ok(&json!({ "devices": list })))
 }
 
 /// The caller's device with this external id.
@@ -129,6 +142,17 @@ pub async fn password(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
     app.blocking(move |a| a.store.set_password(id, hash)).await??;
     tracing::info!(user = %user.username, "password changed; refresh tokens revoked");
     Ok(ok(&json!({ "updated": true })))
+}
+
+/// Signs the caller out everywhere: every refresh token of theirs is revoked, so each browser
+/// and each toki device must sign in again once its access token expires.
+pub async fn sign_out_everywhere(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let user = guard::user(app, &req).await?;
+    let id = user.id;
+    let revoked =
+        app.blocking(move |a| a.store.write(|txn| crate::store::tokens::revoke_user_in(txn, id))).await??;
+    tracing::info!(user = %user.username, revoked, "signed out everywhere; refresh tokens revoked");
+    Ok(ok(&json!({ "revoked": revoked })))
 }
 
 /// The reference's bare array, plus the member's role in each team (compat.md row 20).
