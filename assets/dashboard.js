@@ -1,7 +1,7 @@
 // The dashboard's shell: sign-in check, the views (one module each), the range and grouping
 // controls, the state in the URL, and the refresh every 60 s while the range includes now.
 import { adoptFragmentTokens, api, byId, signedIn, signOut, PENDING_DEVICE } from './api.js';
-import { el } from './format.js';
+import { el, utcOffset } from './format.js';
 import { RANGES, readState, toDateInput, windowOf, writeState } from './state.js';
 import * as overview from './view-overview.js';
 import * as devicesView from './view-devices.js';
@@ -167,6 +167,15 @@ async function start() {
   } catch (e) {
     if (!failed(e)) byId('error').textContent = e.message;
     return;
+  }
+  // Day sums are kept in the user's own offset; a browser in another offset moves them there
+  // (once: the server rebuilds them), so its day and week queries stay fast.
+  if (me.utc_offset && me.utc_offset !== utcOffset()) {
+    try {
+      await api('PUT', '/me/timezone', { utc_offset: utcOffset() });
+    } catch (e) {
+      if (failed(e)) return;
+    }
   }
   byId('who-name').textContent = me.username;
   byId('nav-admin').hidden = me.role !== 'admin';

@@ -44,6 +44,7 @@ pub enum Endpoint {
     MyDeviceRename(String),
     MyPassword,
     MySignOutEverywhere,
+    MyTimezone,
     MyTeams,
 
     // Administration.
@@ -139,6 +140,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         ["me", "devices", id] => pick(method, "DELETE", vec![(delete, E::MyDeviceDelete(s(id)))]),
         ["me", "devices", id, "name"] => pick(method, "PATCH", vec![(patch, E::MyDeviceRename(s(id)))]),
         ["me", "password"] => pick(method, "PATCH", vec![(patch, E::MyPassword)]),
+        ["me", "timezone"] => pick(method, "PUT", vec![(Method::PUT, E::MyTimezone)]),
         ["me", "sign-out-everywhere"] => pick(method, "POST", vec![(post, E::MySignOutEverywhere)]),
         ["me", "teams"] => pick(method, "GET, HEAD", vec![(get, E::MyTeams)]),
 

@@ -187,6 +187,7 @@ pub fn run(
             step: Some(Step::Hour),
             offset_secs: 0,
             group_by: vec![GroupKey::Provider],
+            day_tier: false,
         };
         let report = usage::run_on(reader, prices, &[user], &params)?;
         for series in report.series {

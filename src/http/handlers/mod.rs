@@ -56,6 +56,7 @@ pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Resul
         E::MyDeviceRename(id) => me::rename(app, req, &id).await,
         E::MyPassword => me::password(app, req).await,
         E::MySignOutEverywhere => me::sign_out_everywhere(app, req).await,
+        E::MyTimezone => me::set_timezone(app, req).await,
         E::MyTeams => me::teams(app, req).await,
 
         E::AdminSettings => admin::settings(app, req).await,
