@@ -121,7 +121,7 @@ pub fn set_zone_in(
     offset_secs: i32,
     now: i64,
 ) -> Result<Option<usize>, StoreError> {
-    if zone_in(txn, user)? == offset_secs && txn.open_table(USER_ZONES)?.get(user)?.is_some() {
+    if zone_in(txn, user)? == offset_secs {
         return Ok(None);
     }
     txn.open_table(USER_ZONES)?.insert(user, (offset_secs, now))?;

@@ -168,11 +168,11 @@ pub async fn set_timezone(app: &Arc<App>, req: Request) -> Result<HttpResponse, 
         .map_err(|e| ApiError::unprocessable(format!("utc_offset: {e}")))?;
     let id = user.id;
     let now = now_secs();
-    let current = app.blocking(move |a| a.store.user_zone(id)).await??;
-    if let Some((old, changed_at)) = current {
-        if old == offset {
-            return Ok(ok(&json!({ "utc_offset": format_offset(offset), "rebuilt": false })));
-        }
+    let (old, changed_at) = app.blocking(move |a| a.store.user_zone(id)).await??.unwrap_or((0, i64::MIN / 2));
+    if old == offset {
+        return Ok(ok(&json!({ "utc_offset": format_offset(offset), "rebuilt": false })));
+    }
+    {
         let wait = changed_at + ZONE_CHANGE_INTERVAL_SECS - now;
         if wait > 0 {
             return Err(ApiError::locked(std::time::Duration::from_secs(wait as u64)));
