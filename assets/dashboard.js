@@ -23,6 +23,7 @@ const CONTROLS = {
 
 let state = readState();
 let me = null;
+let meLoading = null;
 let devices = [];
 let generation = 0;
 
@@ -130,6 +131,7 @@ async function render(push) {
   };
   byId('error').textContent = '';
   try {
+    if (state.view === 'account' || state.view === 'admin') ctx.me = await meLoading;
     await VIEWS[state.view].render(ctx);
     devices = ctx.devices;
     if (my !== generation) return;
@@ -162,23 +164,29 @@ async function start() {
     return;
   }
   setupControls();
+  // The account loads beside the first view; only the account and admin views wait for it.
+  meLoading = api('GET', '/me').then((m) => {
+    me = m;
+    byId('who-name').textContent = me.username;
+    byId('nav-admin').hidden = me.role !== 'admin';
+    return m;
+  });
+  meLoading.catch((e) => { if (!failed(e)) byId('error').textContent = e.message; });
   try {
-    [me, { devices }] = await Promise.all([api('GET', '/me'), api('GET', '/me/devices')]);
+    // Day sums are kept in the user's own offset; a browser in another offset moves them there
+    // (the server rebuilds them when it changes, and answers at once when it is the same), so
+    // day and week queries read the day tier.
+    const [list] = await Promise.all([
+      api('GET', '/me/devices'),
+      api('PUT', '/me/timezone', { utc_offset: utcOffset() }).catch((e) => {
+        if (e.status !== 429) throw e;
+      }),
+    ]);
+    devices = list.devices;
   } catch (e) {
     if (!failed(e)) byId('error').textContent = e.message;
     return;
   }
-  // Day sums are kept in the user's own offset; a browser in another offset moves them there
-  // (once: the server rebuilds them), so its day and week queries stay fast.
-  if (me.utc_offset && me.utc_offset !== utcOffset()) {
-    try {
-      await api('PUT', '/me/timezone', { utc_offset: utcOffset() });
-    } catch (e) {
-      if (failed(e)) return;
-    }
-  }
-  byId('who-name').textContent = me.username;
-  byId('nav-admin').hidden = me.role !== 'admin';
   await render(false);
   setInterval(() => {
     if (document.visibilityState !== 'visible' || !windowOf(state).live || state.view === 'account') return;

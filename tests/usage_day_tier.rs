@@ -276,4 +276,20 @@ async fn day_tier_answers_equal_the_hourly_path() {
     assert_eq!(day_rows(&s, |k| k.0 == alice.id), 0);
     assert!(s.app().store.user_zone(alice.id).unwrap().is_none());
     assert_derivable(&s, bob.id);
+
+    // The schema-2 migration builds the tier of a file that has only hourly rows.
+    let rows = day_rows(&s, |k| k.0 == bob.id);
+    s.app()
+        .ingest
+        .exec(|ctx| {
+            ctx.txn
+                .delete_table(DAY_ROLLUPS)
+                .map_err(redb::Error::from)
+                .map_err(toki_sync::store::StoreError::Db)?;
+            toki_sync::store::day_rollups::migrate_v2(ctx.txn)
+        })
+        .await
+        .unwrap();
+    assert_eq!(day_rows(&s, |k| k.0 == bob.id), rows);
+    assert_derivable(&s, bob.id);
 }

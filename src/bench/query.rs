@@ -39,6 +39,10 @@ pub struct QueryArgs {
     /// first (PUT /me/timezone).
     #[arg(long, value_name = "OFFSET", default_value = "Z", allow_hyphen_values = true)]
     utc_offset: String,
+    /// Leave the user's own offset as it is: dashboard queries at another offset then read the
+    /// hourly tier (what a browser in another time zone would get before it moves the tier).
+    #[arg(long)]
+    keep_timezone: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -167,11 +171,15 @@ pub fn run(args: QueryArgs) -> Result<(), String> {
     let offset_secs =
         crate::query::time::parse_utc_offset(&args.utc_offset).map_err(|e| format!("--utc-offset: {e}"))?;
     let started = Instant::now();
-    let (status, answer) = super::http::put(
-        &format!("{base}/me/timezone"),
-        &token,
-        &serde_json::json!({ "utc_offset": crate::query::time::format_offset(offset_secs) }),
-    )?;
+    let (status, answer) = if args.keep_timezone {
+        (200, serde_json::Value::Null)
+    } else {
+        super::http::put(
+            &format!("{base}/me/timezone"),
+            &token,
+            &serde_json::json!({ "utc_offset": crate::query::time::format_offset(offset_secs) }),
+        )?
+    };
     if status != 200 {
         return Err(format!("PUT /me/timezone answered {status}: {answer}"));
     }
