@@ -190,7 +190,7 @@ fn bench_seed_fills_a_data_file() {
     assert!(out.status.success(), "a query failed: {}", String::from_utf8_lossy(&out.stderr));
     let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
     let reports = reports.as_array().unwrap();
-    assert_eq!(reports.len(), 29, "{reports:?}");
+    assert_eq!(reports.len(), 28, "{reports:?}");
     // The dashboard's queries run at the given offset, made the user's own first.
     assert!(String::from_utf8_lossy(&out.stderr).contains("day tier rebuilt at +05:30"));
     assert!(reports.iter().any(|r| r["name"] == "dashboard: calendar, 1 year by day"

@@ -139,10 +139,6 @@ fn dashboard_queries(end_ms: i64, offset_secs: i32) -> Vec<(&'static str, String
     out.push(("dashboard: 90 days, by provider", q(midnight - 89 * DAY_MS, end_s, "&group_by=provider")));
     out.push(("dashboard: calendar, 1 year by day", q(midnight - 364 * DAY_MS, end_s, "&step=1d")));
     out.push((
-        "dashboard: 1 year by day, by model",
-        q(midnight - 364 * DAY_MS, end_s, "&step=1d&group_by=model"),
-    ));
-    out.push((
         "dashboard: 5-hour blocks, 2 days",
         format!("/api/v1/usage/blocks?start={}&utc_offset={enc}", end_s - 2 * 86_400),
     ));

@@ -38,10 +38,7 @@ try {
   }
   times.sort((a, b) => a - b);
   const at = (q) => times[Math.min(times.length - 1, Math.floor(q * times.length))];
-  const bytes = await page.evaluate(() => performance.getEntriesByType('resource')
-    .filter((e) => /\/assets\/.*\.(js|css)$/.test(e.name))
-    .reduce((a, e) => a + e.decodedBodySize, 0));
-  console.log(`range ${RANGE}: page ready p50 ${at(0.5).toFixed(0)} ms, min ${times[0].toFixed(0)} ms, max ${times[times.length - 1].toFixed(0)} ms over ${RUNS} loads; JS+CSS ${bytes} bytes`);
+  console.log(`range ${RANGE}: page ready p50 ${at(0.5).toFixed(0)} ms, min ${times[0].toFixed(0)} ms, max ${times[times.length - 1].toFixed(0)} ms over ${RUNS} loads`);
 } finally {
   await browser.close();
 }
