@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use toki_sync::query::usage::{self, UsageParams};
 use toki_sync::store::codec::Record;
 use toki_sync::store::day_rollups::{DAY_ROLLUPS, USER_ZONES, day_key_of_hour, set_zone_in};
-use toki_sync::store::events::RollupRecord;
+use toki_sync::store::events::{RollupKey, RollupRecord};
 use toki_sync::store::schema::ROLLUPS;
 use toki_sync::store::users::Role;
 
@@ -154,12 +154,15 @@ fn compare_all(s: &TestServer, users: &[u32], offsets: &[i32]) -> usize {
     compared
 }
 
+/// (events, usage total, per column)
+type DaySums = (u64, u64, BTreeMap<u32, u64>);
+
 /// The day rows of `user` are exactly the sums of their hourly rows at the user's offset.
 fn assert_derivable(s: &TestServer, user: u32) {
     let txn = s.app().store.read().unwrap();
     let zone = txn.open_table(USER_ZONES).unwrap().get(user).unwrap().map_or(0, |v| v.value().0);
     let range = (user, 0, 0, 0, 0, 0)..=(user, u32::MAX, u32::MAX, u32::MAX, u32::MAX, u32::MAX);
-    let mut want: BTreeMap<(u32, u32, u32, u32, u32, u32), (u64, u64, BTreeMap<u32, u64>)> = BTreeMap::new();
+    let mut want: BTreeMap<RollupKey, DaySums> = BTreeMap::new();
     for row in txn.open_table(ROLLUPS).unwrap().range(range.clone()).unwrap() {
         let (k, v) = row.unwrap();
         let (u, hour, d, p, m, pr) = k.value();
@@ -181,7 +184,7 @@ fn assert_derivable(s: &TestServer, user: u32) {
     assert!(got == want, "user {user}: the day tier is not the sum of the hourly tier");
 }
 
-fn day_rows(s: &TestServer, pred: impl Fn((u32, u32, u32, u32, u32, u32)) -> bool) -> usize {
+fn day_rows(s: &TestServer, pred: impl Fn(RollupKey) -> bool) -> usize {
     let txn = s.app().store.read().unwrap();
     let t = txn.open_table(DAY_ROLLUPS).unwrap();
     t.iter().unwrap().filter(|r| pred(r.as_ref().unwrap().0.value())).count()

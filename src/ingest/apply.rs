@@ -69,17 +69,18 @@ pub struct Pending {
     cursors: FxHashMap<u32, i64>,
 }
 
+/// Whose usage a batch is: the rollup key parts it shares, and the user's day-tier offset.
+#[derive(Clone, Copy)]
+struct Owner {
+    zone: i32,
+    user: u32,
+    device: u32,
+    provider: u32,
+}
+
 impl Pending {
-    fn account(
-        &mut self,
-        zone: i32,
-        user: u32,
-        device: u32,
-        provider: u32,
-        ts: i64,
-        rec: &EventRecord,
-        sign: i8,
-    ) {
+    fn account(&mut self, owner: Owner, ts: i64, rec: &EventRecord, sign: i8) {
+        let Owner { zone, user, device, provider } = owner;
         let hour = hour_of(ts);
         let key = (user, hour, device, provider, rec.model, rec.project);
         self.rollups.entry(key).or_default().apply(rec, sign);
@@ -174,7 +175,7 @@ pub fn apply_batch(
     };
     let is_claude = batch.provider == CLAUDE_CODE;
     let (device, user) = (job.device, job.user);
-    let zone = pending.zone(txn, user)?;
+    let owner = Owner { zone: pending.zone(txn, user)?, user, device, provider };
     let mut applied = Applied { stream, ..Applied::default() };
     let mut max_ts: Option<i64> = None;
 
@@ -257,7 +258,7 @@ pub fn apply_batch(
     for key in superseded {
         if let Some(old) = events.remove(key)? {
             let old = EventRecord::decode(old.value())?;
-            pending.account(zone, user, device, provider, key.1, &old, -1);
+            pending.account(owner, key.1, &old, -1);
         }
     }
 
@@ -274,12 +275,12 @@ pub fn apply_batch(
         rec.encode_into(&mut buf);
         if let Some(old) = events.insert(*key, buf.as_slice())? {
             let old = EventRecord::decode(old.value())?;
-            pending.account(zone, user, device, provider, key.1, &old, -1);
+            pending.account(owner, key.1, &old, -1);
         }
         applied.duplicates += 1;
     }
     for ((_, ts, _), rec) in &kept {
-        pending.account(zone, user, device, provider, *ts, rec, 1);
+        pending.account(owner, *ts, rec, 1);
     }
 
     let entry = pending.cursors.entry(stream).or_insert(i64::MIN);
