@@ -112,7 +112,9 @@ async function render(push) {
   const my = ++generation;
   const main = byId('view');
   const w = windowOf(state);
-  writeState(state, push);
+  // The bare /dashboard is the default view; the URL records the state once it is changed (or
+  // when it came with one), so a view can be bookmarked.
+  if (push || location.search) writeState(state, push);
   updateControls(w);
   document.body.dataset.start = String(w.start);
   document.body.dataset.end = String(w.end);

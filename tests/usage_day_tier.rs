@@ -280,7 +280,7 @@ async fn day_tier_answers_equal_the_hourly_path() {
     assert!(s.app().store.user_zone(alice.id).unwrap().is_none());
     assert_derivable(&s, bob.id);
 
-    // The schema-2 migration builds the tier of a file that has only hourly rows.
+    // The schema-3 migration builds the tier of a file that has only hourly rows.
     let rows = day_rows(&s, |k| k.0 == bob.id);
     s.app()
         .ingest
@@ -289,7 +289,7 @@ async fn day_tier_answers_equal_the_hourly_path() {
                 .delete_table(DAY_ROLLUPS)
                 .map_err(redb::Error::from)
                 .map_err(toki_sync::store::StoreError::Db)?;
-            toki_sync::store::day_rollups::migrate_v2(ctx.txn)
+            toki_sync::store::day_rollups::migrate_v3(ctx.txn)
         })
         .await
         .unwrap();

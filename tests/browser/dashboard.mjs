@@ -158,7 +158,8 @@ async function user(browser) {
   await rendered(page, 'overview');
   const ready = await page.evaluate(() => window.tokiReadyMs);
   console.log(`page ready after ${Math.round(ready)} ms`);
-  check(new URL(page.url()).searchParams.get('range') === '7d', 'the default range is in the URL');
+  check(new URL(page.url()).search === '', 'the default view is the bare /dashboard');
+  check(await page.locator('#range-control [data-range="7d"][aria-pressed=true]').count() === 1, 'the default range is 7 days');
   check(await page.locator('#nav-admin').isHidden(), 'a user sees no admin section');
   await checkOverview(page, 'model');
   await page.screenshot({ path: `${SHOTS}/overview.png`, fullPage: true });
@@ -304,11 +305,14 @@ async function admin(browser) {
   await page.locator('#admin-users tr[data-username="waiting-user"]').waitFor();
   check(await page.locator('#admin-pending tr[data-username="waiting-user"]').count() === 0, 'approved: no longer pending');
 
+  // The change re-renders the panel from the API: wait for that render.
+  const before = await page.evaluate(() => Number(document.getElementById('view').dataset.generation));
   await page.locator('#admin-users tr[data-username="teammate"] select').selectOption('admin');
-  await page.waitForFunction(() => {
-    const s = document.querySelector('#admin-users tr[data-username="teammate"] select');
-    return s && s.value === 'admin' && document.getElementById('view').getAttribute('aria-busy') === 'false';
-  });
+  await page.waitForFunction((g) => {
+    const m = document.getElementById('view');
+    return Number(m.dataset.generation) > g && m.getAttribute('aria-busy') === 'false';
+  }, before);
+  check(await page.$eval('#admin-users tr[data-username="teammate"] select', (s) => s.value) === 'admin', 'the page shows the new role');
   const users = await apiGet(page, '/admin/users');
   check(users.body.users.find((u) => u.username === 'teammate').role === 'admin', 'the role changed');
   check(await page.locator('#admin-usage tbody tr').count() >= 2, 'usage by user lists the users with usage');
