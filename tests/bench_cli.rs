@@ -182,7 +182,7 @@ fn bench_seed_fills_a_data_file() {
     block_on(Client::at(server.http).login("seed-user-1", "seed-password"));
     let out = Command::new(bin())
         .args(["bench", "query", "--http", &format!("http://{}", server.http), "--user", "seed-user-1"])
-        .args(["--iterations", "2", "--warmup", "0", "--json"])
+        .args(["--iterations", "2", "--warmup", "0", "--json", "--utc-offset", "+05:30"])
         .env("TOKI_BENCH_PASSWORD", "seed-password")
         .env_remove("TOKI_BENCH_TOKEN")
         .output()
@@ -190,7 +190,11 @@ fn bench_seed_fills_a_data_file() {
     assert!(out.status.success(), "a query failed: {}", String::from_utf8_lossy(&out.stderr));
     let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
     let reports = reports.as_array().unwrap();
-    assert_eq!(reports.len(), 11, "{reports:?}");
+    assert_eq!(reports.len(), 28, "{reports:?}");
+    // The dashboard's queries run at the given offset, made the user's own first.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("day tier rebuilt at +05:30"));
+    assert!(reports.iter().any(|r| r["name"] == "dashboard: calendar, 1 year by day"
+        && r["path"].as_str().unwrap().contains("utc_offset=%2B05:30")));
     for r in reports {
         assert_eq!(r["iterations"], 2, "{r}");
         let (p50, p99) = (r["p50_ms"].as_f64().unwrap(), r["p99_ms"].as_f64().unwrap());

@@ -4,6 +4,10 @@
 //! As with the real CLI, the device's name reaches the server only with the first poll, after the
 //! page is already open: the page must pick it up while it waits.
 //!
+//! The dashboard (tests/browser/dashboard.mjs) against a server seeded through the sync port:
+//! every view renders, its numbers equal the usage API's, the admin panel works and a non-admin
+//! sees none of it, at 375 px too; screenshots go to target/browser-screenshots/.
+//!
 //! Without Chromium, Node or `npm ci` in tests/browser, plain `cargo test` skips this test;
 //! with `TOKI_SYNC_FULL_TESTS=1` (tests/run.sh) it fails instead.
 
@@ -53,16 +57,33 @@ async fn run_step(step: &'static str, envs: Vec<(&'static str, String)>) {
     run_step_with(step, envs, |_| async {}).await;
 }
 
+/// Runs one step of another script in tests/browser/.
+async fn run_script(script: &'static str, step: &'static str, envs: Vec<(&'static str, String)>) {
+    run_script_with(script, step, envs, |_| async {}).await;
+}
+
 /// Like `run_step`, and calls `on_line` with every line the script prints while it runs (the
 /// script announces points where the test must act, e.g. the CLI's first poll).
-async fn run_step_with<F, Fut>(step: &'static str, envs: Vec<(&'static str, String)>, mut on_line: F)
+async fn run_step_with<F, Fut>(step: &'static str, envs: Vec<(&'static str, String)>, on_line: F)
 where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    run_script_with("device_flow.mjs", step, envs, on_line).await;
+}
+
+async fn run_script_with<F, Fut>(
+    script: &'static str,
+    step: &'static str,
+    envs: Vec<(&'static str, String)>,
+    mut on_line: F,
+) where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     use std::io::{BufRead, BufReader, Read};
     let mut child = Command::new("node")
-        .arg("device_flow.mjs")
+        .arg(script)
         .arg(step)
         .current_dir(browser_dir())
         .envs(envs)
@@ -92,7 +113,10 @@ where
     reader.join().unwrap();
     let stderr_text = stderr_reader.join().unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait().expect("wait for node")).await.unwrap();
-    assert!(status.success(), "browser step `{step}` failed ({status}):\n{stdout_text}\n{stderr_text}");
+    assert!(
+        status.success(),
+        "browser step `{script} {step}` failed ({status}):\n{stdout_text}\n{stderr_text}"
+    );
     eprint!("{stdout_text}");
 }
 
@@ -159,4 +183,118 @@ async fn device_login_approved_in_a_real_browser() {
         s.app().store.auth_device(user.id, "browser-device-key", "x", 1).unwrap(),
         AuthDevice::Removed
     ));
+}
+
+/// A few weeks of varied usage for one user: three devices, two providers, several models and
+/// projects (one model unpriced), denser in the last days.
+async fn seed_usage(s: &TestServer, token: &str, seed: u64) {
+    use common::usage::{Ev, sync};
+    let now = toki_sync::store::now_ms();
+    let mut x = seed;
+    let mut rnd = |n: u64| {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 33) % n
+    };
+    let claude_models = ["claude-sonnet-4-5-20250929", "claude-opus-4-1-20250805", "claude-haiku-4-5"];
+    let codex_models = ["gpt-5-codex", "my-local-model"];
+    let projects = ["toki-sync", "website", "", "infra"];
+    for (key, name, provider) in [
+        ("k-laptop", "laptop", "claude_code"),
+        ("k-desktop", "desktop", "codex"),
+        ("k-server", "build server", "claude_code"),
+    ] {
+        let mut evs = Vec::new();
+        for i in 0..160u64 {
+            // Half in the last 2 days, the rest over 40 days.
+            let back = if i % 2 == 0 { rnd(2 * 86_400_000) } else { rnd(40 * 86_400_000) } as i64;
+            let models: &[&str] = if provider == "codex" { &codex_models } else { &claude_models };
+            evs.push((
+                now - 60_000 - back,
+                format!("{key}-{i}"),
+                models[rnd(models.len() as u64) as usize],
+                projects[rnd(projects.len() as u64) as usize],
+                [rnd(2000), 10 + rnd(3000), rnd(20_000), rnd(200_000)],
+            ));
+        }
+        let batch: Vec<Ev<'_>> = evs
+            .iter()
+            .map(|(ts, id, model, project, tokens)| Ev {
+                ts: *ts,
+                id,
+                model,
+                session: "s",
+                project,
+                tokens: *tokens,
+            })
+            .collect();
+        sync(s, token, key, name, provider, &batch).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_and_admin_panel_in_a_real_browser() {
+    use common::usage::signed_in;
+    use toki_sync::store::teams::TeamRole;
+    use toki_sync::store::users::{NewUser, UserStatus};
+    if !components_present() {
+        return;
+    }
+    let s = TestServer::start().await;
+    let (user, token) = signed_in(&s, "dash-user", Role::User).await;
+    let (mate, mate_token) = signed_in(&s, "teammate", Role::User).await;
+    signed_in(&s, "dash-admin", Role::Admin).await;
+    seed_usage(&s, &token, 1).await;
+    seed_usage(&s, &mate_token, 2).await;
+    let now = toki_sync::store::now_secs();
+    let team = s.app().store.create_team("Platform team", now).unwrap();
+    s.app().store.add_team_member(team.id, user.id, TeamRole::Member, now).unwrap();
+    s.app().store.add_team_member(team.id, mate.id, TeamRole::Admin, now).unwrap();
+    s.app()
+        .store
+        .create_user(NewUser {
+            username: "waiting-user".into(),
+            role: Role::User,
+            status: UserStatus::Pending,
+            password_hash: Some(toki_sync::auth::password::hash_blocking("waiting-password")),
+            oidc_subject: None,
+        })
+        .unwrap();
+    // A sync connection that stays open while the browser looks: the laptop is live.
+    let mut live = common::sync_client::SyncClient::plain(s.sync).await;
+    let mut auth = common::sync_client::auth_payload(&token, "k-laptop", "claude_code");
+    auth.device_name = "laptop".into();
+    live.auth(&auth).await;
+
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let env = vec![
+        ("BASE_URL", format!("http://{}", s.addr)),
+        ("USERNAME", "dash-user".to_owned()),
+        ("PASSWORD", "password-123".to_owned()),
+        ("ADMIN_USERNAME", "dash-admin".to_owned()),
+        ("ADMIN_PASSWORD", "password-123".to_owned()),
+        ("SCREENSHOTS", shots.to_string_lossy().into_owned()),
+    ];
+    run_script("dashboard.mjs", "user", env.clone()).await;
+    run_script("dashboard.mjs", "admin", env).await;
+
+    // What the pages did, checked on the server.
+    let users = s.app().store.users().unwrap();
+    let by_name = |n: &str| users.iter().find(|u| u.username == n).cloned();
+    assert!(
+        by_name("created-in-browser").is_some_and(|u| u.role == Role::User),
+        "created through the admin page"
+    );
+    assert!(
+        by_name("waiting-user").is_some_and(|u| u.status == UserStatus::Active),
+        "approved through the admin page"
+    );
+    assert!(
+        by_name("teammate").is_some_and(|u| u.role == Role::Admin),
+        "role changed through the admin page"
+    );
+    let devices = s.app().store.devices(Some(user.id)).unwrap();
+    assert!(devices.iter().any(|d| d.name == "renamed server"), "renamed from the devices page");
+    assert!(!devices.iter().any(|d| d.name == "desktop"), "deleted from the devices page");
+    drop(live);
 }

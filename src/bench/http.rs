@@ -32,6 +32,17 @@ fn post(url: &str, token: Option<&str>, body: &Value) -> Result<(u16, Value), St
     Ok((status, value))
 }
 
+/// A PUT of a JSON body with a bearer token; returns the status and the JSON answer.
+pub fn put(url: &str, token: &str, body: &Value) -> Result<(u16, Value), String> {
+    let mut resp = agent()
+        .put(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .send_json(body)
+        .map_err(|e| format!("PUT {url}: {e}"))?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.body_mut().read_json::<Value>().unwrap_or(Value::Null)))
+}
+
 pub fn login(base: &str, username: &str, password: &str) -> Result<String, String> {
     let base = base.trim_end_matches('/');
     match post(&format!("{base}/login"), None, &json!({ "username": username, "password": password }))? {

@@ -43,6 +43,8 @@ pub enum Endpoint {
     MyDeviceDelete(String),
     MyDeviceRename(String),
     MyPassword,
+    MySignOutEverywhere,
+    MyTimezone,
     MyTeams,
 
     // Administration.
@@ -74,6 +76,7 @@ pub enum Endpoint {
 
     // Usage queries.
     Usage,
+    UsageBlocks,
     TokiQuery,
     PromQuery,
     PromQueryRange,
@@ -137,6 +140,8 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         ["me", "devices", id] => pick(method, "DELETE", vec![(delete, E::MyDeviceDelete(s(id)))]),
         ["me", "devices", id, "name"] => pick(method, "PATCH", vec![(patch, E::MyDeviceRename(s(id)))]),
         ["me", "password"] => pick(method, "PATCH", vec![(patch, E::MyPassword)]),
+        ["me", "timezone"] => pick(method, "PUT", vec![(Method::PUT, E::MyTimezone)]),
+        ["me", "sign-out-everywhere"] => pick(method, "POST", vec![(post, E::MySignOutEverywhere)]),
         ["me", "teams"] => pick(method, "GET, HEAD", vec![(get, E::MyTeams)]),
 
         ["admin", "settings"] => {
@@ -178,6 +183,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         }
 
         ["api", "v1", "usage"] => pick(method, "GET, HEAD", vec![(get, E::Usage)]),
+        ["api", "v1", "usage", "blocks"] => pick(method, "GET, HEAD", vec![(get, E::UsageBlocks)]),
         ["api", "v1", "toki", "query"] => pick(method, "GET, HEAD", vec![(get, E::TokiQuery)]),
         // PromQL: POST with a form body too, as Grafana and Prometheus clients send by default.
         ["api", "v1", "query"] => {
@@ -254,6 +260,7 @@ mod tests {
         assert_eq!(route(&Method::GET, "/assets/app.css"), Ok(Endpoint::Asset("app.css".into())));
         assert_eq!(route(&Method::GET, "/assets/a/b.css"), Err(RouteError::NotFound));
         assert_eq!(route(&Method::GET, "/api/v1/usage"), Ok(Endpoint::Usage));
+        assert_eq!(route(&Method::GET, "/api/v1/usage/blocks"), Ok(Endpoint::UsageBlocks));
         assert_eq!(route(&Method::GET, "/api/v1/toki/query"), Ok(Endpoint::TokiQuery));
         assert_eq!(route(&Method::GET, "/api/v1/query"), Ok(Endpoint::PromQuery));
         assert_eq!(route(&Method::POST, "/api/v1/query_range"), Ok(Endpoint::PromQueryRange));

@@ -12,6 +12,7 @@ use super::{BatchJob, IngestError};
 use crate::fasthash::FxHashMap;
 use crate::store::StoreError;
 use crate::store::codec::Record;
+use crate::store::day_rollups;
 use crate::store::events::{EventKey, EventRecord, RollupDelta, RollupKey, RollupRecord, hour_of, id_hash};
 use crate::store::recent_spill;
 use crate::store::schema::{CURSORS, DEVICES, EVENTS, ROLLUPS};
@@ -59,14 +60,41 @@ impl WriterState {
 #[derive(Default)]
 pub struct Pending {
     rollups: FxHashMap<RollupKey, RollupDelta>,
+    /// The same changes per local day of the user's day tier (`store::day_rollups`).
+    days: FxHashMap<RollupKey, RollupDelta>,
+    /// Day-tier offsets of the users met in this transaction (changes run in transactions of
+    /// their own, so the cache never outlives one).
+    zones: FxHashMap<u32, i32>,
     /// stream -> largest ts seen
     cursors: FxHashMap<u32, i64>,
 }
 
+/// Whose usage a batch is: the rollup key parts it shares, and the user's day-tier offset.
+#[derive(Clone, Copy)]
+struct Owner {
+    zone: i32,
+    user: u32,
+    device: u32,
+    provider: u32,
+}
+
 impl Pending {
-    fn account(&mut self, user: u32, device: u32, provider: u32, ts: i64, rec: &EventRecord, sign: i8) {
-        let key = (user, hour_of(ts), device, provider, rec.model, rec.project);
+    fn account(&mut self, owner: Owner, ts: i64, rec: &EventRecord, sign: i8) {
+        let Owner { zone, user, device, provider } = owner;
+        let hour = hour_of(ts);
+        let key = (user, hour, device, provider, rec.model, rec.project);
         self.rollups.entry(key).or_default().apply(rec, sign);
+        let day = (user, day_rollups::day_key_of_hour(hour, zone), device, provider, rec.model, rec.project);
+        self.days.entry(day).or_default().apply(rec, sign);
+    }
+
+    fn zone(&mut self, txn: &WriteTransaction, user: u32) -> Result<i32, StoreError> {
+        if let Some(z) = self.zones.get(&user) {
+            return Ok(*z);
+        }
+        let z = day_rollups::zone_in(txn, user)?;
+        self.zones.insert(user, z);
+        Ok(z)
     }
 
     /// Writes rollup deltas and cursors; returns the cursor of every stream touched. Each
@@ -89,6 +117,9 @@ impl Pending {
                 rollups.insert(key, rec.encode().as_slice())?;
             }
         }
+        drop(rollups);
+        day_rollups::apply_deltas_in(txn, self.days.drain())?;
+        self.zones.clear();
         let mut cursors = txn.open_table(CURSORS)?;
         let mut out = FxHashMap::default();
         for (key, ts) in self.cursors.drain() {
@@ -144,6 +175,7 @@ pub fn apply_batch(
     };
     let is_claude = batch.provider == CLAUDE_CODE;
     let (device, user) = (job.device, job.user);
+    let owner = Owner { zone: pending.zone(txn, user)?, user, device, provider };
     let mut applied = Applied { stream, ..Applied::default() };
     let mut max_ts: Option<i64> = None;
 
@@ -226,7 +258,7 @@ pub fn apply_batch(
     for key in superseded {
         if let Some(old) = events.remove(key)? {
             let old = EventRecord::decode(old.value())?;
-            pending.account(user, device, provider, key.1, &old, -1);
+            pending.account(owner, key.1, &old, -1);
         }
     }
 
@@ -243,12 +275,12 @@ pub fn apply_batch(
         rec.encode_into(&mut buf);
         if let Some(old) = events.insert(*key, buf.as_slice())? {
             let old = EventRecord::decode(old.value())?;
-            pending.account(user, device, provider, key.1, &old, -1);
+            pending.account(owner, key.1, &old, -1);
         }
         applied.duplicates += 1;
     }
     for ((_, ts, _), rec) in &kept {
-        pending.account(user, device, provider, *ts, rec, 1);
+        pending.account(owner, *ts, rec, 1);
     }
 
     let entry = pending.cursors.entry(stream).or_insert(i64::MIN);

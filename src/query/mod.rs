@@ -3,6 +3,7 @@
 //! write path from the outbox and the isolated PromQL proxy). The three ways to read usage
 //! agree: for the same user, window and grouping they return the same sums.
 
+pub mod blocks;
 pub mod columns;
 pub mod pricing;
 pub mod source;

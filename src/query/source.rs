@@ -8,6 +8,7 @@ use redb::ReadOnlyTable;
 
 use super::time::HOUR_MS;
 use crate::store::codec::Record;
+use crate::store::day_rollups::{DAY_ROLLUPS, USER_ZONES, day_key_start_ms};
 use crate::store::events::{EventKey, EventRecord, RollupKey, RollupRecord};
 use crate::store::schema::{DEVICE_KEYS, EVENTS, ROLLUPS, STREAMS};
 use crate::store::{Store, StoreError};
@@ -42,6 +43,8 @@ pub struct Reader {
 
 pub struct UsageTables {
     rollups: ReadOnlyTable<RollupKey, &'static [u8]>,
+    days: ReadOnlyTable<RollupKey, &'static [u8]>,
+    zones: ReadOnlyTable<u32, (i32, i64)>,
     events: ReadOnlyTable<EventKey, &'static [u8]>,
     device_keys: ReadOnlyTable<(u32, &'static str), u32>,
     streams: ReadOnlyTable<(u32, u32), u32>,
@@ -53,6 +56,8 @@ impl Reader {
         Ok(Reader {
             usage: UsageTables {
                 rollups: txn.open_table(ROLLUPS)?,
+                days: txn.open_table(DAY_ROLLUPS)?,
+                zones: txn.open_table(USER_ZONES)?,
                 events: txn.open_table(EVENTS)?,
                 device_keys: txn.open_table(DEVICE_KEYS)?,
                 streams: txn.open_table(STREAMS)?,
@@ -91,6 +96,68 @@ impl UsageTables {
                 usage_total: r.usage_total,
                 tokens: &r.tokens,
             })?;
+        }
+        Ok(())
+    }
+
+    /// The UTC offset (seconds) the user's day tier is kept in.
+    pub fn zone(&self, user: u32) -> Result<i32, StoreError> {
+        Ok(self.zones.get(user)?.map_or(0, |v| v.value().0))
+    }
+
+    /// Every day-tier row of `user` with a day key in `[from_key, to_key)`, stamped with the
+    /// local day's start at `offset_secs` (the tier's offset).
+    pub fn day_rollups<E: From<StoreError>>(
+        &self,
+        user: u32,
+        from_key: u32,
+        to_key: u32,
+        offset_secs: i32,
+        mut f: impl FnMut(&Usage<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if from_key >= to_key {
+            return Ok(());
+        }
+        let range = (user, from_key, 0, 0, 0, 0)..(user, to_key, 0, 0, 0, 0);
+        for row in self.days.range(range).map_err(StoreError::from)? {
+            let (k, v) = row.map_err(StoreError::from)?;
+            let (user, day, device, provider, model, project) = k.value();
+            let r = RollupRecord::decode(v.value()).map_err(StoreError::from)?;
+            f(&Usage {
+                user,
+                device,
+                provider,
+                model,
+                project,
+                session: None,
+                ts_ms: day_key_start_ms(day, offset_secs),
+                events: r.events,
+                usage_total: r.usage_total,
+                tokens: &r.tokens,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The (hour, provider) of every rollup bucket of `user` with an hour in `[from_hour,
+    /// to_hour)`, newest hour first, keys only (values are not decoded); `f` returns false to stop.
+    pub fn rollup_hours_rev(
+        &self,
+        user: u32,
+        from_hour: u32,
+        to_hour: u32,
+        mut f: impl FnMut(u32, u32) -> bool,
+    ) -> Result<(), StoreError> {
+        if from_hour >= to_hour {
+            return Ok(());
+        }
+        let range = (user, from_hour, 0, 0, 0, 0)..(user, to_hour, 0, 0, 0, 0);
+        for row in self.rollups.range(range)?.rev() {
+            let (k, _) = row?;
+            let (_, hour, _, provider, _, _) = k.value();
+            if !f(hour, provider) {
+                break;
+            }
         }
         Ok(())
     }

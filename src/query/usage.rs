@@ -12,9 +12,10 @@ use serde::Serialize;
 
 use super::columns::{Column, STANDARD};
 use super::pricing::{Price, PriceTable};
-use super::source::{Names, Reader, Usage, hour_u32};
+use super::source::{Names, Reader, Usage, UsageTables, hour_u32};
 use super::time::{self, DAY_MS, HOUR_MS};
 use crate::fasthash::FxHashMap;
+use crate::store::day_rollups::{day_key_of_hour, first_hour_of_day_key};
 use crate::store::{Store, StoreError};
 
 /// Most points one series may have (a year of days; 208 days of hours).
@@ -117,6 +118,9 @@ pub struct UsageParams {
     pub step: Option<Step>,
     pub offset_secs: i32,
     pub group_by: Vec<GroupKey>,
+    /// Read whole local days from the day tier where it is kept at `offset_secs` (false: the
+    /// hourly tier only, for tests that compare the two).
+    pub day_tier: bool,
 }
 
 /// A bad parameter: its name and what is wrong.
@@ -156,7 +160,7 @@ impl UsageParams {
                 group_by.push(key);
             }
         }
-        let params = UsageParams { start_ms, end_ms, step, offset_secs, group_by };
+        let params = UsageParams { start_ms, end_ms, step, offset_secs, group_by, day_tier: true };
         if let Some(step) = step {
             let points = params.points(step);
             if points > MAX_POINTS {
@@ -284,7 +288,17 @@ pub fn run(
     users: &[u32],
     p: &UsageParams,
 ) -> Result<UsageReport, UsageError> {
-    let Reader { usage, mut names } = Reader::new(store)?;
+    run_on(Reader::new(store)?, prices, users, p)
+}
+
+/// [`run`] on a reader the caller already opened (one snapshot for several reads).
+pub fn run_on(
+    reader: Reader,
+    prices: &PriceTable,
+    users: &[u32],
+    p: &UsageParams,
+) -> Result<UsageReport, UsageError> {
+    let Reader { usage, mut names } = reader;
     let mut columns: FxHashMap<u32, Column> = FxHashMap::default();
     let mut model_prices: FxHashMap<u32, Option<Price>> = FxHashMap::default();
     let mut unpriced: BTreeSet<u32> = BTreeSet::new();
@@ -297,7 +311,8 @@ pub fn run(
     let offset_ms = p.offset_ms();
 
     for &user in users {
-        usage.rollups(user, first_hour, end_hour, |u: &Usage<'_>| -> Result<(), UsageError> {
+        let plan = plan(&usage, user, p)?;
+        let mut add = |u: &Usage<'_>| -> Result<(), UsageError> {
             for (col, _) in u.tokens {
                 if !columns.contains_key(col) {
                     columns.insert(*col, Column::from_name(names.string(*col)?));
@@ -348,7 +363,15 @@ pub fn run(
                 return Err(UsageError::TooManyPoints);
             }
             Ok(())
-        })?;
+        };
+        match plan {
+            Some((from_day, to_day, days_from_hour, days_end_hour)) => {
+                usage.rollups(user, first_hour, hour_u32(days_from_hour), &mut add)?;
+                usage.day_rollups(user, from_day, to_day, p.offset_secs, &mut add)?;
+                usage.rollups(user, hour_u32(days_end_hour), end_hour, &mut add)?;
+            }
+            None => usage.rollups(user, first_hour, end_hour, &mut add)?,
+        }
     }
 
     // Group the cells into series.
@@ -426,6 +449,30 @@ pub fn run(
         totals: sums(&mut names, &grand, true)?,
         unpriced_models,
     })
+}
+
+/// Which whole local days of the window the day tier can answer for `user`: (first day key,
+/// end day key, first hour they cover, end hour they cover), or None to read hours only. The
+/// tier serves day and week steps and totals, when it is kept at the query's offset. Not for
+/// `group_by=type`: a type series counts the events of the buckets holding its column, which
+/// depends on the bucket size, so those keep the hourly buckets' answer.
+fn plan(usage: &UsageTables, user: u32, p: &UsageParams) -> Result<Option<(u32, u32, i64, i64)>, StoreError> {
+    if !p.day_tier
+        || p.step == Some(Step::Hour)
+        || p.group_by.contains(&GroupKey::Type)
+        || usage.zone(user)? != p.offset_secs
+    {
+        return Ok(None);
+    }
+    let (a, b) = (p.first_hour(), p.end_hour());
+    let off = p.offset_secs;
+    let first_key = day_key_of_hour(hour_u32(a), off);
+    let from_day = if first_hour_of_day_key(first_key, off) == a { first_key } else { first_key + 1 };
+    let to_day = day_key_of_hour(hour_u32(b), off);
+    if from_day >= to_day {
+        return Ok(None);
+    }
+    Ok(Some((from_day, to_day, first_hour_of_day_key(from_day, off), first_hour_of_day_key(to_day, off))))
 }
 
 /// Costs are reported to the micro-dollar.

@@ -150,6 +150,7 @@ pub fn delete_in(txn: &WriteTransaction, id: u32, now: i64) -> Result<Option<Dev
             |k, _| k.2 == id,
         )?
         .for_each(drop);
+    super::day_rollups::delete_device_in(txn, user, id)?;
     Ok(Some(device))
 }
 

@@ -5,6 +5,7 @@
 //! `App::blocking`.
 
 pub mod codec;
+pub mod day_rollups;
 pub mod device_codes;
 pub mod devices;
 pub mod events;

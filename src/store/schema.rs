@@ -15,7 +15,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use super::StoreError;
 
 /// The schema this binary writes. Files with a higher version are refused.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Small values about the file itself: `schema_version` (u32 LE), `jwt_secret`, id counters.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -94,7 +94,7 @@ pub const META_NEXT_STREAM_ID: &str = "next_stream_id";
 type Migration = fn(&WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[n]` upgrades schema n to n + 1.
-const MIGRATIONS: &[Migration] = &[create_v1, add_oidc_identities];
+const MIGRATIONS: &[Migration] = &[create_v1, add_oidc_identities, super::day_rollups::migrate_v3];
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 

@@ -393,6 +393,7 @@ pub fn delete_user_in(txn: &WriteTransaction, id: u32, now: i64) -> Result<Delet
         .extract_from_if::<(u32, &str), _>(keys_of(id), |_, _| true)?
         .for_each(drop);
     teams::remove_user_in(txn, id)?;
+    super::day_rollups::delete_user_in(txn, id)?;
     txn.open_table(USERS)?.remove(id)?;
     txn.open_table(USER_NAMES)?.remove(name_key(&user.username).as_str())?;
     txn.open_table(USER_UUIDS)?.remove(user.uuid.as_u128())?;

@@ -74,7 +74,8 @@ async function dashboard(page) {
   await page.goto(`${BASE}/dashboard`);
   await page.waitForURL('**/login');
   await signIn(page);
-  await page.waitForURL('**/dashboard');
+  await page.waitForURL(/\/dashboard/);
+  await page.click('nav.tabs a[data-view=devices]');
   const row = page.locator('#device-rows tr');
   await row.first().waitFor({ state: 'visible' });
   check((await row.count()) === 1, 'one device listed');

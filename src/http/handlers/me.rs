@@ -14,10 +14,12 @@ use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
 use crate::http::response::{HttpResponse, ok};
+use crate::query::time::{format_offset, parse_utc_offset};
 use crate::query::vm::drain::hour_rfc3339;
+use crate::store::day_rollups;
 use crate::store::devices::{Device, MAX_NAME_CHARS, delete_in};
-use crate::store::now_secs;
 use crate::store::users::User;
+use crate::store::{StoreError, now_secs};
 
 const NO_DEVICE: &str = "device not found";
 
@@ -29,7 +31,10 @@ pub async fn me(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> 
     let mut body = views::user(&user);
     let configured = app.query.vm.is_some();
     let id = user.id;
-    let backlog = app.blocking(move |a| a.store.vm_user_backlog(id)).await??;
+    let (backlog, zone) = app
+        .blocking(move |a| Ok::<_, StoreError>((a.store.vm_user_backlog(id)?, a.store.user_zone(id)?)))
+        .await??;
+    body["utc_offset"] = json!(format_offset(zone.map_or(0, |z| z.0)));
     body["victoriametrics"] = json!({
         "configured": configured,
         "outbox_pending": backlog.buckets,
@@ -42,7 +47,20 @@ pub async fn me(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> 
 pub async fn devices(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
     let user = guard::user(app, &req).await?;
     let devices = app.blocking(move |a| a.store.devices(Some(user.id))).await??;
-    Ok(ok(&json!({ "devices": devices.iter().map(views::device).collect::<Vec<_>>() })))
+    let live = app.sessions.list();
+    let list: Vec<_> = devices
+        .iter()
+        .map(|d| {
+            let mut v = views::device(d);
+            // The providers this device has a sync connection open for right now.
+            let mut connected: Vec<&str> =
+                live.iter().filter(|s| s.device_id == d.id).map(|s| s.provider.as_str()).collect();
+            connected.sort_unstable();
+            v["connected"] = json!(connected);
+            v
+        })
+        .collect();
+    Ok(ok(&json!({ "devices": list })))
 }
 
 /// The caller's device with this external id.
@@ -131,6 +149,51 @@ pub async fn password(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
     let closed = app.sessions.disconnect_user(id);
     tracing::info!(user = %user.username, closed, "password changed; refresh tokens revoked, sync sessions closed");
     Ok(ok(&json!({ "updated": true })))
+}
+
+/// Least time between two changes of a user's offset: each change rebuilds their day tier on
+/// the ingest writer.
+const ZONE_CHANGE_INTERVAL_SECS: i64 = 60;
+
+#[derive(Deserialize)]
+struct ZoneBody {
+    utc_offset: String,
+}
+
+/// `PUT /me/timezone`: the UTC offset the caller's day tier is kept in (the dashboard sends the
+/// browser's). Changing it rebuilds the caller's days from their hourly rollups, on the ingest
+/// writer so no batch commits in between.
+pub async fn set_timezone(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let user = guard::user(app, &req).await?;
+    let body: ZoneBody = req.json()?;
+    let offset = parse_utc_offset(&body.utc_offset)
+        .map_err(|e| ApiError::unprocessable(format!("utc_offset: {e}")))?;
+    let id = user.id;
+    let now = now_secs();
+    let (old, changed_at) = app.blocking(move |a| a.store.user_zone(id)).await??.unwrap_or((0, i64::MIN / 2));
+    if old == offset {
+        return Ok(ok(&json!({ "utc_offset": format_offset(offset), "rebuilt": false })));
+    }
+    {
+        let wait = changed_at + ZONE_CHANGE_INTERVAL_SECS - now;
+        if wait > 0 {
+            return Err(ApiError::locked(std::time::Duration::from_secs(wait as u64)));
+        }
+    }
+    let rows = app.ingest.exec(move |ctx| day_rollups::set_zone_in(ctx.txn, id, offset, now)).await?;
+    tracing::info!(user = %user.username, offset = %format_offset(offset), day_rows = rows.unwrap_or(0), "day tier rebuilt for a new UTC offset");
+    Ok(ok(&json!({ "utc_offset": format_offset(offset), "rebuilt": rows.is_some() })))
+}
+
+/// Signs the caller out everywhere: every refresh token of theirs is revoked, so each browser
+/// and each toki device must sign in again once its access token expires.
+pub async fn sign_out_everywhere(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let user = guard::user(app, &req).await?;
+    let id = user.id;
+    let revoked =
+        app.blocking(move |a| a.store.write(|txn| crate::store::tokens::revoke_user_in(txn, id))).await??;
+    tracing::info!(user = %user.username, revoked, "signed out everywhere; refresh tokens revoked");
+    Ok(ok(&json!({ "revoked": revoked })))
 }
 
 /// The reference's bare array, plus the member's role in each team (compat.md row 20).

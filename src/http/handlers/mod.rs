@@ -55,6 +55,8 @@ pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Resul
         E::MyDeviceDelete(id) => me::delete(app, req, &id).await,
         E::MyDeviceRename(id) => me::rename(app, req, &id).await,
         E::MyPassword => me::password(app, req).await,
+        E::MySignOutEverywhere => me::sign_out_everywhere(app, req).await,
+        E::MyTimezone => me::set_timezone(app, req).await,
         E::MyTeams => me::teams(app, req).await,
 
         E::AdminSettings => admin::settings(app, req).await,
@@ -81,6 +83,7 @@ pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Resul
         E::AdminTeamMemberRemove { team, user } => teams::remove_member(app, req, &team, &user).await,
 
         E::Usage => usage::usage(app, req).await,
+        E::UsageBlocks => usage::blocks(app, req).await,
         E::TokiQuery => query::toki(app, req).await,
         E::PromQuery => query::promql(app, req, query::PromKind::Instant).await,
         E::PromQueryRange => query::promql(app, req, query::PromKind::Range).await,

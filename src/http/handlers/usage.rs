@@ -9,6 +9,7 @@ use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
 use crate::http::response::{HttpResponse, ok};
+use crate::query::blocks::{self, BlockParams};
 use crate::query::usage::{self, MAX_RESPONSE_POINTS, UsageError, UsageParams};
 use crate::store::now_ms;
 use crate::store::users::{Role, User};
@@ -23,6 +24,21 @@ pub async fn usage(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErro
         )),
         UsageError::Store(e) => e.into(),
     })?;
+    Ok(ok(&report))
+}
+
+/// `GET /api/v1/usage/blocks`: the caller's 5-hour blocks per provider (see `query::blocks`).
+pub async fn blocks(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError> {
+    let caller = guard::user(app, &req).await?;
+    let params = BlockParams::parse(|k| req.query(k), now_ms()).map_err(|e| ApiError::bad_request(e.0))?;
+    let user = caller.id;
+    let report = app
+        .blocking(move |a| blocks::run(&a.store, &a.query.prices, user, &params))
+        .await?
+        .map_err(|e| match e {
+            UsageError::TooManyPoints => ApiError::bad_request("start, end: the window holds too many hours"),
+            UsageError::Store(e) => e.into(),
+        })?;
     Ok(ok(&report))
 }
 
