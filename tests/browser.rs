@@ -276,6 +276,12 @@ async fn dashboard_and_admin_panel_in_a_real_browser() {
         ("SCREENSHOTS", shots.to_string_lossy().into_owned()),
     ];
     run_script("dashboard.mjs", "user", env.clone()).await;
+    // The user step changed dash-user's password, which closes that user's sync connections; the
+    // admin step needs a live session to list, so the teammate's machine connects now.
+    let mut mate_live = common::sync_client::SyncClient::plain(s.sync).await;
+    let mut mate_auth = common::sync_client::auth_payload(&mate_token, "k-mate", "codex");
+    mate_auth.device_name = "mate-workstation".into();
+    mate_live.auth(&mate_auth).await;
     run_script("dashboard.mjs", "admin", env).await;
 
     // What the pages did, checked on the server.
@@ -297,4 +303,5 @@ async fn dashboard_and_admin_panel_in_a_real_browser() {
     assert!(devices.iter().any(|d| d.name == "renamed server"), "renamed from the devices page");
     assert!(!devices.iter().any(|d| d.name == "desktop"), "deleted from the devices page");
     drop(live);
+    drop(mate_live);
 }
