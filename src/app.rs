@@ -8,6 +8,7 @@ use crate::auth::oidc::Oidc;
 use crate::auth::password::Passwords;
 use crate::auth::tokens::Tokens;
 use crate::config::{Config, RegistrationMode};
+use crate::http::ratelimit::RateLimiter;
 use crate::ingest::Ingest;
 use crate::query::QueryServices;
 use crate::store::settings::REGISTRATION_MODE;
@@ -48,6 +49,8 @@ pub struct App {
     pub lockout: Lockout,
     /// Successful registrations per address group ([`REGISTRATIONS_PER_HOUR`]).
     pub registrations: Lockout,
+    /// Per-principal request limits of the HTTP API.
+    pub ratelimit: RateLimiter,
     pub started_at: Instant,
     /// Prices and VictoriaMetrics for the usage and query endpoints.
     pub query: QueryServices,
@@ -79,6 +82,7 @@ impl App {
                 Duration::from_secs(3600),
                 10_000,
             ),
+            ratelimit: RateLimiter::new(&config.rate_limit),
             store,
             config,
             started_at: Instant::now(),

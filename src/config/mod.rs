@@ -24,6 +24,7 @@ mod load;
 mod log;
 mod oidc;
 mod pricing;
+mod rate_limit;
 mod server;
 mod storage;
 mod sync;
@@ -39,6 +40,7 @@ pub use load::{Env, LoadFailure, Overrides};
 pub use log::LogConfig;
 pub use oidc::{ENV_OIDC_CLIENT_SECRET, OidcConfig, redirect_url as oidc_redirect_url};
 pub use pricing::PricingConfig;
+pub use rate_limit::RateLimitConfig;
 pub use server::ServerConfig;
 pub use storage::StorageConfig;
 pub use sync::{PlaintextPolicy, SyncConfig};
@@ -71,6 +73,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub backend: BackendConfig,
     pub pricing: PricingConfig,
+    pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
     pub oidc: OidcConfig,
     pub secrets: Secrets,
@@ -121,6 +124,7 @@ const SECTIONS: &[&Section] = &[
     &tls::SECTION,
     &backend::SECTION,
     &pricing::SECTION,
+    &rate_limit::SECTION,
     &log::SECTION,
     &oidc::SECTION,
 ];
@@ -150,6 +154,7 @@ impl Config {
             tls: TlsConfig::default(),
             backend: BackendConfig::default(),
             pricing: PricingConfig::default(),
+            rate_limit: RateLimitConfig::default(),
             log: LogConfig::default(),
             oidc: OidcConfig::default(),
             secrets: Secrets::default(),

@@ -4,6 +4,7 @@ pub mod conn;
 pub mod error;
 pub mod guard;
 pub mod handlers;
+pub mod ratelimit;
 pub mod request;
 pub mod response;
 pub mod router;

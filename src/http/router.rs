@@ -46,6 +46,14 @@ pub enum Endpoint {
     MySignOutEverywhere,
     MyTimezone,
     MyTeams,
+    MyApiKeys,
+    MyApiKeyCreate,
+    MyApiKeyDelete(String),
+    MyOAuthClients,
+    MyOAuthClientCreate,
+    MyOAuthClientDelete(String),
+    /// `POST /oauth/token` (client credentials grant).
+    OAuthToken,
 
     // Administration.
     AdminSettings,
@@ -73,10 +81,17 @@ pub enum Endpoint {
         team: String,
         user: String,
     },
+    AdminApiKeys,
+    AdminApiKeyDelete(String),
+    AdminOAuthClients,
+    AdminOAuthClientDelete(String),
+    AdminAudit,
 
     // Usage queries.
     Usage,
     UsageBlocks,
+    UsageRecords,
+    UsageExport,
     TokiQuery,
     PromQuery,
     PromQueryRange,
@@ -143,6 +158,15 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         ["me", "timezone"] => pick(method, "PUT", vec![(Method::PUT, E::MyTimezone)]),
         ["me", "sign-out-everywhere"] => pick(method, "POST", vec![(post, E::MySignOutEverywhere)]),
         ["me", "teams"] => pick(method, "GET, HEAD", vec![(get, E::MyTeams)]),
+        ["me", "api-keys"] => {
+            pick(method, "GET, HEAD, POST", vec![(get, E::MyApiKeys), (post, E::MyApiKeyCreate)])
+        }
+        ["me", "api-keys", id] => pick(method, "DELETE", vec![(delete, E::MyApiKeyDelete(s(id)))]),
+        ["me", "oauth-clients"] => {
+            pick(method, "GET, HEAD, POST", vec![(get, E::MyOAuthClients), (post, E::MyOAuthClientCreate)])
+        }
+        ["me", "oauth-clients", id] => pick(method, "DELETE", vec![(delete, E::MyOAuthClientDelete(s(id)))]),
+        ["oauth", "token"] => pick(method, "POST", vec![(post, E::OAuthToken)]),
 
         ["admin", "settings"] => {
             pick(method, "GET, HEAD, PATCH", vec![(get, E::AdminSettings), (patch, E::AdminSettingsUpdate)])
@@ -184,6 +208,15 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
 
         ["api", "v1", "usage"] => pick(method, "GET, HEAD", vec![(get, E::Usage)]),
         ["api", "v1", "usage", "blocks"] => pick(method, "GET, HEAD", vec![(get, E::UsageBlocks)]),
+        ["api", "v1", "usage", "records"] => pick(method, "GET, HEAD", vec![(get, E::UsageRecords)]),
+        ["api", "v1", "usage", "export"] => pick(method, "GET, HEAD", vec![(get, E::UsageExport)]),
+        ["admin", "api-keys"] => pick(method, "GET, HEAD", vec![(get, E::AdminApiKeys)]),
+        ["admin", "api-keys", id] => pick(method, "DELETE", vec![(delete, E::AdminApiKeyDelete(s(id)))]),
+        ["admin", "oauth-clients"] => pick(method, "GET, HEAD", vec![(get, E::AdminOAuthClients)]),
+        ["admin", "oauth-clients", id] => {
+            pick(method, "DELETE", vec![(delete, E::AdminOAuthClientDelete(s(id)))])
+        }
+        ["admin", "audit"] => pick(method, "GET, HEAD", vec![(get, E::AdminAudit)]),
         ["api", "v1", "toki", "query"] => pick(method, "GET, HEAD", vec![(get, E::TokiQuery)]),
         // PromQL: POST with a form body too, as Grafana and Prometheus clients send by default.
         ["api", "v1", "query"] => {

@@ -4,12 +4,14 @@
 //! Methods are synchronous (a durable commit is an fsync); async callers run them through
 //! `App::blocking`.
 
+pub mod api_keys;
 pub mod codec;
 pub mod day_rollups;
 pub mod device_codes;
 pub mod devices;
 pub mod events;
 pub mod names;
+pub mod oauth_clients;
 pub mod recent_spill;
 pub mod schema;
 pub mod settings;

@@ -401,6 +401,8 @@ pub fn delete_user_in(txn: &WriteTransaction, id: u32, now: i64) -> Result<Delet
         txn.open_table(OIDC_IDENTITIES)?.remove(identity.as_str())?;
     }
     tokens::revoke_user_in(txn, id)?;
+    super::api_keys::revoke_user_in(txn, id)?;
+    super::oauth_clients::revoke_user_in(txn, id)?;
     Ok(DeletedUser { user, devices })
 }
 

@@ -2,8 +2,10 @@
 
 mod admin;
 mod auth;
+mod credentials;
 mod device;
 mod me;
+mod oauth;
 mod oidc;
 mod pages;
 mod query;
@@ -20,13 +22,40 @@ pub(crate) use self::{
 use std::sync::Arc;
 
 use super::error::ApiError;
+use super::guard;
+use super::ratelimit::{self, Class, Subject};
 use super::request::Request;
 use super::response::HttpResponse;
 use super::router::Endpoint;
 use crate::app::App;
 use device::PendingStatus;
 
+/// Handles a request, with the rate-limit headers on every API answer (see `http::ratelimit`):
+/// the guard counts requests with a principal; the rest count under their address group.
 pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Result<HttpResponse, ApiError> {
+    let Some(class) = guard::class(&req.method, &endpoint) else { return handle(app, endpoint, req).await };
+    let address = Subject::Address(crate::net::address_group(req.client_ip));
+    let (result, counted) = ratelimit::counting(async {
+        if class == Class::Anonymous {
+            let status = app.ratelimit.hit(address.clone(), Class::Anonymous);
+            ratelimit::record(status);
+            if let Some(s) = status.filter(|s| s.exceeded) {
+                return Err(ApiError::new(hyper::StatusCode::TOO_MANY_REQUESTS, s.message()));
+            }
+        }
+        handle(app, endpoint, req).await
+    })
+    .await;
+    // No principal was established (the credential failed): count it under the address.
+    let counted = counted.or_else(|| app.ratelimit.hit(address, Class::Anonymous));
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    if let Some(status) = counted {
+        status.apply(&mut resp);
+    }
+    Ok(resp)
+}
+
+async fn handle(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Result<HttpResponse, ApiError> {
     use Endpoint as E;
     match endpoint {
         E::Health => auth::health(),
@@ -58,6 +87,13 @@ pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Resul
         E::MySignOutEverywhere => me::sign_out_everywhere(app, req).await,
         E::MyTimezone => me::set_timezone(app, req).await,
         E::MyTeams => me::teams(app, req).await,
+        E::MyApiKeys => credentials::my_keys(app, req).await,
+        E::MyApiKeyCreate => credentials::create_key(app, req).await,
+        E::MyApiKeyDelete(id) => credentials::delete_my_key(app, req, &id).await,
+        E::MyOAuthClients => credentials::my_clients(app, req).await,
+        E::MyOAuthClientCreate => credentials::create_client(app, req).await,
+        E::MyOAuthClientDelete(id) => credentials::delete_my_client(app, req, &id).await,
+        E::OAuthToken => oauth::token(app, req).await,
 
         E::AdminSettings => admin::settings(app, req).await,
         E::AdminSettingsUpdate => admin::update_settings(app, req).await,
@@ -81,9 +117,15 @@ pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Resul
         E::AdminTeamMembers(id) => teams::members(app, req, &id).await,
         E::AdminTeamMemberAdd(id) => teams::add_member(app, req, &id).await,
         E::AdminTeamMemberRemove { team, user } => teams::remove_member(app, req, &team, &user).await,
+        E::AdminApiKeys => credentials::all_keys(app, req).await,
+        E::AdminApiKeyDelete(id) => credentials::admin_delete_key(app, req, &id).await,
+        E::AdminOAuthClients => credentials::all_clients(app, req).await,
+        E::AdminOAuthClientDelete(id) => credentials::admin_delete_client(app, req, &id).await,
+        E::AdminAudit => Err(ApiError::not_found("not found")),
 
         E::Usage => usage::usage(app, req).await,
         E::UsageBlocks => usage::blocks(app, req).await,
+        E::UsageRecords | E::UsageExport => Err(ApiError::not_found("not found")),
         E::TokiQuery => query::toki(app, req).await,
         E::PromQuery => query::promql(app, req, query::PromKind::Instant).await,
         E::PromQueryRange => query::promql(app, req, query::PromKind::Range).await,
