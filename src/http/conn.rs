@@ -144,8 +144,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
 }
 
 /// A response body that counts itself handed back when hyper drops it (after its last frame).
+/// It is a whole body, or a streamed one (`super::stream`, the export).
 pub struct CountedBody {
-    inner: http_body_util::Full<Bytes>,
+    inner: super::stream::AnyBody,
     counters: Arc<Counters>,
 }
 
@@ -157,12 +158,12 @@ impl Drop for CountedBody {
 
 impl Body for CountedBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 
@@ -197,7 +198,7 @@ where
             let counters = Arc::clone(&counters);
             let answer = handle(req);
             Box::pin(async move {
-                let (parts, body) = answer.await.into_parts();
+                let (parts, body) = super::stream::finish(answer.await).into_parts();
                 Ok::<_, Infallible>(hyper::Response::from_parts(parts, CountedBody { inner: body, counters }))
             })
         })

@@ -5,7 +5,9 @@
 
 pub mod blocks;
 pub mod columns;
+pub mod export;
 pub mod pricing;
+pub mod records;
 pub mod source;
 pub mod time;
 pub mod toki;

@@ -9,6 +9,7 @@ mod oauth;
 mod oidc;
 mod pages;
 mod query;
+mod records;
 mod teams;
 mod usage;
 pub mod views;
@@ -125,7 +126,8 @@ async fn handle(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Result<Http
 
         E::Usage => usage::usage(app, req).await,
         E::UsageBlocks => usage::blocks(app, req).await,
-        E::UsageRecords | E::UsageExport => Err(ApiError::not_found("not found")),
+        E::UsageRecords => records::records(app, req).await,
+        E::UsageExport => records::export(app, req).await,
         E::TokiQuery => query::toki(app, req).await,
         E::PromQuery => query::promql(app, req, query::PromKind::Instant).await,
         E::PromQueryRange => query::promql(app, req, query::PromKind::Range).await,

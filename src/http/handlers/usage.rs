@@ -43,7 +43,7 @@ pub async fn blocks(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErr
 }
 
 /// The user ids whose usage the request may read.
-async fn scope(app: &Arc<App>, req: &Request, caller: &User) -> Result<Vec<u32>, ApiError> {
+pub(super) async fn scope(app: &Arc<App>, req: &Request, caller: &User) -> Result<Vec<u32>, ApiError> {
     let (team, user, all) = (req.query("team"), req.query("user"), req.query("all"));
     let all = match all.as_deref() {
         None | Some("false" | "0") => false,
