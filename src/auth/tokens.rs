@@ -186,6 +186,7 @@ impl Tokens {
             Rotation::AlreadyRotated { rotated_at, family } => {
                 if now - rotated_at > self.grace.as_secs() as i64 {
                     let revoked = store.revoke_family(user.id, family)?;
+                    crate::http::audit::token_reuse(store, &user.username);
                     tracing::warn!(
                         user = %user.username,
                         revoked,

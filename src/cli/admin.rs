@@ -53,6 +53,15 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List or revoke API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: super::public_api::ApiKeyCommand,
+    },
+    /// Write a user's usage records (CSV or NDJSON) to standard output.
+    Export(super::public_api::ExportArgs),
+    /// Show the audit log, newest first.
+    Audit(super::public_api::AuditArgs),
     /// Queue all usage for VictoriaMetrics again, for a new or emptied VictoriaMetrics; the
     /// server sends it when it next runs with `backend.vm_url` set.
     VmResync,
@@ -217,7 +226,7 @@ enum SetCommand {
 }
 
 /// An error to print; the exit code is 1.
-struct Failure(String);
+pub(super) struct Failure(pub(super) String);
 
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(e: E) -> Self {
@@ -242,7 +251,7 @@ pub fn run(args: AdminArgs) -> ExitCode {
     }
 }
 
-fn open(config: &Config) -> Result<Store, Failure> {
+pub(super) fn open(config: &Config) -> Result<Store, Failure> {
     let path = config.db_path();
     if !path.exists() {
         return Err(Failure(format!(
@@ -279,6 +288,9 @@ fn execute(config: &Config, command: AdminCommand) -> Result<(), Failure> {
         AdminCommand::Device { command } => device(config, command),
         AdminCommand::Settings { command } => settings(config, command),
         AdminCommand::Stats { json } => stats(config, json),
+        AdminCommand::ApiKey { command } => super::public_api::api_key(config, command),
+        AdminCommand::Export(args) => super::public_api::export(config, args),
+        AdminCommand::Audit(args) => super::public_api::audit(config, args),
         AdminCommand::VmResync => {
             let n = open(config)?.write(crate::store::vm_outbox::requeue_all_in)?;
             println!("queued {n} hourly buckets for VictoriaMetrics");

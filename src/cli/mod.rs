@@ -3,6 +3,7 @@
 
 mod admin;
 mod check;
+mod public_api;
 mod serve;
 
 use std::path::PathBuf;

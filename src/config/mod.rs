@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 #[macro_use]
 mod key;
+mod audit;
 mod auth;
 mod backend;
 mod docs;
@@ -32,6 +33,7 @@ mod sync;
 mod tests;
 mod tls;
 
+pub use audit::AuditConfig;
 pub use auth::{AuthConfig, RegistrationMode};
 pub use backend::BackendConfig;
 pub use docs::{PACKAGED_DATA_DIR, default_file, env_help, key_table, packaged_file};
@@ -74,6 +76,7 @@ pub struct Config {
     pub backend: BackendConfig,
     pub pricing: PricingConfig,
     pub rate_limit: RateLimitConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
     pub oidc: OidcConfig,
     pub secrets: Secrets,
@@ -125,6 +128,7 @@ const SECTIONS: &[&Section] = &[
     &backend::SECTION,
     &pricing::SECTION,
     &rate_limit::SECTION,
+    &audit::SECTION,
     &log::SECTION,
     &oidc::SECTION,
 ];
@@ -155,6 +159,7 @@ impl Config {
             backend: BackendConfig::default(),
             pricing: PricingConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            audit: AuditConfig::default(),
             log: LogConfig::default(),
             oidc: OidcConfig::default(),
             secrets: Secrets::default(),

@@ -158,6 +158,7 @@ pub async fn principal(app: &Arc<App>, req: &Request) -> Result<Principal, ApiEr
         Kind::ApiKey(id) => Subject::ApiKey(id.as_u128()),
         Kind::Client(id) => Subject::Client(id.as_u128()),
     };
+    remember(&p);
     if let Some(class) = class {
         let status = app.ratelimit.hit(subject, class);
         ratelimit::record(status);
@@ -332,4 +333,28 @@ pub fn basic_credentials(req: &Request) -> Option<Result<(String, String), ()>> 
         let (id, secret) = text.split_once(':').ok_or(())?;
         Ok((super::request::percent_decode(id), super::request::percent_decode(secret)))
     }))
+}
+
+tokio::task_local! {
+    /// The request's principal (username, kind), for the audit log.
+    static CALLER: std::cell::RefCell<Option<(String, &'static str)>>;
+}
+
+/// Runs a request's handling with a slot for the principal the guard establishes.
+pub async fn with_caller<T>(f: impl Future<Output = T>) -> T {
+    CALLER.scope(std::cell::RefCell::new(None), f).await
+}
+
+fn remember(p: &Principal) {
+    let kind = match p.kind {
+        Kind::Session => "session",
+        Kind::ApiKey(_) => "api_key",
+        Kind::Client(_) => "client",
+    };
+    let _ = CALLER.try_with(|c| *c.borrow_mut() = Some((p.user.username.clone(), kind)));
+}
+
+/// The principal the guard established for this request, if any.
+pub fn caller() -> Option<(String, &'static str)> {
+    CALLER.try_with(|c| c.borrow().clone()).ok().flatten()
 }

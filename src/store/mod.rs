@@ -5,6 +5,7 @@
 //! `App::blocking`.
 
 pub mod api_keys;
+pub mod audit;
 pub mod codec;
 pub mod day_rollups;
 pub mod device_codes;

@@ -12,6 +12,7 @@ use super::{me, views};
 use crate::app::App;
 use crate::auth::rules;
 use crate::config::RegistrationMode;
+use crate::http::audit;
 use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
@@ -62,6 +63,7 @@ pub async fn update_settings(app: &Arc<App>, req: Request) -> Result<HttpRespons
     }
     for (key, value) in &body {
         set_setting(app, key, value).await?;
+        audit::record(app, &req, "setting.change", &format!("{key}={value}")).await;
     }
     settings_json(app).await
 }
@@ -80,6 +82,7 @@ pub async fn put_setting(app: &Arc<App>, req: Request, key: &str) -> Result<Http
             "unknown setting `{key}`; settings are: {REGISTRATION_MODE}"
         )));
     }
+    audit::record(app, &req, "setting.change", &format!("{key}={}", body.value)).await;
     settings_json(app).await
 }
 
@@ -160,6 +163,7 @@ pub async fn create_user(app: &Arc<App>, req: Request) -> Result<HttpResponse, A
     )
     .await?;
     tracing::info!(user = %user.username, role = user.role.as_str(), "user created by an admin");
+    audit::record(app, &req, "user.create", &user.username).await;
     Ok(json(
         StatusCode::CREATED,
         &json!({ "id": user.uuid.to_string(), "username": user.username, "role": user.role.as_str() }),
@@ -170,6 +174,7 @@ pub async fn delete_user(app: &Arc<App>, req: Request, raw_id: &str) -> Result<H
     guard::admin(app, &req).await?;
     let user = user_by_path(app, raw_id, NO_USER).await?;
     remove_user(app, user.id, false).await?;
+    audit::record(app, &req, "user.delete", &user.username).await;
     Ok(ok(&json!({ "deleted": true })))
 }
 
@@ -185,6 +190,7 @@ pub async fn user_role(app: &Arc<App>, req: Request, raw_id: &str) -> Result<Htt
     let user = user_by_path(app, raw_id, NO_USER).await?;
     let updated = app.blocking(move |a| a.store.update_user(user.id, |u| u.role = role)).await??;
     tracing::info!(user = %updated.username, role = role.as_str(), "role changed");
+    audit::record(app, &req, "user.role", &format!("{} {}", updated.username, role.as_str())).await;
     Ok(ok(&views::user(&updated)))
 }
 
@@ -204,6 +210,7 @@ pub async fn user_password(app: &Arc<App>, req: Request, raw_id: &str) -> Result
     app.blocking(move |a| a.store.set_password(id, hash)).await??;
     let closed = app.sessions.disconnect_user(id);
     tracing::info!(user = %user.username, closed, "password reset by an admin; refresh tokens revoked, sync sessions closed");
+    audit::record(app, &req, "user.password", &user.username).await;
     Ok(ok(&json!({ "updated": true })))
 }
 
@@ -236,6 +243,7 @@ pub async fn approve_pending(app: &Arc<App>, req: Request, raw_id: &str) -> Resu
         return Err(ApiError::not_found(NO_PENDING));
     }
     tracing::info!(user = %approved.username, "pending user approved");
+    audit::record(app, &req, "user.approve", &approved.username).await;
     Ok(ok(&views::user(&approved)))
 }
 
@@ -244,6 +252,7 @@ pub async fn reject_pending(app: &Arc<App>, req: Request, raw_id: &str) -> Resul
     guard::admin(app, &req).await?;
     let user = user_by_path(app, raw_id, NO_PENDING).await?;
     remove_user(app, user.id, true).await?;
+    audit::record(app, &req, "user.reject", &user.username).await;
     Ok(ok(&json!({ "rejected": true })))
 }
 
@@ -275,6 +284,7 @@ pub async fn delete_device(app: &Arc<App>, req: Request, raw_id: &str) -> Result
         .await??
         .ok_or_else(|| ApiError::not_found("device not found"))?;
     me::delete_device(app, device.id).await?.ok_or_else(|| ApiError::not_found("device not found"))?;
+    audit::record(app, &req, "device.delete", &device.uuid.to_string()).await;
     Ok(ok(&json!({ "deleted": true })))
 }
 

@@ -11,6 +11,7 @@ use crate::auth::lockout::LockKey;
 use crate::auth::rules::{self, MAX_PASSWORD_BYTES};
 use crate::auth::tokens::RefreshError;
 use crate::config::RegistrationMode;
+use crate::http::audit;
 use crate::http::error::ApiError;
 use crate::http::request::Request;
 use crate::http::response::{HttpResponse, json, ok};
@@ -52,8 +53,11 @@ pub async fn login(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErro
         return Err(ApiError::unauthorized("password login is disabled on this server; sign in with SSO"));
     }
     // Counted before the password is checked (see auth::lockout); settled below.
-    let attempt =
-        app.lockout.begin(LockKey::login(req.client_ip, &body.username)).map_err(ApiError::locked)?;
+    let attempt = app.lockout.begin(LockKey::login(req.client_ip, &body.username));
+    if attempt.is_err() {
+        audit::sign_in(app, &req, &body.username, "login.locked").await;
+    }
+    let attempt = attempt.map_err(ApiError::locked)?;
 
     let name = body.username.clone();
     let user = app.blocking(move |a| a.store.user_by_name(&name)).await??;
@@ -67,6 +71,7 @@ pub async fn login(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErro
         Some(u) if verified => u,
         other => {
             attempt.fail();
+            audit::sign_in(app, &req, &body.username, "login.failure").await;
             if other.is_some_and(|u| u.password_hash.is_none() && u.oidc_subject.is_some()) {
                 return Err(ApiError::unauthorized("this account uses OIDC login"));
             }
@@ -79,6 +84,7 @@ pub async fn login(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErro
         UserStatus::Pending => return Err(ApiError::forbidden("account is pending admin approval")),
         UserStatus::Disabled => return Err(ApiError::forbidden("account is disabled")),
     }
+    audit::sign_in(app, &req, &user.username, "login.success").await;
     let device_id = body.device_id;
     let pair = app.blocking(move |a| a.tokens.issue(&a.store, &user, device_id)).await??;
     Ok(ok(&pair))
@@ -159,6 +165,7 @@ pub async fn register(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
     attempt.succeed();
     created.fail();
     tracing::info!(user = %user.username, mode = %mode, "user registered");
+    audit::record(app, &req, "user.register", &user.username).await;
     if status == UserStatus::Pending {
         Ok(json(
             StatusCode::ACCEPTED,

@@ -13,6 +13,7 @@ use super::views;
 use crate::app::App;
 use crate::auth::scopes::Scopes;
 use crate::auth::{api_keys, client_tokens};
+use crate::http::audit;
 use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
@@ -120,6 +121,7 @@ pub async fn create_key(app: &Arc<App>, req: Request) -> Result<HttpResponse, Ap
     })
     .await??;
     tracing::info!(user = %user.username, key = %key.id, prefix = %key.prefix, "API key created");
+    audit::record(app, &req, "api_key.create", &key.id.to_string()).await;
     let mut view = key_view(&key);
     view["key"] = Value::String(secret);
     Ok(json_response(StatusCode::CREATED, &view))
@@ -140,6 +142,7 @@ pub async fn delete_my_key(app: &Arc<App>, req: Request, raw: &str) -> Result<Ht
         .await??
         .ok_or_else(|| ApiError::not_found(NO_KEY))?;
     tracing::info!(user = %user.username, key = %key.id, "API key revoked");
+    audit::record(app, &req, "api_key.revoke", &key.id.to_string()).await;
     Ok(ok(&json!({ "deleted": true })))
 }
 
@@ -164,6 +167,7 @@ pub async fn admin_delete_key(app: &Arc<App>, req: Request, raw: &str) -> Result
         .await??
         .ok_or_else(|| ApiError::not_found(NO_KEY))?;
     tracing::info!(admin = %admin.username, key = %key.id, owner = key.user, "API key revoked by an admin");
+    audit::record(app, &req, "api_key.revoke", &key.id.to_string()).await;
     Ok(ok(&json!({ "deleted": true })))
 }
 
@@ -203,6 +207,7 @@ pub async fn create_client(app: &Arc<App>, req: Request) -> Result<HttpResponse,
     })
     .await??;
     tracing::info!(user = %user.username, client_id = %client.client_id, "OAuth client created");
+    audit::record(app, &req, "oauth_client.create", &client.client_id).await;
     let mut view = client_view(&client);
     view["client_secret"] = Value::String(secret);
     Ok(json_response(StatusCode::CREATED, &view))
@@ -223,6 +228,7 @@ pub async fn delete_my_client(app: &Arc<App>, req: Request, raw: &str) -> Result
         .await??
         .ok_or_else(|| ApiError::not_found(NO_CLIENT))?;
     tracing::info!(user = %user.username, client_id = %c.client_id, "OAuth client revoked");
+    audit::record(app, &req, "oauth_client.revoke", &c.client_id).await;
     Ok(ok(&json!({ "deleted": true })))
 }
 
@@ -246,5 +252,6 @@ pub async fn admin_delete_client(app: &Arc<App>, req: Request, raw: &str) -> Res
         .await??
         .ok_or_else(|| ApiError::not_found(NO_CLIENT))?;
     tracing::info!(admin = %admin.username, client_id = %c.client_id, "OAuth client revoked by an admin");
+    audit::record(app, &req, "oauth_client.revoke", &c.client_id).await;
     Ok(ok(&json!({ "deleted": true })))
 }

@@ -15,6 +15,7 @@ use crate::auth::device_flow::{
 };
 use crate::auth::lockout::{Attempt, LockKey};
 use crate::auth::tokens;
+use crate::http::audit;
 use crate::http::error::{ApiError, ErrorNote};
 use crate::http::guard;
 use crate::http::request::Request;
@@ -232,6 +233,8 @@ pub async fn approve(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiEr
             attempt.succeed();
             let status = if approve { "approved" } else { "denied" };
             tracing::info!(user = %user.username, user_code = %rec.user_code, status, "device login decided");
+            audit::record(app, &req, if approve { "device_login.approve" } else { "device_login.deny" }, "")
+                .await;
             Ok(ok(&json!({ "verified": true, "status": status })))
         }
         Err(DecideError::Unknown) => Err(wrong_code(attempt)),

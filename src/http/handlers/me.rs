@@ -10,6 +10,7 @@ use super::views;
 use crate::app::App;
 use crate::auth::lockout::LockKey;
 use crate::auth::rules;
+use crate::http::audit;
 use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
@@ -92,6 +93,7 @@ pub async fn delete(app: &Arc<App>, req: Request, raw_id: &str) -> Result<HttpRe
     let user = guard::user(app, &req).await?;
     let device = own_device(app, &user, raw_id).await?;
     delete_device(app, device.id).await?.ok_or_else(|| ApiError::not_found(NO_DEVICE))?;
+    audit::record(app, &req, "device.delete", &device.uuid.to_string()).await;
     Ok(ok(&json!({ "deleted": true })))
 }
 
@@ -148,6 +150,7 @@ pub async fn password(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiE
     app.blocking(move |a| a.store.set_password(id, hash)).await??;
     let closed = app.sessions.disconnect_user(id);
     tracing::info!(user = %user.username, closed, "password changed; refresh tokens revoked, sync sessions closed");
+    audit::record(app, &req, "password.change", &user.username).await;
     Ok(ok(&json!({ "updated": true })))
 }
 

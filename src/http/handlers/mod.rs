@@ -1,6 +1,7 @@
 //! One file per area of the API; `dispatch` maps each endpoint to its handler.
 
 mod admin;
+mod audit;
 mod auth;
 mod credentials;
 mod device;
@@ -34,6 +35,10 @@ use device::PendingStatus;
 /// Handles a request, with the rate-limit headers on every API answer (see `http::ratelimit`):
 /// the guard counts requests with a principal; the rest count under their address group.
 pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Result<HttpResponse, ApiError> {
+    guard::with_caller(limited(app, endpoint, req)).await
+}
+
+async fn limited(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Result<HttpResponse, ApiError> {
     let Some(class) = guard::class(&req.method, &endpoint) else { return handle(app, endpoint, req).await };
     let address = Subject::Address(crate::net::address_group(req.client_ip));
     let (result, counted) = ratelimit::counting(async {
@@ -122,7 +127,7 @@ async fn handle(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Result<Http
         E::AdminApiKeyDelete(id) => credentials::admin_delete_key(app, req, &id).await,
         E::AdminOAuthClients => credentials::all_clients(app, req).await,
         E::AdminOAuthClientDelete(id) => credentials::admin_delete_client(app, req, &id).await,
-        E::AdminAudit => Err(ApiError::not_found("not found")),
+        E::AdminAudit => audit::list(app, req).await,
 
         E::Usage => usage::usage(app, req).await,
         E::UsageBlocks => usage::blocks(app, req).await,

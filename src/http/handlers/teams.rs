@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::views;
 use crate::app::App;
+use crate::http::audit;
 use crate::http::error::ApiError;
 use crate::http::guard;
 use crate::http::request::Request;
@@ -52,6 +53,7 @@ pub async fn create(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErr
     let name = clean_name(&body.name).map_err(ApiError::unprocessable)?;
     let team = app.blocking(move |a| a.store.create_team(&name, now_secs())).await??;
     tracing::info!(team = %team.name, "team created");
+    audit::record(app, &req, "team.create", &team.name).await;
     Ok(json(StatusCode::CREATED, &team_json(&team)))
 }
 
@@ -60,6 +62,7 @@ pub async fn delete(app: &Arc<App>, req: Request, raw_id: &str) -> Result<HttpRe
     let team = team_by_path(app, raw_id).await?;
     let team = app.blocking(move |a| a.store.delete_team(team.id)).await??;
     tracing::info!(team = %team.name, "team deleted");
+    audit::record(app, &req, "team.delete", &team.name).await;
     Ok(ok(&json!({ "deleted": true })))
 }
 
@@ -104,6 +107,7 @@ pub async fn add_member(app: &Arc<App>, req: Request, raw_id: &str) -> Result<Ht
     let (team_id, user_id) = (team.id, user.id);
     app.blocking(move |a| a.store.add_team_member(team_id, user_id, role, now_secs())).await??;
     tracing::info!(team = %team.name, user = %user.username, role = role.as_str(), "team member added");
+    audit::record(app, &req, "team.member_add", &format!("{} {}", team.name, user.username)).await;
     Ok(json(
         StatusCode::CREATED,
         &json!({ "team_id": team.uuid.to_string(), "user_id": user.uuid.to_string(), "username": user.username, "role": role.as_str() }),
@@ -125,5 +129,6 @@ pub async fn remove_member(
         .ok_or_else(|| ApiError::not_found("user is not a member of this team"))?;
     let (team_id, user_id) = (team.id, user.id);
     app.blocking(move |a| a.store.remove_team_member(team_id, user_id)).await??;
+    audit::record(app, &req, "team.member_remove", &format!("{} {}", team.name, user.username)).await;
     Ok(ok(&json!({ "removed": true })))
 }
