@@ -1,6 +1,7 @@
 //! `toki-sync bench`: load generators for capacity planning, also used to produce the figures in
 //! BENCHMARKS.md.
 
+mod api;
 mod client;
 mod http;
 mod ingest;
@@ -22,6 +23,9 @@ pub enum BenchCommand {
     /// Query latency against a running server: the usage API and the toki query endpoint for
     /// typical dashboard windows, p50/p99 per query.
     Query(query::QueryArgs),
+    /// Public API costs against a running server: a request with a JWT against one with an
+    /// API key, record pages at every cursor depth, export throughput and server memory.
+    Api(api::ApiArgs),
 }
 
 pub fn run(command: BenchCommand) -> ExitCode {
@@ -29,6 +33,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
         BenchCommand::Ingest(args) => ingest::run(args),
         BenchCommand::Seed(args) => seed::run(args),
         BenchCommand::Query(args) => query::run(args),
+        BenchCommand::Api(args) => api::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
