@@ -718,3 +718,64 @@ async fn a_victoriametrics_without_hourly_dedup_gets_nothing_until_fixed() {
     assert_eq!(get_ok(&c, "/me", &bob).await["victoriametrics"]["outbox_pending"], 0);
     eventually("the sent buckets agree", 60, || agree(&c, &bob, d, d + 2 * DAY)).await;
 }
+
+/// What a Grafana Prometheus data source does with an API key in its `Authorization` header:
+/// instant and range queries through the proxy see the key owner's series only; a key without
+/// `usage:read` is refused; a revoked key stops at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn promql_with_an_api_key_as_grafana_uses_it() {
+    if !available("promql_with_an_api_key_as_grafana_uses_it") {
+        return;
+    }
+    let vm = VictoriaMetrics::start();
+    let s = server_for(&vm).await;
+    let c = s.client();
+    let (_a, alice) = signed_in(&s, "alice", Role::User).await;
+    let (_b, bob) = signed_in(&s, "bob", Role::User).await;
+    let d = midnight_days_ago(3);
+    let one = |id: &'static str, n: u64| {
+        [Ev { ts: d + HOUR, id, model: SONNET, session: "s", project: "p", tokens: [n, n, 0, 0] }]
+    };
+    sync(&s, &alice, "a", "a", "claude_code", &one("msg_a", 4242)).await;
+    sync(&s, &bob, "b", "b", "claude_code", &one("msg_b", 7)).await;
+    drained(&s).await;
+    let new_key = |token: String, scopes: Vec<&'static str>| async move {
+        let r = c
+            .send_auth("POST", "/me/api-keys", &token, Some(&json!({"name": "grafana", "scopes": scopes})))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()
+    };
+    let key = new_key(alice.clone(), vec!["usage:read"]).await;
+    let k = key["key"].as_str().unwrap().to_owned();
+    let t = d + 2 * DAY;
+    let q = "sum(sum_over_time(toki_tokens_total{type=\"input\"}[30d]))";
+    eventually("the key reads its owner's series", 60, || {
+        let k = k.clone();
+        async move {
+            let v = promql(&c, &k, q, t).await;
+            if samples(&v).first().map(|s| s.1) == Some(4242.0) { Ok(()) } else { Err(v.to_string()) }
+        }
+    })
+    .await;
+    let range = format!(
+        "/api/v1/query_range?query={}&start={}&end={}&step=1h",
+        enc("sum(toki_tokens_total{type=\"input\"})"),
+        d / 1000,
+        (d + 3 * HOUR) / 1000
+    );
+    let r = c.get_auth(&range, &k).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("4242") && !r.text().contains("\"7\""), "{}", r.text());
+    // Bob's key sees only Bob's.
+    let bob_key = new_key(bob.clone(), vec!["usage:read"]).await;
+    let v = promql(&c, bob_key["key"].as_str().unwrap(), q, t).await;
+    assert_eq!(samples(&v).first().map(|s| s.1), Some(7.0));
+    // Without usage:read: 403; revoked: 401 at once.
+    let devices_only = new_key(alice.clone(), vec!["devices:read"]).await;
+    let r = c.get_auth(&range, devices_only["key"].as_str().unwrap()).await;
+    assert_eq!((r.status, r.error()), (403, "insufficient scope: needs usage:read".to_owned()));
+    let id = key["id"].as_str().unwrap();
+    assert_eq!(c.send_auth("DELETE", &format!("/me/api-keys/{id}"), &alice, None).await.status, 200);
+    assert_eq!(c.get_auth(&range, &k).await.status, 401);
+}
