@@ -100,7 +100,7 @@ async fn entries_appear_for_each_action_and_page_with_a_cursor() {
     let e = all.iter().find(|e| e["action"] == "api_key.create").unwrap();
     assert_eq!((e["actor_kind"].as_str(), e["address"].as_str()), (Some("session"), Some("127.0.0.1")));
     assert!(e["time"].as_str().unwrap().ends_with('Z'));
-    let times: Vec<&str> = all.iter().map(|e| e["time"].as_str().unwrap()).collect();
+    let times: Vec<i64> = all.iter().map(|e| e["ts_ms"].as_i64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
     // No secret ever reaches the log.
     let text = serde_json::to_string(&all).unwrap();

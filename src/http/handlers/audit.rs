@@ -54,6 +54,7 @@ pub async fn list(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiError
         .map(|(k, e)| {
             json!({
                 "time": rfc3339_at(k.0, 0),
+                "ts_ms": k.0,
                 "actor": e.actor,
                 "actor_kind": e.actor_kind,
                 "address": e.address,
