@@ -242,12 +242,41 @@ async fn failed_keys_and_client_secrets_are_locked_out() {
     // The address is locked for API credentials (a valid key too), not for sessions.
     assert_eq!(c.get_auth("/api/v1/usage", good["key"].as_str().unwrap()).await.status, 429);
     assert_eq!(c.get_auth("/api/v1/usage", &session).await.status, 200);
+    // Client secrets count per address and client id.
     let client = create_client(&c, &session, &["usage:read"]).await;
-    let body = format!(
+    let other = create_client(&c, &session, &["usage:read"]).await;
+    let wrong = format!(
         "grant_type=client_credentials&client_id={}&client_secret=wrong",
         client["client_id"].as_str().unwrap()
     );
-    assert_eq!(form_post(&c, &body, None).await.status, 429);
+    for _ in 0..3 {
+        assert_eq!(form_post(&c, &wrong, None).await.status, 401);
+    }
+    let r = form_post(&c, &wrong, None).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    let right = |v: &Value| {
+        format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}",
+            v["client_id"].as_str().unwrap(),
+            v["client_secret"].as_str().unwrap()
+        )
+    };
+    assert_eq!(form_post(&c, &right(&client), None).await.status, 429, "locked even with the right secret");
+    assert_eq!(form_post(&c, &right(&other), None).await.status, 200, "another client is not locked");
+}
+
+#[tokio::test]
+async fn a_flood_of_random_credentials_does_not_grow_memory() {
+    let s = TestServer::start_with(|c| c.auth.brute_force_max_attempts = 1_000_000).await;
+    let c = s.client();
+    for i in 0..300 {
+        let token = if i % 2 == 0 { toki_sync::auth::api_keys::generate().0 } else { format!("tkt_{i}") };
+        assert_eq!(c.get_auth("/api/v1/usage", &token).await.status, 401);
+    }
+    // One address: one rate-limit counter and one lockout entry, however many keys were tried.
+    assert!(s.app().ratelimit.tracked() <= 2, "{}", s.app().ratelimit.tracked());
+    assert!(s.app().lockout.tracked() <= 1, "{}", s.app().lockout.tracked());
 }
 
 #[tokio::test]

@@ -242,9 +242,19 @@ fn active(user: Option<User>) -> Result<User, ApiError> {
     }
 }
 
-/// The lockout key failed API credentials count under.
+/// The lockout key failed API keys and client tokens count under: the address group. (They
+/// arrive in `Authorization`, which a cross-origin page cannot set without a CORS preflight we
+/// never answer, so another site cannot burn a visitor's attempts.)
 pub fn credential_lock_key(req: &Request) -> LockKey {
     LockKey::login(address_group(req.client_ip), CREDENTIAL_LOCK_NAME)
+}
+
+/// The lockout key failed client secrets at `POST /oauth/token` count under: the address group
+/// and the client id. A form post is a simple cross-origin request, so keying on the address
+/// alone would let any web page lock a visitor's services out; it must know the client id.
+pub fn client_secret_lock_key(req: &Request, client_id: &str) -> LockKey {
+    let id: String = client_id.chars().take(40).collect();
+    LockKey::login(address_group(req.client_ip), &format!("{CREDENTIAL_LOCK_NAME}:{id}"))
 }
 
 async fn api_key(app: &Arc<App>, req: &Request, token: &str) -> Result<Principal, ApiError> {

@@ -2,7 +2,7 @@
 //! form (`grant_type=client_credentials`, optional `scope`); the client authenticates with HTTP
 //! Basic or `client_id` and `client_secret` in the body. Errors use the RFC's codes:
 //! `invalid_request` / `unsupported_grant_type` / `invalid_scope` 400, `invalid_client` 401.
-//! Failed secrets count in the lockout per address group, like failed API keys.
+//! Failed secrets count in the lockout per address group and client id.
 
 use std::sync::Arc;
 
@@ -88,7 +88,8 @@ pub async fn token(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErro
             ));
         }
     };
-    let attempt = app.lockout.begin(guard::credential_lock_key(&req)).map_err(ApiError::locked)?;
+    let attempt =
+        app.lockout.begin(guard::client_secret_lock_key(&req, &client_id)).map_err(ApiError::locked)?;
     let lookup_id = client_id.clone();
     let found = app
         .blocking(move |a| -> Result<_, crate::store::StoreError> {
