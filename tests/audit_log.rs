@@ -168,6 +168,16 @@ async fn entries_appear_for_each_action_and_page_with_a_cursor() {
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["audit"][0]["actor_kind"], "cli");
+    // Offline changes are audited too.
+    let (code, _, err) = admin(dir, &["team", "add", "ops"], None);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = admin(dir, &["audit", "--json", "--action", "team."], None);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["audit"][0]["action"].as_str(), v["audit"][0]["target"].as_str()),
+        (Some("team.create"), Some("ops"))
+    );
+    assert_eq!(v["audit"][0]["actor_kind"], "cli");
     let (code, out, err) = admin(dir, &["export", "--user", "bob", "--format", "ndjson"], None);
     assert_eq!(code, 0, "{err}");
     let line: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();

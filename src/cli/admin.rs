@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
+use super::public_api::audit_cli;
 use super::{CommonArgs, load_config};
 use crate::app::effective_registration_mode;
 use crate::auth::{password, rules};
@@ -312,6 +313,7 @@ fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
                 password_hash: Some(password::hash_blocking(&password)),
                 oidc_subject: None,
             })?;
+            audit_cli(config, &store, "user.create", &user.username)?;
             println!("created {} `{}` ({})", user.role.as_str(), user.username, user.uuid);
         }
         UserCommand::List { json } => {
@@ -337,6 +339,7 @@ fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
             let store = open(config)?;
             let user = find(&store, &name)?;
             let gone = store.write(|txn| delete_user_in(txn, user.id, now_secs()))?;
+            audit_cli(config, &store, "user.delete", &user.username)?;
             println!("deleted user `{}` and {} device(s)", user.username, gone.devices.len());
         }
         UserCommand::Passwd { name, .. } => {
@@ -344,6 +347,7 @@ fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
             let store = open(config)?;
             let user = find(&store, &name)?;
             store.set_password(user.id, password::hash_blocking(&password))?;
+            audit_cli(config, &store, "user.password", &user.username)?;
             println!("password of `{}` changed; their refresh tokens were revoked", user.username);
         }
         UserCommand::Role { name, role } => {
@@ -351,6 +355,7 @@ fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
             let user = find(&store, &name)?;
             let role: Role = role.into();
             store.update_user(user.id, |u| u.role = role)?;
+            audit_cli(config, &store, "user.role", &format!("{} {}", user.username, role.as_str()))?;
             println!("`{}` is now {}", user.username, role.as_str());
         }
         UserCommand::Approve { name } => {
@@ -364,6 +369,7 @@ fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
                 )));
             }
             store.update_user(user.id, |u| u.status = UserStatus::Active)?;
+            audit_cli(config, &store, "user.approve", &user.username)?;
             println!("approved `{}`", user.username);
         }
         UserCommand::LinkOidc { name, subject, issuer } => {
@@ -400,6 +406,7 @@ fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {
                     }
                     other => other.into(),
                 })?;
+            audit_cli(config, &store, "user.reject", &user.username)?;
             println!("rejected and deleted `{}`", user.username);
         }
     }
@@ -412,11 +419,13 @@ fn team(config: &Config, command: TeamCommand) -> Result<(), Failure> {
         TeamCommand::Add { name } => {
             let name = clean_name(&name)?;
             let team = store.create_team(&name, now_secs())?;
+            audit_cli(config, &store, "team.create", &team.name)?;
             println!("created team `{}` ({})", team.name, team.uuid);
         }
         TeamCommand::Delete { name } => {
             let team = find_team(&store, &name)?;
             store.delete_team(team.id)?;
+            audit_cli(config, &store, "team.delete", &team.name)?;
             println!("deleted team `{}`", team.name);
         }
         TeamCommand::List { json } => {
@@ -459,12 +468,14 @@ fn team(config: &Config, command: TeamCommand) -> Result<(), Failure> {
             let user = find(&store, &user)?;
             let role: TeamRole = role.into();
             store.add_team_member(team.id, user.id, role, now_secs())?;
+            audit_cli(config, &store, "team.member_add", &format!("{} {}", team.name, user.username))?;
             println!("added `{}` to `{}` as {}", user.username, team.name, role.as_str());
         }
         TeamCommand::RemoveMember { team, user } => {
             let team = find_team(&store, &team)?;
             let user = find(&store, &user)?;
             store.remove_team_member(team.id, user.id)?;
+            audit_cli(config, &store, "team.member_remove", &format!("{} {}", team.name, user.username))?;
             println!("removed `{}` from `{}`", user.username, team.name);
         }
     }
@@ -509,6 +520,7 @@ fn device(config: &Config, command: DeviceCommand) -> Result<(), Failure> {
             let device =
                 store.device_by_uuid(uuid)?.ok_or_else(|| Failure(format!("no device with id {uuid}")))?;
             store.write(|txn| delete_in(txn, device.id, now_secs()))?;
+            audit_cli(config, &store, "device.delete", &device.uuid.to_string())?;
             println!("deleted device `{}` ({}) and its usage data", device.name, device.uuid);
         }
     }
@@ -534,6 +546,7 @@ fn settings(config: &Config, command: SettingsCommand) -> Result<(), Failure> {
                 ModeArg::Closed => RegistrationMode::Closed,
             };
             store.set_setting(REGISTRATION_MODE, mode.as_str())?;
+            audit_cli(config, &store, "setting.change", &format!("registration_mode=\"{mode}\""))?;
             println!("registration_mode = {mode}");
         }
     }

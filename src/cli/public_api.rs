@@ -74,8 +74,8 @@ pub struct AuditArgs {
     json: bool,
 }
 
-/// An entry for an offline change.
-fn audit_cli(config: &Config, store: &Store, action: &str, target: &str) -> Result<(), Failure> {
+/// An audit entry for an offline change (actor kind `cli`).
+pub(super) fn audit_cli(config: &Config, store: &Store, action: &str, target: &str) -> Result<(), Failure> {
     let e = AuditEntry {
         actor: String::new(),
         actor_kind: "cli".into(),
