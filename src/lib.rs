@@ -9,6 +9,7 @@
 pub mod address_slots;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod bootstrap;
 pub mod cli;
@@ -195,6 +196,8 @@ pub async fn launch(
     if let Some(oidc) = &app.oidc {
         tokio::spawn(Arc::clone(oidc).discover_until_ready(shutdown.signal()));
     }
+    // Stops at shutdown between backups; one in progress finishes on its blocking thread.
+    tokio::spawn(backup::schedule::run(Arc::clone(&app), shutdown.signal()));
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

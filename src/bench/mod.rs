@@ -4,7 +4,7 @@
 mod client;
 mod http;
 mod ingest;
-mod progress;
+pub(crate) mod progress;
 mod query;
 mod seed;
 pub mod workload;

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 mod key;
 mod auth;
 mod backend;
+mod backup;
 mod docs;
 mod http;
 mod load;
@@ -33,6 +34,7 @@ mod tls;
 
 pub use auth::{AuthConfig, RegistrationMode};
 pub use backend::BackendConfig;
+pub use backup::BackupConfig;
 pub use docs::{PACKAGED_DATA_DIR, default_file, env_help, key_table, packaged_file};
 pub use http::HttpConfig;
 pub use load::{Env, LoadFailure, Overrides};
@@ -70,6 +72,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub tls: TlsConfig,
     pub backend: BackendConfig,
+    pub backup: BackupConfig,
     pub pricing: PricingConfig,
     pub log: LogConfig,
     pub oidc: OidcConfig,
@@ -120,6 +123,7 @@ const SECTIONS: &[&Section] = &[
     &sync::SECTION,
     &tls::SECTION,
     &backend::SECTION,
+    &backup::SECTION,
     &pricing::SECTION,
     &log::SECTION,
     &oidc::SECTION,
@@ -149,6 +153,7 @@ impl Config {
             sync: SyncConfig::default(),
             tls: TlsConfig::default(),
             backend: BackendConfig::default(),
+            backup: BackupConfig::default(),
             pricing: PricingConfig::default(),
             log: LogConfig::default(),
             oidc: OidcConfig::default(),

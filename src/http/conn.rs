@@ -145,7 +145,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
 
 /// A response body that counts itself handed back when hyper drops it (after its last frame).
 pub struct CountedBody {
-    inner: http_body_util::Full<Bytes>,
+    inner: super::body::ResponseBody,
     counters: Arc<Counters>,
 }
 
@@ -157,12 +157,12 @@ impl Drop for CountedBody {
 
 impl Body for CountedBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 
@@ -197,7 +197,8 @@ where
             let counters = Arc::clone(&counters);
             let answer = handle(req);
             Box::pin(async move {
-                let (parts, body) = answer.await.into_parts();
+                // A streamed body (GET /admin/backup) replaces the handler's empty one here.
+                let (parts, body) = super::body::finish(answer.await).into_parts();
                 Ok::<_, Infallible>(hyper::Response::from_parts(parts, CountedBody { inner: body, counters }))
             })
         })

@@ -1,5 +1,6 @@
 //! The HTTP side: accept loop, router, handlers, errors.
 
+pub mod body;
 pub mod conn;
 pub mod error;
 pub mod guard;

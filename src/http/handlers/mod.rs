@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod backup;
 mod device;
 mod me;
 mod oidc;
@@ -65,6 +66,7 @@ pub async fn dispatch(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Resul
         E::AdminPending => admin::pending(app, req).await,
         E::AdminPendingApprove(id) => admin::approve_pending(app, req, &id).await,
         E::AdminPendingReject(id) => admin::reject_pending(app, req, &id).await,
+        E::AdminBackup => backup::backup(app, req).await,
         E::AdminServerInfo => admin::server_info(app, req).await,
         E::AdminActive => admin::active(app, req).await,
         E::AdminUsers => admin::users(app, req).await,
