@@ -24,6 +24,8 @@ command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 # The VictoriaMetrics tests start Debian's VictoriaMetrics themselves (loopback port, temp dir).
 [ -x /usr/bin/victoria-metrics ] || packages+=(victoria-metrics)
+# The metrics test checks the exposition with Debian's promtool (package prometheus).
+[ -x /usr/bin/promtool ] || packages+=(prometheus)
 if [ "${#packages[@]}" -gt 0 ]; then
     log "installing Debian packages: ${packages[*]}"
     as_root apt-get update -q

@@ -186,6 +186,7 @@ impl Tokens {
             Rotation::AlreadyRotated { rotated_at, family } => {
                 if now - rotated_at > self.grace.as_secs() as i64 {
                     let revoked = store.revoke_family(user.id, family)?;
+                    crate::metrics::refresh_reuse();
                     tracing::warn!(
                         user = %user.username,
                         revoked,

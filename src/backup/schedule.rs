@@ -31,6 +31,7 @@ pub async fn run(app: Arc<App>, mut shutdown: ShutdownSignal) {
         }
         let d = dir.clone();
         let outcome = app.blocking(move |a| write_backup(a, &d, keep)).await;
+        crate::metrics::backup("schedule", matches!(outcome, Ok(Ok(_))));
         let failed = match outcome {
             Ok(Ok((path, entries))) => {
                 tracing::info!(path = %path.display(), entries, "scheduled backup written");

@@ -24,6 +24,7 @@ mod http;
 mod load;
 mod log;
 mod oidc;
+mod metrics;
 mod pricing;
 mod server;
 mod storage;
@@ -40,6 +41,7 @@ pub use http::HttpConfig;
 pub use load::{Env, LoadFailure, Overrides};
 pub use log::LogConfig;
 pub use oidc::{ENV_OIDC_CLIENT_SECRET, OidcConfig, redirect_url as oidc_redirect_url};
+pub use metrics::MetricsConfig;
 pub use pricing::PricingConfig;
 pub use server::ServerConfig;
 pub use storage::StorageConfig;
@@ -76,6 +78,7 @@ pub struct Config {
     pub pricing: PricingConfig,
     pub log: LogConfig,
     pub oidc: OidcConfig,
+    pub metrics: MetricsConfig,
     pub secrets: Secrets,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
@@ -127,6 +130,7 @@ const SECTIONS: &[&Section] = &[
     &pricing::SECTION,
     &log::SECTION,
     &oidc::SECTION,
+    &metrics::SECTION,
 ];
 
 /// Every key with its section.
@@ -157,6 +161,7 @@ impl Config {
             pricing: PricingConfig::default(),
             log: LogConfig::default(),
             oidc: OidcConfig::default(),
+            metrics: MetricsConfig::default(),
             secrets: Secrets::default(),
             file: None,
             warnings: Vec::new(),

@@ -69,13 +69,12 @@ pub async fn backup(app: &Arc<App>, req: Request) -> Result<HttpResponse, ApiErr
         let started = std::time::Instant::now();
         let writer = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
         match snapshot.write(writer).and_then(|mut w| w.flush().map_err(Into::into)) {
-            Ok(()) => tracing::info!(
-                admin = %user,
-                entries,
-                secs = started.elapsed().as_secs_f64(),
-                "backup streamed"
-            ),
+            Ok(()) => {
+                crate::metrics::backup("http", true);
+                tracing::info!(admin = %user, entries, secs = started.elapsed().as_secs_f64(), "backup streamed")
+            }
             Err(e) => {
+                crate::metrics::backup("http", false);
                 tracing::warn!(admin = %user, error = %e, "backup aborted");
                 let _ = errors.blocking_send(Err(std::io::Error::other(e.to_string())));
             }
