@@ -26,6 +26,8 @@ command -v npm >/dev/null 2>&1 || packages+=(npm)
 [ -x /usr/bin/victoria-metrics ] || packages+=(victoria-metrics)
 # The metrics test checks the exposition with Debian's promtool (package prometheus).
 [ -x /usr/bin/promtool ] || packages+=(prometheus)
+# The static build compiles its C parts (ring, zstd, mimalloc) with musl-gcc.
+command -v musl-gcc >/dev/null 2>&1 || packages+=(musl-tools)
 if [ "${#packages[@]}" -gt 0 ]; then
     log "installing Debian packages: ${packages[*]}"
     as_root apt-get update -q
@@ -50,6 +52,18 @@ cargo fmt --check
 log "cargo clippy (all targets, warnings are errors)"
 cargo clippy --all-targets --locked -- -D warnings
 (cd fuzz && cargo clippy --all-targets --locked -- -D warnings)
+
+# The static musl build, which tests/static_binary.rs smoke-tests (TOKI_SYNC_STATIC_BIN).
+MUSL=x86_64-unknown-linux-musl
+if ! rustup target list --installed 2>/dev/null | grep -qx "$MUSL"; then
+    log "installing the Rust target $MUSL"
+    rustup target add "$MUSL"
+fi
+log "static release build ($MUSL)"
+build_started=$SECONDS
+cargo build --release --locked --target "$MUSL"
+echo "static build took $((SECONDS - build_started)) s"
+export TOKI_SYNC_STATIC_BIN="$PWD/target/$MUSL/release/toki-sync"
 
 log "cargo test (all targets)"
 cargo test --locked --all-targets

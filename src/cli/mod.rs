@@ -135,7 +135,6 @@ pub fn init_logging(filter: &str) {
 }
 
 pub fn main() -> ExitCode {
-    crate::memory::tune_allocator();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Config { .. } | Command::Admin(_)) {
         default_sigpipe();
