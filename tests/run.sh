@@ -28,6 +28,8 @@ command -v npm >/dev/null 2>&1 || packages+=(npm)
 [ -x /usr/bin/promtool ] || packages+=(prometheus)
 # The static build compiles its C parts (ring, zstd, mimalloc) with musl-gcc.
 command -v musl-gcc >/dev/null 2>&1 || packages+=(musl-tools)
+# The package test checks the unit with systemd-analyze.
+command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
 if [ "${#packages[@]}" -gt 0 ]; then
     log "installing Debian packages: ${packages[*]}"
     as_root apt-get update -q
@@ -67,6 +69,14 @@ export TOKI_SYNC_STATIC_BIN="$PWD/target/$MUSL/release/toki-sync"
 
 log "cargo test (all targets)"
 cargo test --locked --all-targets
+
+# The Debian package of the static binary: build, install, check, purge (tests/deb.sh).
+if ! cargo deb --version >/dev/null 2>&1; then
+    log "installing cargo-deb"
+    cargo install cargo-deb --locked
+fi
+log "Debian package (cargo deb, dpkg -i, systemd-analyze, dpkg --purge)"
+tests/deb.sh
 
 # Fuzzing: each cargo-fuzz target runs for a bounded time on top of the kept inputs in
 # fuzz/regressions/ (which `cargo test` also replays). A crash fails the run; its input is in
