@@ -9,6 +9,7 @@ use redb::{
 
 use super::format::{TableInfo, Writer};
 use crate::store::StoreError;
+use crate::store::day_rollups::{DAY_ROLLUPS, USER_ZONES};
 use crate::store::recent_spill::{RECENT_SPILL, RECENT_SPILL_BY_TS};
 use crate::store::schema::*;
 
@@ -33,6 +34,8 @@ macro_rules! for_each_table {
         $m!(CURSORS);
         $m!(EVENTS);
         $m!(ROLLUPS);
+        $m!(DAY_ROLLUPS);
+        $m!(USER_ZONES);
         $m!(DEVICE_CODES);
         $m!(DEVICE_USER_CODES);
         $m!(TEAMS);
