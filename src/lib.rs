@@ -9,6 +9,7 @@
 pub mod address_slots;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod bootstrap;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod ingest;
 pub mod memory;
+pub mod metrics;
 pub mod net;
 pub mod query;
 pub mod shutdown;
@@ -42,6 +44,8 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
 pub struct Listeners {
     pub http: std::net::TcpListener,
     pub sync: std::net::TcpListener,
+    /// `metrics.bind`, when set.
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -55,6 +59,14 @@ impl Listeners {
         Ok(Listeners {
             http: bind(config.server.http_port, "HTTP", "server.http_port or --http-port")?,
             sync: bind(config.server.sync_port, "sync", "server.sync_port or --sync-port")?,
+            metrics: match config.metrics.bind {
+                Some(addr) => {
+                    Some(std::net::TcpListener::bind(addr).map_err(|e| {
+                        format!("cannot listen for metrics on {addr}: {e} (set metrics.bind)")
+                    })?)
+                }
+                None => None,
+            },
         })
     }
 }
@@ -72,6 +84,8 @@ fn into_tokio(
 pub struct Server {
     pub http_addr: SocketAddr,
     pub sync_addr: SocketAddr,
+    /// The metrics listener, when `metrics.bind` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// SHA-256 fingerprint of the sync port's TLS certificate.
     pub tls_fingerprint: String,
     /// The certificate file the sync port presents.
@@ -166,6 +180,8 @@ pub async fn launch(
     // `tls.cert_file`, say) would leave an account whose password nobody ever saw.
     let (http, http_addr) = into_tokio(listeners.http, "http")?;
     let (sync_listener, sync_addr) = into_tokio(listeners.sync, "sync")?;
+    let metrics = listeners.metrics.map(|l| into_tokio(l, "metrics")).transpose()?;
+    let metrics_addr = metrics.as_ref().map(|(_, a)| *a);
     let cfg = config.clone();
     let tls = tokio::task::spawn_blocking(move || {
         // A generated certificate lives in the data directory: create it (private) first.
@@ -195,6 +211,12 @@ pub async fn launch(
     if let Some(oidc) = &app.oidc {
         tokio::spawn(Arc::clone(oidc).discover_until_ready(shutdown.signal()));
     }
+    if let Some((listener, addr)) = metrics {
+        tokio::spawn(metrics::server::serve(listener, Arc::clone(&app), shutdown.signal()));
+        tracing::info!(metrics = %addr, "metrics listening (GET /metrics)");
+    }
+    // Stops at shutdown between backups; one in progress finishes on its blocking thread.
+    tokio::spawn(backup::schedule::run(Arc::clone(&app), shutdown.signal()));
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -213,6 +235,7 @@ pub async fn launch(
     Ok(Server {
         http_addr,
         sync_addr,
+        metrics_addr,
         tls_fingerprint: tls.fingerprint,
         tls_certificate: tls.cert_path,
         app,

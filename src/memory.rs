@@ -1,32 +1,17 @@
-//! Allocator settings for a long-running server with a small, steady footprint.
+//! The allocator: mimalloc, in the glibc build and in the static musl build alike.
 //!
-//! With glibc's defaults, every thread that allocates gets its own arena, and after a large
-//! block is freed the mmap threshold rises so the next ones come from the arena and stay
-//! resident: each argon2 hash (19 MiB) left ~20 MiB behind per thread. Fixing the threshold and
-//! capping the arenas returns such memory to the system.
+//! musl's own malloc is slow for a multi-threaded server (one lock, no thread caches), and the
+//! glibc tuning this file used to do (`mallopt`, `malloc_trim`) does not exist there. mimalloc is
+//! small, builds from C with the same compiler (`musl-gcc` for the static build), keeps per-thread
+//! heaps without glibc's arena growth, and hands freed memory back to the system on its own
+//! after a short delay (purging), so no tuning is needed at start-up. The binary installs it in `main.rs`; the library only calls
+//! into it here, which is harmless where it is not the global allocator (tests, fuzzing).
 
-/// Call once at start-up, before other threads exist.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes malloc parameters; it is called before any other thread runs.
-    unsafe {
-        // Blocks of 4 MiB or more are mmapped and unmapped on free (this also stops the
-        // threshold from adapting upwards).
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
-        // Give freed memory at the top of a heap back once 8 MiB has accumulated.
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
-        // Two arenas are plenty for a few busy threads and bound fragmentation.
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
-/// Gives free heap memory back to the system, including free pages in the middle of a heap that
-/// the trim threshold never reaches. For after work that allocated and freed a lot at once (a
-/// raw-event scan): without it, ~10 MiB stays resident after one.
+/// Gives free heap memory back to the system now, without waiting for the purge delay. For
+/// after work that allocated and freed a lot at once (a raw-event scan).
 pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory to the system; it is thread-safe.
+    // SAFETY: mi_collect only frees and purges unused memory of mimalloc's heaps; thread-safe.
     unsafe {
-        libc::malloc_trim(0);
+        libmimalloc_sys::mi_collect(true);
     }
 }

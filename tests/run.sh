@@ -24,6 +24,12 @@ command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 # The VictoriaMetrics tests start Debian's VictoriaMetrics themselves (loopback port, temp dir).
 [ -x /usr/bin/victoria-metrics ] || packages+=(victoria-metrics)
+# The metrics test checks the exposition with Debian's promtool (package prometheus).
+[ -x /usr/bin/promtool ] || packages+=(prometheus)
+# The static build compiles its C parts (ring, zstd, mimalloc) with musl-gcc.
+command -v musl-gcc >/dev/null 2>&1 || packages+=(musl-tools)
+# The package test checks the unit with systemd-analyze.
+command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
 if [ "${#packages[@]}" -gt 0 ]; then
     log "installing Debian packages: ${packages[*]}"
     as_root apt-get update -q
@@ -49,8 +55,28 @@ log "cargo clippy (all targets, warnings are errors)"
 cargo clippy --all-targets --locked -- -D warnings
 (cd fuzz && cargo clippy --all-targets --locked -- -D warnings)
 
+# The static musl build, which tests/static_binary.rs smoke-tests (TOKI_SYNC_STATIC_BIN).
+MUSL=x86_64-unknown-linux-musl
+if ! rustup target list --installed 2>/dev/null | grep -qx "$MUSL"; then
+    log "installing the Rust target $MUSL"
+    rustup target add "$MUSL"
+fi
+log "static release build ($MUSL)"
+build_started=$SECONDS
+cargo build --release --locked --target "$MUSL"
+echo "static build took $((SECONDS - build_started)) s"
+export TOKI_SYNC_STATIC_BIN="$PWD/target/$MUSL/release/toki-sync"
+
 log "cargo test (all targets)"
 cargo test --locked --all-targets
+
+# The Debian package of the static binary: build, install, check, purge (tests/deb.sh).
+if ! cargo deb --version >/dev/null 2>&1; then
+    log "installing cargo-deb"
+    cargo install cargo-deb --locked
+fi
+log "Debian package (cargo deb, dpkg -i, systemd-analyze, dpkg --purge)"
+tests/deb.sh
 
 # Fuzzing: each cargo-fuzz target runs for a bounded time on top of the kept inputs in
 # fuzz/regressions/ (which `cargo test` also replays). A crash fails the run; its input is in

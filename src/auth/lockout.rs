@@ -180,6 +180,9 @@ impl Lockout {
         }
         entry.failures.push_back(now);
         if entry.failures.len() >= self.max_attempts {
+            if entry.locked_until.is_none() {
+                crate::metrics::lockout();
+            }
             entry.locked_until = Some(now + self.lockout);
         }
         Ok(Attempt { lockout: self, key: Some(key), at: now })

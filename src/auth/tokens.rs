@@ -187,6 +187,7 @@ impl Tokens {
                 if now - rotated_at > self.grace.as_secs() as i64 {
                     let revoked = store.revoke_family(user.id, family)?;
                     crate::http::audit::token_reuse(store, &user.username);
+                    crate::metrics::refresh_reuse();
                     tracing::warn!(
                         user = %user.username,
                         revoked,

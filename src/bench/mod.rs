@@ -5,7 +5,7 @@ mod api;
 mod client;
 mod http;
 mod ingest;
-mod progress;
+pub(crate) mod progress;
 mod query;
 mod seed;
 pub mod workload;

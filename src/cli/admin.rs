@@ -66,6 +66,15 @@ enum AdminCommand {
     /// Queue all usage for VictoriaMetrics again, for a new or emptied VictoriaMetrics; the
     /// server sends it when it next runs with `backend.vm_url` set.
     VmResync,
+    /// Replace the data file with a backup (from `toki-sync backup` or the [backup] schedule),
+    /// after checking all of it. The server must be stopped.
+    Restore {
+        /// The backup file.
+        file: std::path::PathBuf,
+        /// Replace an existing data file (it is kept beside it as *.before-restore-<time>).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -297,7 +306,31 @@ fn execute(config: &Config, command: AdminCommand) -> Result<(), Failure> {
             println!("queued {n} hourly buckets for VictoriaMetrics");
             Ok(())
         }
+        AdminCommand::Restore { file, force } => restore(config, &file, force),
     }
+}
+
+fn restore(config: &Config, file: &std::path::Path, force: bool) -> Result<(), Failure> {
+    let mut bar: Option<crate::bench::progress::Progress> = None;
+    let done = crate::backup::restore::restore(file, &config.db_path(), force, |n, total| {
+        bar.get_or_insert_with(|| crate::bench::progress::Progress::new(total, "entries")).update(n)
+    });
+    if let Some(b) = bar.as_mut() {
+        b.finish();
+    }
+    let done = done.map_err(Failure)?;
+    if let Some(previous) = &done.previous {
+        println!("the previous data file was moved to {}", previous.display());
+    }
+    println!(
+        "restored {} entries in {} tables (schema version {}, backup taken {}) into {}",
+        done.header.entries,
+        done.header.tables.len(),
+        done.header.schema_version,
+        done.header.created_at,
+        config.db_path().display()
+    );
+    Ok(())
 }
 
 fn user(config: &Config, command: UserCommand) -> Result<(), Failure> {

@@ -36,6 +36,8 @@ enum Command {
     },
     /// Offline administration on the data file (stop the server first).
     Admin(admin::AdminArgs),
+    /// Download a backup from a running server (GET /admin/backup).
+    Backup(crate::backup::client::BackupArgs),
     /// Load generators: ingest throughput, query latency, seeding a data file.
     Bench {
         #[command(subcommand)]
@@ -134,7 +136,6 @@ pub fn init_logging(filter: &str) {
 }
 
 pub fn main() -> ExitCode {
-    crate::memory::tune_allocator();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Config { .. } | Command::Admin(_)) {
         default_sigpipe();
@@ -151,6 +152,7 @@ pub fn main() -> ExitCode {
         }
         Command::Config { command: ConfigCommand::Check(common) } => check::run(&common),
         Command::Admin(args) => admin::run(args),
+        Command::Backup(args) => crate::backup::client::run(args),
         Command::Bench { command } => crate::bench::run(command),
     }
 }

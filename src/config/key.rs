@@ -39,6 +39,8 @@ pub(super) enum Kind {
     OptStr,
     /// A list of non-empty strings; from the environment, comma-separated.
     StrList,
+    /// An IP address and port such as `127.0.0.1:9464`; empty means unset.
+    OptSocketAddr,
 }
 
 /// A checked value, ready to be stored.
@@ -119,6 +121,10 @@ impl Kind {
             Kind::Bool => "true or false".into(),
             Kind::OptStr => "a string (or \"\" for unset)".into(),
             Kind::StrList => "a list of non-empty strings such as [\"a\", \"b\"]".into(),
+            Kind::OptSocketAddr => {
+                "an IP address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\" (or \"\" for unset)"
+                    .into()
+            }
         }
     }
 
@@ -206,6 +212,13 @@ impl Kind {
             Kind::Url => parse_url(s).map(Parsed::OptStr),
             Kind::OptPath => Ok(Parsed::OptStr(Some(s.trim()).filter(|p| !p.is_empty()).map(str::to_owned))),
             Kind::OptStr => Ok(Parsed::OptStr(Some(s.trim()).filter(|p| !p.is_empty()).map(str::to_owned))),
+            Kind::OptSocketAddr => match s.trim() {
+                "" => Ok(Parsed::OptStr(None)),
+                t => t
+                    .parse::<std::net::SocketAddr>()
+                    .map(|a| Parsed::OptStr(Some(a.to_string())))
+                    .map_err(|_| String::new()),
+            },
             Kind::LogFilter => {
                 check_log_filter(s)?;
                 Ok(Parsed::Str(s.trim().to_owned()))

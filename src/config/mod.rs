@@ -19,10 +19,12 @@ mod key;
 mod audit;
 mod auth;
 mod backend;
+mod backup;
 mod docs;
 mod http;
 mod load;
 mod log;
+mod metrics;
 mod oidc;
 mod pricing;
 mod rate_limit;
@@ -36,10 +38,12 @@ mod tls;
 pub use audit::AuditConfig;
 pub use auth::{AuthConfig, RegistrationMode};
 pub use backend::BackendConfig;
+pub use backup::BackupConfig;
 pub use docs::{PACKAGED_DATA_DIR, default_file, env_help, key_table, packaged_file};
 pub use http::HttpConfig;
 pub use load::{Env, LoadFailure, Overrides};
 pub use log::LogConfig;
+pub use metrics::MetricsConfig;
 pub use oidc::{ENV_OIDC_CLIENT_SECRET, OidcConfig, redirect_url as oidc_redirect_url};
 pub use pricing::PricingConfig;
 pub use rate_limit::RateLimitConfig;
@@ -74,11 +78,13 @@ pub struct Config {
     pub sync: SyncConfig,
     pub tls: TlsConfig,
     pub backend: BackendConfig,
+    pub backup: BackupConfig,
     pub pricing: PricingConfig,
     pub rate_limit: RateLimitConfig,
     pub audit: AuditConfig,
     pub log: LogConfig,
     pub oidc: OidcConfig,
+    pub metrics: MetricsConfig,
     pub secrets: Secrets,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
@@ -126,11 +132,13 @@ const SECTIONS: &[&Section] = &[
     &sync::SECTION,
     &tls::SECTION,
     &backend::SECTION,
+    &backup::SECTION,
     &pricing::SECTION,
     &rate_limit::SECTION,
     &audit::SECTION,
     &log::SECTION,
     &oidc::SECTION,
+    &metrics::SECTION,
 ];
 
 /// Every key with its section.
@@ -157,11 +165,13 @@ impl Config {
             sync: SyncConfig::default(),
             tls: TlsConfig::default(),
             backend: BackendConfig::default(),
+            backup: BackupConfig::default(),
             pricing: PricingConfig::default(),
             rate_limit: RateLimitConfig::default(),
             audit: AuditConfig::default(),
             log: LogConfig::default(),
             oidc: OidcConfig::default(),
+            metrics: MetricsConfig::default(),
             secrets: Secrets::default(),
             file: None,
             warnings: Vec::new(),

@@ -198,6 +198,7 @@ where
             let counters = Arc::clone(&counters);
             let answer = handle(req);
             Box::pin(async move {
+                // A streamed body (the export, GET /admin/backup) replaces the handler's empty one here.
                 let (parts, body) = super::stream::finish(answer.await).into_parts();
                 Ok::<_, Infallible>(hyper::Response::from_parts(parts, CountedBody { inner: body, counters }))
             })

@@ -129,6 +129,9 @@ pub fn need(method: &Method, endpoint: &Endpoint) -> Need {
         | E::AdminOAuthClients
         | E::AdminOAuthClientDelete(_)
         | E::AdminAudit => Need::Scope(admin),
+        // A backup holds every password hash and the token signing secret: whoever has one can
+        // act as any admin, so it needs the full admin scope even though it is a GET.
+        E::AdminBackup => Need::Scope(Scope::AdminWrite),
     }
 }
 

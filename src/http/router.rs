@@ -63,6 +63,7 @@ pub enum Endpoint {
     AdminPendingApprove(String),
     AdminPendingReject(String),
     AdminServerInfo,
+    AdminBackup,
     AdminActive,
     AdminUsers,
     AdminUserCreate,
@@ -180,6 +181,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         ["admin", "pending", id, "reject"] => {
             pick(method, "POST", vec![(post, E::AdminPendingReject(s(id)))])
         }
+        ["admin", "backup"] => pick(method, "GET, HEAD", vec![(get, E::AdminBackup)]),
         ["admin", "server-info"] => pick(method, "GET, HEAD", vec![(get, E::AdminServerInfo)]),
         ["admin", "active"] => pick(method, "GET, HEAD", vec![(get, E::AdminActive)]),
         ["admin", "users"] => {

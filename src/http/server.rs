@@ -95,6 +95,7 @@ async fn handle(app: Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) 
     };
     apply_security_headers(resp.headers_mut());
     log_request(&method, &path, peer, &resp, started);
+    crate::metrics::http_request(&method, &path, resp.status().as_u16(), started.elapsed());
     resp
 }
 

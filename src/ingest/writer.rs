@@ -141,12 +141,17 @@ fn run_exec(store: &Store, state: &mut WriterState, f: ExecFn, reply: oneshot::S
 }
 
 fn run_group(store: &Store, state: &mut WriterState, group: Vec<(BatchJob, Reply)>, stats: &WriterStats) {
+    let started = std::time::Instant::now();
     match try_group(store, state, &group) {
         Ok(outcomes) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.batches.fetch_add(group.len() as u64, Ordering::Relaxed);
             let items: usize = group.iter().map(|(j, _)| j.batch.items.len()).sum();
             stats.items.fetch_add(items as u64, Ordering::Relaxed);
+            crate::metrics::group_committed(group.len(), items as u64, started.elapsed());
+            for a in outcomes.iter().flatten().map(|o| &o.applied) {
+                crate::metrics::events_stored(a.inserted, a.duplicates, a.replaced, a.stale);
+            }
             for ((job, reply), outcome) in group.into_iter().zip(outcomes) {
                 let _ = reply.send((outcome, job));
             }

@@ -96,6 +96,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         Ok(Err(FrameError::TooLarge { kind: MsgType::Auth, len, .. })) if len as usize <= max_frame => {
             match tokio::time::timeout_at(deadline, discard(&mut io, u64::from(len))).await {
                 Ok(Ok(())) => {
+                    crate::metrics::frame_rejected("oversized_auth");
                     tracing::warn!(%peer, len, "oversized AUTH payload");
                     refuse("malformed AUTH payload")
                 }
@@ -103,12 +104,16 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 Err(_) => return tracing::info!(%peer, len, "oversized AUTH not received in time; closing"),
             }
         }
-        Ok(Err(e)) => return tracing::warn!(%peer, error = %e, "bad frame before AUTH; closing"),
+        Ok(Err(e)) => {
+            reject_frame(&e);
+            return tracing::warn!(%peer, error = %e, "bad frame before AUTH; closing");
+        }
         Ok(Ok(f)) => authenticate(&app, f, &conn).await,
     };
     let authed = match outcome {
         AuthOutcome::Accepted(a) => a,
         AuthOutcome::Refused { reason, reset_required } => {
+            crate::metrics::frame_rejected("auth_refused");
             tracing::info!(%peer, tls = conn.tls, %reason, "sync AUTH refused");
             let frame = encode_frame(MsgType::AuthErr, &AuthErrPayload { reason, reset_required });
             tokio::select! {
@@ -174,6 +179,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         return tracing::info!(%peer, device = %device.uuid, "AUTH_OK not delivered: {e}");
     }
     tracing::info!(%peer, tls = conn.tls, user = %user.username, device = %device.uuid, %provider, "sync session started");
+    crate::metrics::session_started(&provider, conn.tls);
 
     let cfg = &app.config.sync;
     let idle = Duration::from_secs(cfg.idle_timeout_secs);
@@ -184,6 +190,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 Err(_) => break format!("idle for {}s", idle.as_secs()),
                 Ok(Err(FrameError::Closed)) => break "closed by the client".to_owned(),
                 Ok(Err(e)) => {
+                    reject_frame(&e);
                     tracing::warn!(%peer, user = %user.username, device = %device.uuid, error = %e, "bad sync frame; closing");
                     break format!("bad frame: {e}");
                 }
@@ -197,6 +204,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
             MsgType::Ping => empty_frame(MsgType::Pong),
             MsgType::GetLastTs => {
                 let Ok(req) = decode::<GetLastTsPayload>(&frame.payload) else {
+                    crate::metrics::frame_rejected("malformed_get_last_ts");
                     tracing::warn!(%peer, device = %device.uuid, "malformed GET_LAST_TS; closing");
                     break "malformed GET_LAST_TS".to_owned();
                 };
@@ -214,6 +222,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 let batch = match decode_batch(&app, frame).await {
                     Ok(b) => b,
                     Err(e) => {
+                        crate::metrics::frame_rejected("undecodable_batch");
                         tracing::warn!(%peer, user = %user.username, device = %device.uuid, error = %e, "undecodable batch; closing");
                         break format!("undecodable batch: {e}");
                     }
@@ -243,6 +252,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
                 }
             }
             other => {
+                crate::metrics::frame_rejected("unexpected_message");
                 tracing::warn!(%peer, device = %device.uuid, kind = ?other, "unexpected message after AUTH; closing");
                 break format!("unexpected {other:?}");
             }
@@ -257,6 +267,16 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin + Send>(
         }
     };
     tracing::info!(%peer, user = %user.username, device = %device.uuid, %provider, events = accepted, reason = %end, "sync session ended");
+}
+
+/// Counts a frame the reader refused (a closed or failing connection is not a refused frame).
+fn reject_frame(e: &FrameError) {
+    match e {
+        FrameError::UnknownType(_) => crate::metrics::frame_rejected("unknown_type"),
+        FrameError::TooLarge { .. } => crate::metrics::frame_rejected("too_large"),
+        FrameError::Truncated { .. } => crate::metrics::frame_rejected("truncated"),
+        FrameError::Closed | FrameError::Io(_) => {}
+    }
 }
 
 /// Writes one frame, giving up after `limit`.

@@ -276,7 +276,12 @@ pub fn bin() -> &'static str {
 impl BinServer {
     /// Starts `toki-sync serve` on ephemeral loopback ports and waits until it serves.
     pub fn start(data_dir: &Path, envs: &[(&str, &str)]) -> BinServer {
-        let mut cmd = Command::new(bin());
+        Self::start_binary(Path::new(bin()), data_dir, envs)
+    }
+
+    /// Like [`BinServer::start`], with another build of the binary (the static musl one).
+    pub fn start_binary(binary: &Path, data_dir: &Path, envs: &[(&str, &str)]) -> BinServer {
+        let mut cmd = Command::new(binary);
         cmd.args(["serve", "--bind", "127.0.0.1", "--http-port", "0", "--sync-port", "0", "--data-dir"])
             .arg(data_dir)
             .env_remove("RUST_LOG")

@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod backup;
 mod credentials;
 mod device;
 mod me;
@@ -107,6 +108,7 @@ async fn handle(app: &Arc<App>, endpoint: Endpoint, req: Request) -> Result<Http
         E::AdminPending => admin::pending(app, req).await,
         E::AdminPendingApprove(id) => admin::approve_pending(app, req, &id).await,
         E::AdminPendingReject(id) => admin::reject_pending(app, req, &id).await,
+        E::AdminBackup => backup::backup(app, req).await,
         E::AdminServerInfo => admin::server_info(app, req).await,
         E::AdminActive => admin::active(app, req).await,
         E::AdminUsers => admin::users(app, req).await,
