@@ -10,34 +10,13 @@
 // Input comes from the environment (BASE_URL, USERNAME, PASSWORD, ADMIN_USERNAME,
 // ADMIN_PASSWORD, SCREENSHOTS). Exit status 0 means every check passed; otherwise the reason is
 // on stderr. Prints `page ready after N ms` for the first full render.
-import { chromium } from 'playwright-core';
+import { check, env, runStep, STEP_TIMEOUT_MS, watch } from './harness.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`missing environment variable ${name}`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const SHOTS = env('SCREENSHOTS');
-const STEP_TIMEOUT_MS = 20000;
-
-function check(cond, message) {
-  if (!cond) throw new Error('check failed: ' + message);
-}
 
 function near(a, b) {
   return Math.abs(Number(a) - Number(b)) < 1e-9;
-}
-
-// Script errors, console errors (CSP violations are reported there) and CSP events.
-function watch(page, problems) {
-  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-  page.on('console', (msg) => {
-    const text = msg.text();
-    if (msg.type() === 'error' && !text.startsWith('Failed to load resource: the server responded with a status of')) {
-      problems.push('console error: ' + text);
-    }
-  });
 }
 
 async function newPage(browser, options) {
@@ -320,29 +299,4 @@ async function admin(browser) {
   await noProblems(page, problems);
 }
 
-const steps = { user, admin };
-const step = steps[process.argv[2]];
-if (!step) {
-  console.error(`usage: node dashboard.mjs ${Object.keys(steps).join('|')}`);
-  process.exit(2);
-}
-setTimeout(() => {
-  console.error('dashboard.mjs: gave up after 150 s');
-  process.exit(3);
-}, 150000).unref();
-
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-});
-let failed = false;
-try {
-  await step(browser);
-  console.log(`dashboard.mjs ${process.argv[2]}: ok`);
-} catch (e) {
-  failed = true;
-  console.error(`dashboard.mjs ${process.argv[2]}: ${e.stack || e}`);
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+await runStep('dashboard.mjs', { user, admin }, { withPage: false, giveUpMs: 150000 });

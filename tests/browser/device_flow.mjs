@@ -8,31 +8,9 @@
 //
 // Input comes from the environment (BASE_URL, USER_CODE, USERNAME, PASSWORD, DEVICE_NAME,
 // NEW_NAME). Exit status 0 means every check passed; otherwise the reason is on stderr.
-import { chromium } from 'playwright-core';
+import { check, env, runStep, STEP_TIMEOUT_MS, watch } from './harness.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`missing environment variable ${name}`);
-  return v;
-};
 const BASE = env('BASE_URL');
-const STEP_TIMEOUT_MS = 20000;
-
-function check(cond, message) {
-  if (!cond) throw new Error('check failed: ' + message);
-}
-
-// Fail the run on any script error or CSP violation the page reports. HTTP error statuses are
-// logged by Chromium too; the page handles those itself (a 401 leads to a token refresh).
-function watch(page, problems) {
-  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-  page.on('console', (msg) => {
-    const text = msg.text();
-    if (msg.type() === 'error' && !text.startsWith('Failed to load resource: the server responded with a status of')) {
-      problems.push('console error: ' + text);
-    }
-  });
-}
 
 async function signIn(page) {
   await page.locator('#signin-form').waitFor({ state: 'visible' });
@@ -131,35 +109,4 @@ async function withoutScript(browser) {
   }
 }
 
-const steps = { approve, dashboard };
-const step = steps[process.argv[2]];
-if (!step) {
-  console.error(`usage: node device_flow.mjs ${Object.keys(steps).join('|')}`);
-  process.exit(2);
-}
-// A hung browser must not hang the test suite.
-setTimeout(() => {
-  console.error('device_flow.mjs: gave up after 120 s');
-  process.exit(3);
-}, 120000).unref();
-
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-});
-let failed = false;
-try {
-  const page = await browser.newPage();
-  page.setDefaultTimeout(STEP_TIMEOUT_MS);
-  const problems = [];
-  watch(page, problems);
-  await step(page);
-  check(problems.length === 0, problems.join('; '));
-  console.log(`device_flow.mjs ${process.argv[2]}: ok`);
-} catch (e) {
-  failed = true;
-  console.error(`device_flow.mjs ${process.argv[2]}: ${e.stack || e}`);
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+await runStep('device_flow.mjs', { approve, dashboard });

@@ -5,21 +5,13 @@
 //
 //   BASE_URL=http://127.0.0.1:19191 USERNAME=seed-user-1 PASSWORD=seed-password \
 //     [RANGE=7d] [RUNS=15] node page_ready.mjs
-import { chromium } from 'playwright-core';
+import { env, launch } from './harness.mjs';
 
-const env = (name, dflt) => {
-  const v = process.env[name] || dflt;
-  if (!v) throw new Error(`missing environment variable ${name}`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const RUNS = Number(env('RUNS', '15'));
 const RANGE = env('RANGE', '7d');
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(30000);

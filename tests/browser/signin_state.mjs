@@ -6,31 +6,11 @@
 // Input from the environment: BASE_URL, USERNAME and PASSWORD (the victim, signed in through the
 // form), OTHER_ACCESS and OTHER_REFRESH (another account's tokens, as an attacker's link carries
 // them). Exit status 0 means every check passed; otherwise the reason is on stderr.
-import { chromium } from 'playwright-core';
+import { check, env, launch, STEP_TIMEOUT_MS, watch } from './harness.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`missing environment variable ${name}`);
-  return v;
-};
 const BASE = env('BASE_URL');
 const OTHER_ACCESS = env('OTHER_ACCESS');
 const OTHER_REFRESH = env('OTHER_REFRESH');
-const STEP_TIMEOUT_MS = 20000;
-
-function check(cond, message) {
-  if (!cond) throw new Error('check failed: ' + message);
-}
-
-function watch(page, problems) {
-  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-  page.on('console', (msg) => {
-    const text = msg.text();
-    if (msg.type() === 'error' && !text.startsWith('Failed to load resource: the server responded with a status of')) {
-      problems.push('console error: ' + text);
-    }
-  });
-}
 
 const link = (extra) =>
   `${BASE}/dashboard#access_token=${encodeURIComponent(OTHER_ACCESS)}&refresh_token=${encodeURIComponent(OTHER_REFRESH)}&expires_in=3600${extra}`;
@@ -65,11 +45,7 @@ async function signedInVictim(page) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--no-first-run'],
-  });
+  const browser = await launch();
   const problems = [];
   try {
     // 1. A signed-in victim opens a link with someone else's tokens: the session stays theirs.

@@ -10,29 +10,9 @@
 // Input from the environment: BASE_URL, LOGIN (the provider login), USERNAME (the account it
 // signs in to), LABEL (the button's label), USER_CODE (device), FOREIGN_TOKEN (login). Exit
 // status 0 means every check passed; otherwise the reason is on stderr.
-import { chromium } from 'playwright-core';
+import { check, env, runStep, STEP_TIMEOUT_MS, watch } from './harness.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`missing environment variable ${name}`);
-  return v;
-};
 const BASE = env('BASE_URL');
-const STEP_TIMEOUT_MS = 20000;
-
-function check(cond, message) {
-  if (!cond) throw new Error('check failed: ' + message);
-}
-
-function watch(page, problems) {
-  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-  page.on('console', (msg) => {
-    const text = msg.text();
-    if (msg.type() === 'error' && !text.startsWith('Failed to load resource: the server responded with a status of')) {
-      problems.push('console error: ' + text);
-    }
-  });
-}
 
 // On the provider's own page: sign in as LOGIN.
 async function atProvider(page) {
@@ -94,34 +74,4 @@ async function device(page) {
   check((await page.textContent('#done-title')) === 'Device connected', 'approval is confirmed');
 }
 
-const steps = { login, device };
-const step = steps[process.argv[2]];
-if (!step) {
-  console.error(`usage: node sso_flow.mjs ${Object.keys(steps).join('|')}`);
-  process.exit(2);
-}
-setTimeout(() => {
-  console.error('sso_flow.mjs: gave up after 120 s');
-  process.exit(3);
-}, 120000).unref();
-
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-});
-let failed = false;
-try {
-  const page = await browser.newPage();
-  page.setDefaultTimeout(STEP_TIMEOUT_MS);
-  const problems = [];
-  watch(page, problems);
-  await step(page);
-  check(problems.length === 0, problems.join('; '));
-  console.log(`sso_flow.mjs ${process.argv[2]}: ok`);
-} catch (e) {
-  failed = true;
-  console.error(`sso_flow.mjs ${process.argv[2]}: ${e.stack || e}`);
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+await runStep('sso_flow.mjs', { login, device });
