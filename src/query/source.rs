@@ -74,30 +74,9 @@ impl UsageTables {
         user: u32,
         from_hour: u32,
         to_hour: u32,
-        mut f: impl FnMut(&Usage<'_>) -> Result<(), E>,
+        f: impl FnMut(&Usage<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
-        if from_hour >= to_hour {
-            return Ok(());
-        }
-        let range = (user, from_hour, 0, 0, 0, 0)..(user, to_hour, 0, 0, 0, 0);
-        for row in self.rollups.range(range).map_err(StoreError::from)? {
-            let (k, v) = row.map_err(StoreError::from)?;
-            let (user, hour, device, provider, model, project) = k.value();
-            let r = RollupRecord::decode(v.value()).map_err(StoreError::from)?;
-            f(&Usage {
-                user,
-                device,
-                provider,
-                model,
-                project,
-                session: None,
-                ts_ms: i64::from(hour) * HOUR_MS,
-                events: r.events,
-                usage_total: r.usage_total,
-                tokens: &r.tokens,
-            })?;
-        }
-        Ok(())
+        scan_tier(&self.rollups, user, from_hour, to_hour, |hour| i64::from(hour) * HOUR_MS, f)
     }
 
     /// The UTC offset (seconds) the user's day tier is kept in.
@@ -113,30 +92,9 @@ impl UsageTables {
         from_key: u32,
         to_key: u32,
         offset_secs: i32,
-        mut f: impl FnMut(&Usage<'_>) -> Result<(), E>,
+        f: impl FnMut(&Usage<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
-        if from_key >= to_key {
-            return Ok(());
-        }
-        let range = (user, from_key, 0, 0, 0, 0)..(user, to_key, 0, 0, 0, 0);
-        for row in self.days.range(range).map_err(StoreError::from)? {
-            let (k, v) = row.map_err(StoreError::from)?;
-            let (user, day, device, provider, model, project) = k.value();
-            let r = RollupRecord::decode(v.value()).map_err(StoreError::from)?;
-            f(&Usage {
-                user,
-                device,
-                provider,
-                model,
-                project,
-                session: None,
-                ts_ms: day_key_start_ms(day, offset_secs),
-                events: r.events,
-                usage_total: r.usage_total,
-                tokens: &r.tokens,
-            })?;
-        }
-        Ok(())
+        scan_tier(&self.days, user, from_key, to_key, |day| day_key_start_ms(day, offset_secs), f)
     }
 
     /// The (hour, provider) of every rollup bucket of `user` with an hour in `[from_hour,
@@ -240,4 +198,38 @@ impl UsageTables {
 /// An hour number as rollup keys store it (instants are checked to lie within 1970..9999).
 pub fn hour_u32(hour: i64) -> u32 {
     hour.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// The rows of one rollup tier (hourly or daily: the same key and value layout) for `user` with
+/// a period key in `[from, to)`, in key order; `start_ms` turns a period key into its start.
+fn scan_tier<E: From<StoreError>>(
+    table: &ReadOnlyTable<RollupKey, &'static [u8]>,
+    user: u32,
+    from: u32,
+    to: u32,
+    start_ms: impl Fn(u32) -> i64,
+    mut f: impl FnMut(&Usage<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    if from >= to {
+        return Ok(());
+    }
+    let range = (user, from, 0, 0, 0, 0)..(user, to, 0, 0, 0, 0);
+    for row in table.range(range).map_err(StoreError::from)? {
+        let (k, v) = row.map_err(StoreError::from)?;
+        let (user, period, device, provider, model, project) = k.value();
+        let r = RollupRecord::decode(v.value()).map_err(StoreError::from)?;
+        f(&Usage {
+            user,
+            device,
+            provider,
+            model,
+            project,
+            session: None,
+            ts_ms: start_ms(period),
+            events: r.events,
+            usage_total: r.usage_total,
+            tokens: &r.tokens,
+        })?;
+    }
+    Ok(())
 }

@@ -87,6 +87,37 @@ pub(crate) fn with_table<K: redb::Key + 'static, V: redb::Value + 'static, T>(
     }
 }
 
+/// The records of a credential table (keys, clients) listed through its per-owner index
+/// `(user, uuid) -> record key`: one user's, or everyone's (`None`), in index order. Tables
+/// never created yet hold nothing.
+pub(crate) fn list_by_owner<I: redb::Key + 'static, R: Record>(
+    store: &Store,
+    index: TableDefinition<(u32, u128), I>,
+    records: TableDefinition<I, &[u8]>,
+    user: Option<u32>,
+) -> Result<Vec<R>, StoreError> {
+    let txn = store.read()?;
+    let (index, records) = match (txn.open_table(index), txn.open_table(records)) {
+        (Ok(i), Ok(r)) => (i, r),
+        (Err(TableError::TableDoesNotExist(_)), _) | (_, Err(TableError::TableDoesNotExist(_))) => {
+            return Ok(Vec::new());
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+    };
+    let range = match user {
+        Some(u) => index.range((u, 0)..=(u, u128::MAX))?,
+        None => index.range::<(u32, u128)>(..)?,
+    };
+    let mut out = Vec::new();
+    for row in range {
+        let (_, key) = row?;
+        if let Some(v) = records.get(key.value())? {
+            out.push(R::decode(v.value())?);
+        }
+    }
+    Ok(out)
+}
+
 /// Removes every key of a user (the user is deleted). Returns how many.
 pub fn revoke_user_in(txn: &WriteTransaction, user: u32) -> Result<usize, StoreError> {
     let mut index = txn.open_table(USER_API_KEYS)?;
@@ -119,27 +150,9 @@ impl Store {
 
     /// Keys of one user, or of everyone (`None`), oldest first per user.
     pub fn api_keys(&self, user: Option<u32>) -> Result<Vec<ApiKey>, StoreError> {
-        let txn = self.read()?;
-        let (index, keys) = match (txn.open_table(USER_API_KEYS), txn.open_table(API_KEYS)) {
-            (Ok(i), Ok(k)) => (i, k),
-            (Err(TableError::TableDoesNotExist(_)), _) | (_, Err(TableError::TableDoesNotExist(_))) => {
-                return Ok(Vec::new());
-            }
-            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
-        };
-        let range = match user {
-            Some(u) => index.range((u, 0)..=(u, u128::MAX))?,
-            None => index.range::<(u32, u128)>(..)?,
-        };
-        let mut out = Vec::new();
-        for row in range {
-            let (_, hash) = row?;
-            if let Some(v) = keys.get(hash.value())? {
-                out.push(ApiKey::decode(v.value())?);
-            }
-        }
-        out.sort_by_key(|k| (k.user, k.created_at));
-        Ok(out)
+        let mut keys: Vec<ApiKey> = list_by_owner(self, USER_API_KEYS, API_KEYS, user)?;
+        keys.sort_by_key(|k| (k.user, k.created_at));
+        Ok(keys)
     }
 
     /// Deletes the key with this id; `owner` restricts it to one user's keys (a key of another

@@ -99,25 +99,10 @@ impl Store {
     }
 
     pub fn oauth_clients(&self, user: Option<u32>) -> Result<Vec<OAuthClient>, StoreError> {
-        let txn = self.read()?;
-        let (index, clients) = match (txn.open_table(USER_OAUTH_CLIENTS), txn.open_table(OAUTH_CLIENTS)) {
-            (Ok(i), Ok(c)) => (i, c),
-            (Err(e), _) | (_, Err(e)) if missing(&e) => return Ok(Vec::new()),
-            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
-        };
-        let range = match user {
-            Some(u) => index.range((u, 0)..=(u, u128::MAX))?,
-            None => index.range::<(u32, u128)>(..)?,
-        };
-        let mut out = Vec::new();
-        for row in range {
-            let (_, id) = row?;
-            if let Some(v) = clients.get(id.value())? {
-                out.push(OAuthClient::decode(v.value())?);
-            }
-        }
-        out.sort_by_key(|c| (c.user, c.created_at));
-        Ok(out)
+        let mut clients: Vec<OAuthClient> =
+            super::api_keys::list_by_owner(self, USER_OAUTH_CLIENTS, OAUTH_CLIENTS, user)?;
+        clients.sort_by_key(|c| (c.user, c.created_at));
+        Ok(clients)
     }
 
     /// Deletes the client with this uuid (`owner`: only among that user's clients).
