@@ -58,12 +58,19 @@ pub struct App {
     pub oidc: Option<Arc<Oidc>>,
     /// The bounded queue for CPU-heavy query work (toki query parsing and evaluation).
     pub query_work: Arc<WorkQueue>,
+    /// The certificate the TLS listeners serve, and ACME challenge answers (`None` where no
+    /// listener runs: the fuzzing harness).
+    pub certs: Option<Arc<crate::tls::Certs>>,
 }
 
 impl App {
     /// Opens and prepares the data file (first-start admin, signing secret) and starts the
     /// ingest writer. `on_fatal` runs if a commit ever fails. Blocking.
-    pub fn start(config: Config, on_fatal: impl Fn(&str) + Send + Sync + 'static) -> Result<Started, String> {
+    pub fn start(
+        config: Config,
+        certs: Option<Arc<crate::tls::Certs>>,
+        on_fatal: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Result<Started, String> {
         let query = QueryServices::from_config(&config)?;
         let oidc = Oidc::from_config(&config)?.map(Arc::new);
         let opened = crate::bootstrap::prepare(&config).map_err(|e| e.to_string())?;
@@ -89,6 +96,7 @@ impl App {
             query,
             oidc,
             query_work: WorkQueue::new("query", query_parallel(), QUERY_QUEUE, QUERY_PER_ADDRESS),
+            certs,
         });
         Ok(Started { app, writer_thread, generated_admin_password: opened.generated_admin_password })
     }

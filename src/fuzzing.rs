@@ -194,7 +194,7 @@ fn harness() -> &'static Harness {
         let mut config = crate::config::Config::defaults();
         config.storage.data_dir = dir;
         config.secrets.admin_password = Some("fuzz-admin-password".into());
-        let started = App::start(config, |_| {}).expect("fuzz harness app starts");
+        let started = App::start(config, None, |_| {}).expect("fuzz harness app starts");
         let app = started.app;
         // The writer thread lives as long as the process.
         std::mem::forget(started.writer_thread);

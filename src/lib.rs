@@ -6,6 +6,7 @@
 // Nested `if let`s read more clearly here than let-chains.
 #![allow(clippy::collapsible_if)]
 
+pub mod acme;
 pub mod address_slots;
 pub mod app;
 pub mod auth;
@@ -22,10 +23,12 @@ pub mod ingest;
 pub mod memory;
 pub mod metrics;
 pub mod net;
+pub mod outbound;
 pub mod query;
 pub mod shutdown;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod work_queue;
 
 use std::future::Future;
@@ -44,6 +47,8 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
 pub struct Listeners {
     pub http: std::net::TcpListener,
     pub sync: std::net::TcpListener,
+    /// `server.https_port`, when set.
+    pub https: Option<std::net::TcpListener>,
     /// `metrics.bind`, when set.
     pub metrics: Option<std::net::TcpListener>,
 }
@@ -59,6 +64,7 @@ impl Listeners {
         Ok(Listeners {
             http: bind(config.server.http_port, "HTTP", "server.http_port or --http-port")?,
             sync: bind(config.server.sync_port, "sync", "server.sync_port or --sync-port")?,
+            https: config.server.https_port.map(|p| bind(p, "HTTPS", "server.https_port")).transpose()?,
             metrics: match config.metrics.bind {
                 Some(addr) => {
                     Some(std::net::TcpListener::bind(addr).map_err(|e| {
@@ -84,17 +90,22 @@ fn into_tokio(
 pub struct Server {
     pub http_addr: SocketAddr,
     pub sync_addr: SocketAddr,
+    /// The HTTPS listener, when `server.https_port` is set.
+    pub https_addr: Option<SocketAddr>,
     /// The metrics listener, when `metrics.bind` is set.
     pub metrics_addr: Option<SocketAddr>,
-    /// SHA-256 fingerprint of the sync port's TLS certificate.
+    /// SHA-256 fingerprint of the TLS certificate served at start-up.
     pub tls_fingerprint: String,
-    /// The certificate file the sync port presents.
+    /// The file of the certificate served at start-up.
     pub tls_certificate: std::path::PathBuf,
+    /// The certificate being served now (it changes on renewal and reload).
+    pub certs: Arc<tls::Certs>,
     pub app: Arc<App>,
     /// The first admin's password when it was generated on this start; show it once.
     pub generated_admin_password: Option<String>,
     shutdown: Shutdown,
     http_task: tokio::task::JoinHandle<()>,
+    https_task: Option<tokio::task::JoinHandle<()>>,
     sync_task: tokio::task::JoinHandle<()>,
     maintenance_task: tokio::task::JoinHandle<()>,
     vm_drain_task: tokio::task::JoinHandle<()>,
@@ -114,6 +125,7 @@ impl Server {
             app,
             shutdown,
             http_task,
+            https_task,
             sync_task,
             maintenance_task,
             mut vm_drain_task,
@@ -121,6 +133,9 @@ impl Server {
             ..
         } = self;
         let _ = http_task.await;
+        if let Some(task) = https_task {
+            let _ = task.await;
+        }
         let _ = sync_task.await;
         maintenance_task.abort();
         let _ = maintenance_task.await;
@@ -169,41 +184,67 @@ async fn close_store(mut store: Arc<Store>) {
 /// Opens the store, creates what a first start needs, and starts serving. `stop` ends the server
 /// when it resolves (for example on SIGTERM).
 pub async fn launch(
-    config: Config,
+    mut config: Config,
     listeners: Listeners,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Server, String> {
-    sync::tls::install_crypto_provider();
+    tls::install_crypto_provider();
     let shutdown = Shutdown::new();
     // Everything that can fail runs before App::start: on a first start it creates `admin` with
     // a generated password that is shown only once, after launch returns. Failing later (a bad
     // `tls.cert_file`, say) would leave an account whose password nobody ever saw.
     let (http, http_addr) = into_tokio(listeners.http, "http")?;
     let (sync_listener, sync_addr) = into_tokio(listeners.sync, "sync")?;
+    let https = listeners.https.map(|l| into_tokio(l, "https")).transpose()?;
+    let https_addr = https.as_ref().map(|(_, a)| *a);
+    // Redirects to HTTPS name the port actually bound (`0` in tests picks one).
+    if let Some(addr) = https_addr {
+        config.server.https_port = Some(addr.port());
+    }
     let metrics = listeners.metrics.map(|l| into_tokio(l, "metrics")).transpose()?;
     let metrics_addr = metrics.as_ref().map(|(_, a)| *a);
     let cfg = config.clone();
-    let tls = tokio::task::spawn_blocking(move || {
+    let (served, cert_path) = tokio::task::spawn_blocking(move || {
         // A generated certificate lives in the data directory: create it (private) first.
         let dir = &cfg.storage.data_dir;
         if !dir.exists() {
             bootstrap::create_private_dir(dir)
                 .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
         }
-        sync::tls::load(&cfg)
+        let files = tls::files::load(&cfg)?;
+        // With ACME, its stored certificate; the generated one until the first arrives.
+        if let Some(acme) = cfg.acme.enabled().then(|| acme::stored(&cfg)).flatten() {
+            return Ok::<_, String>((acme, acme::storage::AcmeFiles::new(&cfg.storage.data_dir).cert_path()));
+        }
+        let source = if files.generated { "self-signed" } else { "files" };
+        Ok((tls::Served { key: files.key, info: files.info, source }, files.cert_path))
     })
     .await
     .map_err(|e| format!("start-up task failed: {e}"))??;
+    let certs = tls::Certs::new(served);
+    let started_tls = certs.current();
     let hook = shutdown.clone();
+    let certs_for_app = Arc::clone(&certs);
     let started = tokio::task::spawn_blocking(move || {
-        App::start(config, move |msg| hook.fail(&format!("storage failure: {msg}")))
+        App::start(config, Some(certs_for_app), move |msg| hook.fail(&format!("storage failure: {msg}")))
     })
     .await
     .map_err(|e| format!("start-up task failed: {e}"))??;
     let app = started.app;
 
-    let http_task = tokio::spawn(http::server::serve(http, Arc::clone(&app), shutdown.signal()));
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
+    let plain = http::server::Transport::Plain;
+    let http_task = tokio::spawn(http::server::serve(http, Arc::clone(&app), plain, shutdown.signal()));
+    let https_task = https.map(|(listener, _)| {
+        let tls = http::server::Transport::Tls(tokio_rustls::TlsAcceptor::from(certs.https_config()));
+        tokio::spawn(http::server::serve(listener, Arc::clone(&app), tls, shutdown.signal()))
+    });
+    if let (Some(cert), Some(key)) = (&app.config.tls.cert_file, &app.config.tls.key_file) {
+        tokio::spawn(tls::reload::watch(Arc::clone(&certs), cert.clone(), key.clone(), shutdown.signal()));
+    }
+    if app.config.acme.enabled() {
+        tokio::spawn(acme::run(app.config.clone(), Arc::clone(&certs), shutdown.signal()));
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(certs.sync_config());
     let sync_task =
         tokio::spawn(sync::listener::serve(sync_listener, Arc::clone(&app), acceptor, shutdown.clone()));
     let maintenance_task = tokio::spawn(maintenance(Arc::clone(&app)));
@@ -225,23 +266,29 @@ pub async fn launch(
         });
     }
     tracing::info!(%http_addr, "http listening");
+    if let Some(addr) = https_addr {
+        tracing::info!(https_addr = %addr, "https listening (HTTP/2 and HTTP/1.1)");
+    }
     tracing::info!(
         %sync_addr,
-        certificate = %tls.cert_path.display(),
-        self_signed = tls.generated,
-        fingerprint = %tls.fingerprint,
+        certificate = %cert_path.display(),
+        source = started_tls.source,
+        fingerprint = %started_tls.info.fingerprint,
         "sync listening (TLS and plaintext); TLS certificate SHA-256 fingerprint shown"
     );
     Ok(Server {
         http_addr,
         sync_addr,
+        https_addr,
         metrics_addr,
-        tls_fingerprint: tls.fingerprint,
-        tls_certificate: tls.cert_path,
+        tls_fingerprint: started_tls.info.fingerprint.clone(),
+        tls_certificate: cert_path,
+        certs,
         app,
         generated_admin_password: started.generated_admin_password,
         shutdown,
         http_task,
+        https_task,
         sync_task,
         maintenance_task,
         vm_drain_task,

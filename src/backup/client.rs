@@ -7,7 +7,6 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
 
@@ -62,21 +61,7 @@ pub fn run(args: BackupArgs) -> ExitCode {
 fn agent(ca_file: Option<&PathBuf>) -> Result<ureq::Agent, String> {
     let mut config = ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0);
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            return Err(format!("{} holds no PEM certificate", path.display()));
-        }
-        config = config.tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::Specific(Arc::new(certs)))
-                .build(),
-        );
+        config = config.tls_config(crate::outbound::trusting(path)?);
     }
     Ok(config.build().into())
 }

@@ -235,7 +235,7 @@ async fn ingest(args: IngestArgs, token: String, run_id: u64) -> Result<IngestRe
         if args.tls_ca.is_none() && !args.tls_insecure {
             return Err("--tls needs --tls-ca FILE or --tls-insecure".into());
         }
-        crate::sync::tls::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         Transport::Tls(tls_config(args.tls_ca.as_deref())?)
     } else {
         Transport::Plain

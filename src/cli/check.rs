@@ -26,11 +26,11 @@ pub fn run(common: &CommonArgs) -> ExitCode {
         Ok(table) => println!("pricing:     {}", table.describe()),
         Err(e) => errors.push(e),
     }
-    match crate::sync::tls::check_configured(&cfg) {
+    match crate::tls::files::check_configured(&cfg) {
         Ok(Some(line)) => println!("sync TLS:    {line}"),
         Ok(None) => println!(
             "sync TLS:    self-signed, generated into {} (created or renewed by serve)",
-            crate::sync::tls::self_signed_paths(&cfg.storage.data_dir).0.display()
+            crate::tls::files::self_signed_paths(&cfg.storage.data_dir).0.display()
         ),
         Err(e) => errors.push(e),
     }

@@ -41,6 +41,8 @@ pub(super) enum Kind {
     StrList,
     /// An IP address and port such as `127.0.0.1:9464`; empty means unset.
     OptSocketAddr,
+    /// A TCP port (0 to 65535); empty means unset.
+    OptPort,
 }
 
 /// A checked value, ready to be stored.
@@ -125,6 +127,7 @@ impl Kind {
                 "an IP address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\" (or \"\" for unset)"
                     .into()
             }
+            Kind::OptPort => "a port from 0 to 65535 (or \"\" for unset)".into(),
         }
     }
 
@@ -140,6 +143,18 @@ impl Kind {
                     Some(v) if v >= *min && v <= *max => Ok(Parsed::Int(v)),
                     _ => Err(String::new()),
                 }
+            }
+            (Kind::OptPort, raw) => {
+                let text = match raw {
+                    Raw::Toml(toml::Value::Integer(i)) => i.to_string(),
+                    Raw::Toml(toml::Value::String(s)) => s.trim().to_owned(),
+                    Raw::Text(s) => s.trim().to_owned(),
+                    Raw::Toml(_) => return Err(String::new()),
+                };
+                if text.is_empty() {
+                    return Ok(Parsed::OptStr(None));
+                }
+                text.parse::<u16>().map(|p| Parsed::OptStr(Some(p.to_string()))).map_err(|_| String::new())
             }
             (Kind::Bool, raw) => match raw {
                 Raw::Toml(toml::Value::Boolean(b)) => Ok(Parsed::Bool(*b)),
@@ -223,7 +238,7 @@ impl Kind {
                 check_log_filter(s)?;
                 Ok(Parsed::Str(s.trim().to_owned()))
             }
-            Kind::Int { .. } | Kind::CidrList | Kind::Bool | Kind::StrList => {
+            Kind::Int { .. } | Kind::CidrList | Kind::Bool | Kind::StrList | Kind::OptPort => {
                 unreachable!("handled in parse")
             }
         }
@@ -232,7 +247,7 @@ impl Kind {
     /// The default rendered as a TOML literal for `print-default`.
     pub fn toml_literal(&self, text: &str) -> String {
         match self {
-            Kind::Int { .. } | Kind::Bool => text.to_owned(),
+            Kind::Int { .. } | Kind::Bool | Kind::OptPort => text.to_owned(),
             Kind::CidrList | Kind::StrList => {
                 let items: Vec<String> =
                     text.split(',').filter(|s| !s.is_empty()).map(|s| format!("\"{s}\"")).collect();

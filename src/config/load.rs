@@ -117,6 +117,7 @@ impl Config {
                 .map(str::to_owned),
         };
         cfg.validate()?;
+        super::acme::validate(cfg)?;
         super::oidc::validate(cfg)
     }
 
@@ -208,11 +209,19 @@ impl Config {
                 "`tls.cert_file` and `tls.key_file` must be set together (or neither, for a generated self-signed certificate)".into(),
             ));
         }
-        if self.server.http_port != 0 && self.server.http_port == self.server.sync_port {
-            return Err(ConfigError(format!(
-                "`server.http_port` and `server.sync_port` are both {}; they must differ",
-                self.server.http_port
-            )));
+        let ports = [
+            ("server.http_port", Some(self.server.http_port)),
+            ("server.sync_port", Some(self.server.sync_port)),
+            ("server.https_port", self.server.https_port),
+        ];
+        for (i, (a, pa)) in ports.iter().enumerate() {
+            for (b, pb) in &ports[i + 1..] {
+                if let (Some(pa), Some(pb)) = (pa, pb) {
+                    if *pa != 0 && pa == pb {
+                        return Err(ConfigError(format!("`{a}` and `{b}` are both {pa}; they must differ")));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -220,15 +229,18 @@ impl Config {
 
 impl Config {
     /// A warning when plain HTTP, which carries password logins and tokens, is reachable from the
-    /// network with nothing configured in front of it that would add HTTPS. "In front" today
-    /// means a reverse proxy listed in `server.trusted_proxies`; when the server gets an HTTPS
-    /// listener of its own, a configured one must count here too.
+    /// network with nothing that would add HTTPS: no reverse proxy listed in
+    /// `server.trusted_proxies`, and no HTTPS listener of our own that plain HTTP redirects to.
     pub fn plain_http_warning(&self) -> Option<String> {
-        // Hook for the HTTPS listener (not built yet): once it exists, a configured one must
-        // also return None here, like a trusted reverse proxy does.
         let https_in_front = !self.server.trusted_proxies.is_empty();
-        if self.server.bind.is_loopback() || https_in_front {
+        if self.server.bind.is_loopback() || https_in_front || self.server.redirect_http_to_https {
             return None;
+        }
+        if let Some(port) = self.server.https_port {
+            return Some(format!(
+                "plain HTTP is served on {}:{} beside HTTPS on port {port}, reachable from the network: a client that uses the http:// address sends passwords and tokens unencrypted. Set `server.redirect_http_to_https = true`, or bind plain HTTP to loopback",
+                self.server.bind, self.server.http_port
+            ));
         }
         Some(format!(
             "plain HTTP is served on {}:{}, reachable from the network, and no HTTPS reverse proxy is configured (`server.trusted_proxies` is empty): passwords and tokens would cross the network unencrypted. Put an HTTPS reverse proxy in front and list it in `server.trusted_proxies`, or bind to 127.0.0.1 (`server.bind`)",

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 #[macro_use]
 mod key;
+mod acme;
 mod audit;
 mod auth;
 mod backend;
@@ -35,6 +36,7 @@ mod sync;
 mod tests;
 mod tls;
 
+pub use acme::{AcmeChallenge, AcmeConfig};
 pub use audit::AuditConfig;
 pub use auth::{AuthConfig, RegistrationMode};
 pub use backend::BackendConfig;
@@ -77,6 +79,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub sync: SyncConfig,
     pub tls: TlsConfig,
+    pub acme: AcmeConfig,
     pub backend: BackendConfig,
     pub backup: BackupConfig,
     pub pricing: PricingConfig,
@@ -131,6 +134,7 @@ const SECTIONS: &[&Section] = &[
     &auth::SECTION,
     &sync::SECTION,
     &tls::SECTION,
+    &acme::SECTION,
     &backend::SECTION,
     &backup::SECTION,
     &pricing::SECTION,
@@ -164,6 +168,7 @@ impl Config {
             auth: AuthConfig::default(),
             sync: SyncConfig::default(),
             tls: TlsConfig::default(),
+            acme: AcmeConfig::default(),
             backend: BackendConfig::default(),
             backup: BackupConfig::default(),
             pricing: PricingConfig::default(),

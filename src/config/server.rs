@@ -14,6 +14,10 @@ pub struct ServerConfig {
     pub bind: IpAddr,
     pub http_port: u16,
     pub sync_port: u16,
+    /// The HTTPS listener's port, when there is one.
+    pub https_port: Option<u16>,
+    /// Plain HTTP from the network is answered with a redirect to HTTPS.
+    pub redirect_http_to_https: bool,
     /// Public base URL without a trailing slash (`https://toki.example.com`).
     pub external_url: Option<String>,
     /// Peers whose `X-Forwarded-For` header is believed.
@@ -28,6 +32,8 @@ impl Default for ServerConfig {
             bind: IpAddr::from([0, 0, 0, 0]),
             http_port: 0,
             sync_port: 0,
+            https_port: None,
+            redirect_http_to_https: false,
             external_url: None,
             trusted_proxies: Vec::new(),
             shutdown_grace_secs: 0,
@@ -62,6 +68,26 @@ pub(super) const SECTION: Section = Section {
             example: "",
             help: "TCP sync port for toki daemons (TLS and plaintext on one port). 0 picks a free port.",
             set: setter!(server.sync_port, Int, u16),
+        },
+        Key {
+            name: "https_port",
+            kind: Kind::OptPort,
+            default: "",
+            example: "443",
+            help: "HTTPS port: the same API and pages as http_port, over TLS with HTTP/2 and HTTP/1.1, with the sync port's certificate (tls.cert_file, [acme], or the generated one). 0 picks a free port. Unset: no HTTPS listener.",
+            set: |c: &mut Config, p: Parsed| {
+                if let Parsed::OptStr(v) = p {
+                    c.server.https_port = v.and_then(|s| s.parse().ok())
+                }
+            },
+        },
+        Key {
+            name: "redirect_http_to_https",
+            kind: Kind::Bool,
+            default: "false",
+            example: "",
+            help: "Answer plain-HTTP requests from the network with a 308 redirect to https_port (loopback clients, a trusted proxy saying X-Forwarded-Proto: https, and ACME HTTP-01 challenges are still served). Needs https_port.",
+            set: setter!(server.redirect_http_to_https, Bool),
         },
         Key {
             name: "external_url",

@@ -26,9 +26,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
@@ -236,6 +236,55 @@ where
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), io.inner.shutdown()).await;
     result
+}
+
+/// HTTP/2 (HTTPS with ALPN `h2`): hyper answers malformed frames and headers itself, as stream
+/// or connection errors, so there is no response of its own to rewrite.
+pub type H2Builder = http2::Builder<TokioExecutor>;
+
+pub fn h2_builder() -> H2Builder {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        // A client may keep this many requests in flight on one connection; each still runs
+        // under the request timeout and the per-principal rate limits.
+        .max_concurrent_streams(64)
+        .max_header_list_size(64 * 1024)
+        // Finds peers that went away without closing (an HTTP/2 connection idles for long).
+        .keep_alive_interval(Some(Duration::from_secs(60)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// Serves one HTTP/2 connection until it ends, stopping gracefully (GOAWAY, then the requests in
+/// progress finish) once `stop` turns true.
+pub async fn serve_h2<I, H, F>(
+    builder: &H2Builder,
+    io: I,
+    mut stop: watch::Receiver<bool>,
+    handle: H,
+) -> Result<(), hyper::Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(hyper::Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let handle = Arc::new(handle);
+    let service = service_fn(move |req| {
+        let answer = handle(req);
+        Box::pin(async move { Ok::<_, Infallible>(super::stream::finish(answer.await)) })
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
 }
 
 fn own_message(status: StatusCode) -> &'static str {

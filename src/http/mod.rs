@@ -5,6 +5,7 @@ pub mod conn;
 pub mod error;
 pub mod guard;
 pub mod handlers;
+pub mod plain;
 pub mod ratelimit;
 pub mod request;
 pub mod response;

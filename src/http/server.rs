@@ -1,7 +1,9 @@
-//! The hyper 1 accept loop: connection caps (in all and per address), header and request
-//! timeouts, body limit, security headers and graceful shutdown (stop accepting, let in-flight
-//! requests finish). One connection's serving, and the answers hyper would write on its own, are
-//! in [`super::conn`].
+//! The hyper 1 accept loop, for the plain HTTP port and the HTTPS port alike: connection caps (in
+//! all and per address), header and request timeouts, body limit, security headers and graceful
+//! shutdown (stop accepting, let in-flight requests finish). On HTTPS, ALPN picks HTTP/2 or
+//! HTTP/1.1, and a TLS-ALPN-01 validation ends with its handshake. One connection's serving, and
+//! the answers hyper would write on its own, are in [`super::conn`]; the plain port's redirects
+//! and ACME HTTP-01 answers in [`super::plain`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,12 +12,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::CONTENT_LENGTH;
+use hyper::header::{CONTENT_LENGTH, HeaderValue, STRICT_TRANSPORT_SECURITY};
 use hyper::server::conn::http1;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 use super::conn;
 use super::error::{ApiError, ErrorNote};
@@ -25,19 +28,32 @@ use super::router::{RouteError, route};
 use crate::address_slots::AddressSlots;
 use crate::app::App;
 use crate::shutdown::ShutdownSignal;
+use crate::tls::certs::ACME_TLS_ALPN;
 
-pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: ShutdownSignal) {
+/// How a listener's connections arrive.
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    Tls(TlsAcceptor),
+}
+
+pub async fn serve(listener: TcpListener, app: Arc<App>, transport: Transport, mut shutdown: ShutdownSignal) {
     let cfg = &app.config.http;
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(cfg.header_timeout_secs))
         .keep_alive(true);
+    let h2 = conn::h2_builder();
+    let what = match transport {
+        Transport::Plain => "http",
+        Transport::Tls(_) => "https",
+    };
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
     let by_address = AddressSlots::new();
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    while let Some((stream, peer)) = crate::net::accept(&listener, &mut shutdown, "http").await {
+    while let Some((stream, peer)) = crate::net::accept(&listener, &mut shutdown, what).await {
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::warn!(%peer, limit = cfg.max_connections, "http connection limit reached; refusing connection");
             tokio::spawn(refuse_busy(stream, "server busy: too many connections"));
@@ -54,12 +70,34 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: ShutdownS
         }
         let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
-        let builder = builder.clone();
+        let (builder, h2) = (builder.clone(), h2.clone());
         let stop = stop_rx.clone();
+        let transport = transport.clone();
         tokio::spawn(async move {
-            let served =
-                conn::serve(&builder, stream, peer, stop, move |req| handle(Arc::clone(&app), peer, req));
-            if let Err(e) = served.await {
+            let handshake = Duration::from_secs(app.config.http.header_timeout_secs);
+            let handler = move |secure| move |req| handle(Arc::clone(&app), peer, secure, req);
+            let served = match transport {
+                Transport::Plain => conn::serve(&builder, stream, peer, stop, handler(false)).await,
+                Transport::Tls(acceptor) => {
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => match tls.get_ref().1.alpn_protocol() {
+                            // The CA has seen the challenge certificate; there is nothing to serve.
+                            Some(ACME_TLS_ALPN) => Ok(()),
+                            Some(b"h2") => conn::serve_h2(&h2, tls, stop, handler(true)).await,
+                            _ => conn::serve(&builder, tls, peer, stop, handler(true)).await,
+                        },
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "http connection ended with an error");
             }
             drop((permit, address_slot));
@@ -83,17 +121,27 @@ async fn refuse_busy(mut stream: TcpStream, message: &'static str) {
     conn::write_error(&mut stream, err, &[("retry-after", "1")]).await;
 }
 
-async fn handle(app: Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) -> HttpResponse {
+async fn handle(
+    app: Arc<App>,
+    peer: SocketAddr,
+    secure: bool,
+    req: hyper::Request<Incoming>,
+) -> HttpResponse {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let timeout = Duration::from_secs(app.config.http.request_timeout_secs);
-    let mut resp = match tokio::time::timeout(timeout, process(&app, peer, req)).await {
+    let mut resp = match tokio::time::timeout(timeout, process(&app, peer, secure, req)).await {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => e.into_response(),
         Err(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response(),
     };
     apply_security_headers(resp.headers_mut());
+    // Browsers that met this server over HTTPS with a real certificate stay on HTTPS. Not with
+    // the self-signed one: a browser would then refuse to let its user click through.
+    if secure && app.certs.as_ref().is_some_and(|c| c.current().source != "self-signed") {
+        resp.headers_mut().insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
     log_request(&method, &path, peer, &resp, started);
     crate::metrics::http_request(&method, &path, resp.status().as_u16(), started.elapsed());
     resp
@@ -102,8 +150,12 @@ async fn handle(app: Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) 
 async fn process(
     app: &Arc<App>,
     peer: SocketAddr,
+    secure: bool,
     req: hyper::Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(answer) = super::plain::before_routing(app, peer, secure, &req) {
+        return answer;
+    }
     let endpoint = match route(req.method(), req.uri().path()) {
         Ok(e) => e,
         Err(RouteError::NotFound) => return Err(ApiError::not_found("not found")),

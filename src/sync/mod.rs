@@ -5,5 +5,4 @@ pub mod frame;
 pub mod listener;
 pub mod registry;
 pub mod session;
-pub mod tls;
 pub mod wire;

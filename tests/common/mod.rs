@@ -5,6 +5,7 @@
 
 pub mod oidc;
 pub mod sync_client;
+pub mod tls;
 pub mod usage;
 pub mod vm;
 

@@ -281,10 +281,13 @@ pub async fn start_with(
     cfg.auth.registration_mode = toki_sync::config::RegistrationMode::Open;
     adjust(&mut cfg);
     let sync = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server =
-        toki_sync::launch(cfg, toki_sync::Listeners { http, sync, metrics: None }, std::future::pending())
-            .await
-            .expect("launch");
+    let server = toki_sync::launch(
+        cfg,
+        toki_sync::Listeners { http, sync, https: None, metrics: None },
+        std::future::pending(),
+    )
+    .await
+    .expect("launch");
     let s = TestServer { addr: server.http_addr, sync: server.sync_addr, server: Some(server), dir };
     let setup = Setup { s, base, provider };
     if setup.provider.is_some() {

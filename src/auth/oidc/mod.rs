@@ -1,7 +1,7 @@
 //! Sign-in through an OpenID Connect provider (authorization code flow with PKCE S256, state and
 //! nonce). The `openidconnect` crate does discovery, the code exchange and the ID token checks
 //! (signature against the provider's keys, issuer, audience, expiry, nonce); every request it
-//! makes goes through [`http::ProviderHttp`].
+//! makes goes through [`crate::outbound::Outbound`].
 //!
 //! Discovery runs in the background: an unreachable provider does not stop start-up, it is
 //! retried with back-off, and until it succeeds `/auth/oidc/authorize` answers 503. The key set
@@ -27,7 +27,7 @@ use openidconnect::{
 use serde_json::Value;
 
 use crate::config::Config;
-use http::ProviderHttp;
+use crate::outbound::Outbound;
 use pending::{BeginError, Pending, PendingStates, ReturnTo, TakeError};
 
 /// Discovery retries: the first after this, doubling up to [`RETRY_MAX`].
@@ -75,7 +75,7 @@ pub struct Oidc {
     scopes: Vec<String>,
     username_claim: String,
     groups_claim: Option<String>,
-    http: ProviderHttp,
+    http: Outbound,
     provider: RwLock<Option<Arc<Provider>>>,
     /// Why discovery has not succeeded yet (for the 503 and the log).
     last_error: Mutex<String>,
@@ -115,7 +115,7 @@ impl Oidc {
             scopes: o.scopes.clone(),
             username_claim: o.username_claim.clone(),
             groups_claim: o.groups_claim.clone(),
-            http: ProviderHttp::new(Duration::from_secs(o.http_timeout_secs)),
+            http: Outbound::new(Duration::from_secs(o.http_timeout_secs), http::MAX_RESPONSE_BYTES, None)?,
             provider: RwLock::new(None),
             last_error: Mutex::new("the identity provider has not been contacted yet".into()),
             pending: PendingStates::default(),

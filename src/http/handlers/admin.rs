@@ -325,7 +325,38 @@ pub async fn server_info(app: &Arc<App>, req: Request) -> Result<HttpResponse, A
             "teams": stats.teams,
         },
         "victoriametrics": victoriametrics,
+        "tls": tls_view(app),
     })))
+}
+
+/// The certificate served on the sync port and the HTTPS listener, and how its renewal goes.
+fn tls_view(app: &App) -> Value {
+    let Some(certs) = &app.certs else { return Value::Null };
+    let served = certs.current();
+    let time = |secs: i64| {
+        time::OffsetDateTime::from_unix_timestamp(secs)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+    };
+    let renewal = certs.renewal().map(|r| {
+        json!({
+            "state": r.state,
+            "next_attempt": r.next_attempt.and_then(time),
+            "last_attempt": r.last_attempt.and_then(time),
+            "last_success": r.last_success.and_then(time),
+            "last_error": r.last_error,
+            "failures": r.failures,
+        })
+    });
+    json!({
+        "https_port": app.config.server.https_port,
+        "source": served.source,
+        "fingerprint": served.info.fingerprint,
+        "names": served.info.names,
+        "issuer": served.info.issuer,
+        "not_after": time(served.info.not_after),
+        "acme": renewal,
+    })
 }
 
 /// Live sync sessions (compat.md row 26).

@@ -1,28 +1,24 @@
-//! TLS for the sync port: a configured PEM certificate, or a self-signed one generated on first
-//! start into `<data_dir>/tls/` and reused. rustls with the ring provider only; TLS 1.2 and 1.3
-//! (the client on macOS speaks 1.2 at most); no ALPN, no client certificates.
+//! Certificate files: a configured PEM pair (`tls.cert_file`/`tls.key_file`), or a self-signed
+//! certificate generated on first start into `<data_dir>/tls/` and reused.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
 
+use super::CertInfo;
 use crate::config::Config;
 
-pub struct Tls {
-    pub config: Arc<ServerConfig>,
-    /// SHA-256 of the leaf certificate, `AB:CD:…`, for pinning and for users to compare.
-    pub fingerprint: String,
+/// A certificate read from files, ready to serve.
+pub struct Loaded {
+    pub key: Arc<CertifiedKey>,
+    pub info: CertInfo,
     pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// The self-signed certificate this server generated (not a configured one).
     pub generated: bool,
-}
-
-/// Installs ring as rustls' process-wide provider (once; later calls are no-ops).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
@@ -31,7 +27,7 @@ pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Loads the configured certificate, or the generated one (creating it if needed).
-pub fn load(config: &Config) -> Result<Tls, String> {
+pub fn load(config: &Config) -> Result<Loaded, String> {
     let (cert_path, key_path, generated) = match (&config.tls.cert_file, &config.tls.key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone(), false),
         _ => {
@@ -51,30 +47,18 @@ pub fn load(config: &Config) -> Result<Tls, String> {
             (c, k, true)
         }
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .map_err(|e| format!("cannot read TLS certificate {}: {e}", cert_path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("TLS certificate {} is not valid PEM: {e}", cert_path.display()))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| format!("TLS certificate file {} holds no certificate", cert_path.display()))?;
-    let fingerprint = fingerprint(leaf);
-    let key = PrivateKeyDer::from_pem_file(&key_path)
+    let (key, info) = load_pair(&cert_path, &key_path)?;
+    Ok(Loaded { key, info, cert_path, key_path, generated })
+}
+
+/// Reads and checks one certificate file and its key file.
+pub fn load_pair(cert_path: &Path, key_path: &Path) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
+    let cert_pem = std::fs::read(cert_path)
+        .map_err(|e| format!("cannot read TLS certificate {}: {e}", cert_path.display()))?;
+    let key_pem = std::fs::read(key_path)
         .map_err(|e| format!("cannot read TLS private key {}: {e}", key_path.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            format!(
-                "TLS certificate {} and key {} do not work together: {e}",
-                cert_path.display(),
-                key_path.display()
-            )
-        })?;
-    Ok(Tls { config: Arc::new(server), fingerprint, cert_path, generated })
+    super::certified_key(&cert_pem, &key_pem)
+        .map_err(|e| format!("TLS certificate {} with key {}: {e}", cert_path.display(), key_path.display()))
 }
 
 /// For `config check`: loads the configured certificate and key as `serve` would (readable,
@@ -85,7 +69,7 @@ pub fn check_configured(config: &Config) -> Result<Option<String>, String> {
         return Ok(None);
     }
     let tls = load(config)?;
-    Ok(Some(format!("{} (SHA-256 fingerprint {})", tls.cert_path.display(), tls.fingerprint)))
+    Ok(Some(format!("{} (SHA-256 fingerprint {})", tls.cert_path.display(), tls.info.fingerprint)))
 }
 
 /// The current subject names that the certificate in `cert_path` does not cover; `None` when it
@@ -105,12 +89,8 @@ fn names_not_covered(config: &Config, cert_path: &Path) -> Option<Vec<String>> {
     (!missing.is_empty()).then_some(missing)
 }
 
-pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    Sha256::digest(cert.as_ref()).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
-}
-
-/// Names the generated certificate is valid for: loopback, this host's name, and the host of
-/// `server.external_url`.
+/// Names the generated certificate is valid for: loopback, this host's name, the host of
+/// `server.external_url` and the ACME domains.
 fn subject_names(config: &Config) -> Vec<String> {
     let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
@@ -133,6 +113,8 @@ fn subject_names(config: &Config) -> Vec<String> {
     if !config.server.bind.is_unspecified() {
         names.push(config.server.bind.to_string());
     }
+    // While the first ACME certificate is on its way, this one stands in for it.
+    names.extend(config.acme.domains.iter().map(|d| d.to_ascii_lowercase()));
     names.sort();
     names.dedup();
     names
@@ -151,21 +133,29 @@ fn generate(config: &Config, cert_path: &Path, key_path: &Path) -> Result<(), St
     write_private(key_path, key.serialize_pem().as_bytes())?;
     std::fs::write(cert_path, cert.pem())
         .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
-    tracing::info!(cert = %cert_path.display(), names = ?names, "generated a self-signed TLS certificate for the sync port");
+    tracing::info!(cert = %cert_path.display(), names = ?names, "generated a self-signed TLS certificate");
     Ok(())
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+/// Writes a file only its owner can read (mode 0600), all at once: into a temporary file that is
+/// synced and then renamed over `path`, so a reader (the server, after a crash) sees the old
+/// content or the new, never half of it.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let failed = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    f.write_all(bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .open(&tmp)
+        .map_err(failed)?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(failed)?;
+    std::fs::rename(&tmp, path).map_err(failed)
 }
 
 #[cfg(test)]
@@ -181,14 +171,14 @@ mod tests {
 
     #[test]
     fn a_generated_certificate_follows_the_external_url_and_a_configured_one_is_never_touched() {
-        install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let first = load(&config(dir.path(), Some("https://old.example.com"))).unwrap();
         assert!(first.generated);
         let again = load(&config(dir.path(), Some("https://old.example.com"))).unwrap();
-        assert_eq!(again.fingerprint, first.fingerprint, "reused while its names still match");
+        assert_eq!(again.info.fingerprint, first.info.fingerprint, "reused while its names still match");
         let moved = load(&config(dir.path(), Some("https://new.example.com:8443/"))).unwrap();
-        assert_ne!(moved.fingerprint, first.fingerprint, "regenerated for the new host");
+        assert_ne!(moved.info.fingerprint, first.info.fingerprint, "regenerated for the new host");
         let (cert, _) = self_signed_paths(dir.path());
         assert!(names_not_covered(&config(dir.path(), Some("https://new.example.com")), &cert).is_none());
         assert_eq!(
@@ -204,14 +194,14 @@ mod tests {
         c.tls.key_file = Some(key);
         let configured = load(&c).unwrap();
         assert!(!configured.generated);
-        assert_eq!(configured.fingerprint, moved.fingerprint);
+        assert_eq!(configured.info.fingerprint, moved.info.fingerprint);
         assert_eq!(std::fs::read(&cert).unwrap(), before);
-        assert!(check_configured(&c).unwrap().unwrap().contains(&moved.fingerprint));
+        assert!(check_configured(&c).unwrap().unwrap().contains(&moved.info.fingerprint));
     }
 
     #[test]
     fn check_configured_reports_missing_broken_and_mismatched_files() {
-        install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         assert_eq!(check_configured(&config(d, None)).unwrap(), None, "nothing configured, nothing made");
