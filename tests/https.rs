@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::tls::{TestCa, request, roots, served_fingerprint};
+use common::tls::{Https, TestCa, roots, served_fingerprint};
 use common::{TestServer, eventually};
 use serde_json::Value;
 
@@ -49,29 +49,30 @@ async fn https_speaks_http2_and_http1_and_the_sync_port_presents_the_same_certif
     let https = https_addr(&s);
 
     // HTTP/2, chosen by ALPN, serves the API with our headers, HSTS included.
-    let r = request(https, NAME, &trust, true, "GET", "/health", &[], b"").await;
+    let r = Https::at(https, NAME, &trust).request(true, "GET", "/health", &[], b"").await;
     assert_eq!(r.alpn.as_deref(), Some(&b"h2"[..]));
     assert_eq!(r.status, 200);
     assert!(r.headers.get("strict-transport-security").is_some(), "{:?}", r.headers);
     assert_eq!(r.headers.get("x-content-type-options").unwrap(), "nosniff");
     // The toki client's first call, over HTTP/1.1 (its body-less POST).
-    let r = request(https, NAME, &trust, false, "POST", "/device/code", &[], b"").await;
+    let r = Https::at(https, NAME, &trust).request(false, "POST", "/device/code", &[], b"").await;
     assert_eq!(r.alpn.as_deref(), Some(&b"http/1.1"[..]));
     assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
     assert!(r.json()["device_code"].is_string());
     // Errors keep their form on HTTP/2.
-    let r = request(https, NAME, &trust, true, "GET", "/api/v1/nothing-here", &[], b"").await;
+    let r = Https::at(https, NAME, &trust).request(true, "GET", "/api/v1/nothing-here", &[], b"").await;
     assert_eq!(r.status, 404);
     assert!(r.json()["error"].is_string());
     // A signed-in call over HTTP/2.
     let login = br#"{"username":"admin","password":"admin-password-1"}"#;
-    let r =
-        request(https, NAME, &trust, true, "POST", "/login", &[("content-type", "application/json")], login)
-            .await;
+    let r = Https::at(https, NAME, &trust)
+        .request(true, "POST", "/login", &[("content-type", "application/json")], login)
+        .await;
     assert_eq!(r.status, 200);
     let token = r.json()["access_token"].as_str().unwrap().to_owned();
     let bearer = format!("Bearer {token}");
-    let r = request(https, NAME, &trust, true, "GET", "/me", &[("authorization", &bearer)], b"").await;
+    let r =
+        Https::at(https, NAME, &trust).request(true, "GET", "/me", &[("authorization", &bearer)], b"").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["username"], "admin");
 
@@ -108,7 +109,7 @@ async fn https_speaks_http2_and_http1_and_the_sync_port_presents_the_same_certif
         let _ =
             tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut buf)).await.expect("closed");
     }
-    let r = request(https, NAME, &trust, false, "GET", "/health", &[], b"").await;
+    let r = Https::at(https, NAME, &trust).request(false, "GET", "/health", &[], b"").await;
     assert_eq!(r.status, 200);
 }
 

@@ -26,6 +26,9 @@ command -v npm >/dev/null 2>&1 || packages+=(npm)
 [ -x /usr/bin/victoria-metrics ] || packages+=(victoria-metrics)
 # The metrics test checks the exposition with Debian's promtool (package prometheus).
 [ -x /usr/bin/promtool ] || packages+=(prometheus)
+# The ACME tests get certificates from Debian's pebble (Let's Encrypt's test CA, with
+# pebble-challtestsrv as its DNS), which validates against the server's own listeners.
+[ -x /usr/bin/pebble ] && [ -x /usr/bin/pebble-challtestsrv ] || packages+=(pebble)
 # The static build compiles its C parts (ring, zstd, mimalloc) with musl-gcc.
 command -v musl-gcc >/dev/null 2>&1 || packages+=(musl-tools)
 # The package test checks the unit with systemd-analyze.

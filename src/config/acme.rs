@@ -69,7 +69,7 @@ pub(super) const SECTION: Section = Section {
             kind: Kind::StrList,
             default: "",
             example: "[\"toki.example.com\"]",
-            help: "DNS names to get one certificate for, served on server.https_port and the sync port. Needs server.https_port (and the names pointing at this machine, reachable from the internet on port 443, or port 80 for HTTP-01). Setting it agrees to the CA's terms of service. Empty: ACME is off.",
+            help: "DNS names to get one certificate for, served on server.https_port and the sync port. The names must point at this machine, reachable from the internet on port 443 (server.https_port, which defaults to 443 with ACME) or port 80 for HTTP-01. Setting it agrees to the CA's terms of service. Empty: ACME is off.",
             set: setter!(acme.domains, Strs),
         },
         Key {
@@ -135,8 +135,11 @@ pub(super) const SECTION: Section = Section {
     ],
 };
 
-/// The checks that span keys.
-pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
+/// The checks that span keys; with ACME, `server.https_port` defaults to 443.
+pub(super) fn validate(cfg: &mut Config) -> Result<(), ConfigError> {
+    if cfg.acme.enabled() && cfg.server.https_port.is_none() {
+        cfg.server.https_port = Some(443);
+    }
     let a = &cfg.acme;
     let err = |m: String| Err(ConfigError(m));
     if cfg.server.redirect_http_to_https && cfg.server.https_port.is_none() {
@@ -150,9 +153,6 @@ pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
             return err("`acme.email`, `acme.ca_file` or `acme.staging` is set but `acme.domains` is empty; list the domains to get a certificate for, e.g. domains = [\"toki.example.com\"]".into());
         }
         return Ok(());
-    }
-    if cfg.server.https_port.is_none() {
-        return err("`acme.domains` needs `server.https_port` (443 in production): the certificate is served there and on the sync port".into());
     }
     if cfg.tls.cert_file.is_some() {
         return err("`acme.domains` and `tls.cert_file` are both set; the certificate comes from one of them, so remove one".into());

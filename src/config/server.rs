@@ -74,7 +74,7 @@ pub(super) const SECTION: Section = Section {
             kind: Kind::OptPort,
             default: "",
             example: "443",
-            help: "HTTPS port: the same API and pages as http_port, over TLS with HTTP/2 and HTTP/1.1, with the sync port's certificate (tls.cert_file, [acme], or the generated one). 0 picks a free port. Unset: no HTTPS listener.",
+            help: "HTTPS port: the same API and pages as http_port, over TLS with HTTP/2 and HTTP/1.1, with the sync port's certificate (tls.cert_file, [acme], or the generated one). 0 picks a free port. Unset: no HTTPS listener, or 443 when [acme] domains are set.",
             set: |c: &mut Config, p: Parsed| {
                 if let Parsed::OptStr(v) = p {
                     c.server.https_port = v.and_then(|s| s.parse().ok())

@@ -295,3 +295,55 @@ fn oidc_section_is_checked_and_its_secret_kept_out_of_debug_output() {
     let c = load(None, &[("TOKI_SYNC_OIDC__SCOPES", "openid, email")], Overrides::default());
     assert_eq!(c.unwrap().oidc.scopes, ["openid", "email"]);
 }
+
+#[test]
+fn acme_defaults_https_to_443_and_refuses_what_cannot_work() {
+    let c = load(Some("[acme]\ndomains = [\"toki.example.com\"]\n"), &[], Overrides::default()).unwrap();
+    assert_eq!(c.server.https_port, Some(443));
+    assert_eq!(c.acme.directory(), super::acme::LETS_ENCRYPT);
+    let c =
+        load(Some("[acme]\ndomains = [\"toki.example.com\"]\nstaging = true\n"), &[], Overrides::default())
+            .unwrap();
+    assert_eq!(c.acme.directory(), super::acme::LETS_ENCRYPT_STAGING);
+    let c = load(None, &[("TOKI_SYNC_SERVER__HTTPS_PORT", "8443")], Overrides::default()).unwrap();
+    assert_eq!(c.server.https_port, Some(8443));
+    assert!(!c.acme.enabled());
+    let c = load(Some("[server]\nhttps_port = 0\n"), &[], Overrides::default()).unwrap();
+    assert_eq!(c.server.https_port, Some(0));
+
+    let refused = |toml: &str| load(Some(toml), &[], Overrides::default()).unwrap_err().0;
+    let e = refused("[acme]\ndomains = [\"*.example.com\"]\n");
+    assert!(e.contains("wildcard"), "{e}");
+    let e = refused("[acme]\ndomains = [\"10.0.0.1\"]\n");
+    assert!(e.contains("not a DNS name"), "{e}");
+    let e = refused("[acme]\ndomains = [\"a.example.com\"]\nemail = \"nobody\"\n");
+    assert!(e.contains("acme.email"), "{e}");
+    let e = refused("[acme]\nemail = \"ops@example.com\"\n");
+    assert!(e.contains("acme.domains") && e.contains("empty"), "{e}");
+    let e = refused(
+        "[acme]\ndomains = [\"a.example.com\"]\n[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n",
+    );
+    assert!(e.contains("tls.cert_file"), "{e}");
+    let e = refused(
+        "[acme]\ndomains = [\"a.example.com\"]\nstaging = true\ndirectory_url = \"https://ca.example/dir\"\n",
+    );
+    assert!(e.contains("choose one"), "{e}");
+    let e = refused("[server]\nredirect_http_to_https = true\n");
+    assert!(e.contains("server.https_port"), "{e}");
+    let e = refused("[server]\nhttps_port = 9090\n");
+    assert!(e.contains("server.sync_port") && e.contains("server.https_port"), "{e}");
+    let e = refused("[server]\nhttps_port = 70000\n");
+    assert!(e.contains("0 to 65535"), "{e}");
+    let e = refused("[acme]\ndomains = [\"a.example.com\"]\nchallenge = \"dns-01\"\n");
+    assert!(e.contains("acme.challenge") && e.contains("tls-alpn-01"), "{e}");
+}
+
+#[test]
+fn plain_http_beside_https_warns_until_it_redirects() {
+    let env = [("TOKI_SYNC_SERVER__HTTPS_PORT", "443")];
+    let c = load(None, &env, Overrides::default()).unwrap();
+    let w = c.plain_http_warning().expect("plain HTTP still served to the network");
+    assert!(w.contains("redirect_http_to_https"), "{w}");
+    let env = [("TOKI_SYNC_SERVER__HTTPS_PORT", "443"), ("TOKI_SYNC_SERVER__REDIRECT_HTTP_TO_HTTPS", "true")];
+    assert_eq!(load(None, &env, Overrides::default()).unwrap().plain_http_warning(), None);
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod oidc;
+pub mod pebble;
 pub mod sync_client;
 pub mod tls;
 pub mod usage;

@@ -112,14 +112,36 @@ impl HttpsResp {
     }
 }
 
-/// One request over HTTPS; `http2` picks the protocol offered by ALPN.
-pub async fn request(
+/// A server's HTTPS listener, reached by name and verified against `roots`.
+pub struct Https<'a> {
+    pub addr: SocketAddr,
+    pub name: &'a str,
+    pub roots: &'a rustls::RootCertStore,
+}
+
+impl<'a> Https<'a> {
+    pub fn at(addr: SocketAddr, name: &'a str, roots: &'a rustls::RootCertStore) -> Https<'a> {
+        Https { addr, name, roots }
+    }
+
+    /// One request on a new connection; `http2` picks the protocol offered by ALPN.
+    pub async fn request(
+        &self,
+        http2: bool,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpsResp {
+        request(self.addr, self.name, self.roots, (http2, method, path), headers, body).await
+    }
+}
+
+async fn request(
     addr: SocketAddr,
     name: &str,
     roots: &rustls::RootCertStore,
-    http2: bool,
-    method: &str,
-    path: &str,
+    (http2, method, path): (bool, &str, &str),
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpsResp {
