@@ -90,7 +90,7 @@ fn config_check_finds_what_serve_would_refuse() {
     );
     let (code, out, err) = run(&["config", "check", "--config", &file], &[]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("sync TLS:    ") && out.contains("SHA-256 fingerprint"), "{out}");
+    assert!(out.contains("TLS:         ") && out.contains("SHA-256 fingerprint"), "{out}");
 
     // A mistyped log level, from the file and from RUST_LOG.
     let file = write(d, "log.toml", "[log]\nlevel = \"verbose\"\n");
