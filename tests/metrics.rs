@@ -88,6 +88,10 @@ async fn metrics_are_valid_and_count_the_traffic() {
     promtool_check(&text);
     assert_eq!(get(&before, "toki_sync_build_info{version=\"0.1.0\"}"), 1.0);
     assert_eq!(get(&before, "toki_sync_ingest_batches_total"), 0.0);
+    // The generated certificate is valid until 4096; no ACME, no failures.
+    let not_after = server.server.as_ref().unwrap().certs.current().info.not_after;
+    assert_eq!(get(&before, "toki_sync_tls_certificate_expiry_timestamp_seconds"), not_after as f64);
+    assert_eq!(get(&before, "toki_sync_acme_renewal_failures"), 0.0);
 
     // HTTP: three health checks, one unknown path, a login, five failed logins (the fifth locks
     // the key) and one refused while locked.

@@ -28,7 +28,10 @@ pub fn run(common: &CommonArgs) -> ExitCode {
     }
     match cfg.server.https_port {
         Some(port) if cfg.server.redirect_http_to_https => {
-            println!("https:       {}:{port} (plain HTTP from the network is redirected there)", cfg.server.bind)
+            println!(
+                "https:       {}:{port} (plain HTTP from the network is redirected there)",
+                cfg.server.bind
+            )
         }
         Some(port) => println!("https:       {}:{port}", cfg.server.bind),
         None => println!("https:       off"),

@@ -45,6 +45,8 @@ struct Metrics {
     outbox_deletions: Gauge,
     outbox_oldest_age: Gauge,
     uptime: Gauge,
+    tls_not_after: Gauge,
+    acme_failures: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -76,6 +78,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         outbox_deletions: Gauge::default(),
         outbox_oldest_age: Gauge::default(),
         uptime: Gauge::default(),
+        tls_not_after: Gauge::default(),
+        acme_failures: Gauge::default(),
     };
     r.register("ingest_events", "Usage events in committed sync batches", m.events.clone());
     r.register(
@@ -143,6 +147,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         m.outbox_oldest_age.clone(),
     );
     r.register_with_unit("uptime", "Time since the server started", Unit::Seconds, m.uptime.clone());
+    r.register(
+        "tls_certificate_expiry_timestamp_seconds",
+        "When the certificate served on the sync port and the HTTPS listener expires (Unix time)",
+        m.tls_not_after.clone(),
+    );
+    r.register(
+        "acme_renewal_failures",
+        "ACME orders that failed in a row since the last success (0 without ACME)",
+        m.acme_failures.clone(),
+    );
     let build: Family<Labels, Gauge> = Family::default();
     build.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())]).set(1);
     r.register("build_info", "Always 1; the version is in the label", build);
@@ -260,6 +274,10 @@ pub fn render(app: &App) -> String {
         Err(e) => tracing::warn!(error = %e, "metrics: reading the outbox age failed"),
     }
     m.uptime.set(app.started_at.elapsed().as_secs() as i64);
+    if let Some(certs) = &app.certs {
+        m.tls_not_after.set(certs.current().info.not_after);
+        m.acme_failures.set(certs.renewal().map_or(0, |r| i64::from(r.failures)));
+    }
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &m.registry) {
         tracing::error!(error = %e, "metrics: encoding failed");
