@@ -48,7 +48,7 @@ pub(super) const SECTION: Section = Section {
             kind: Kind::Int { min: 1, max: 1_000_000 },
             default: "1024",
             example: "",
-            help: "Concurrent HTTP connections; further ones get 503 and are closed.",
+            help: "Concurrent HTTP connections, on each of the HTTP and HTTPS listeners; further ones get 503 and are closed.",
             set: setter!(http.max_connections, Int, usize),
         },
         Key {
