@@ -58,8 +58,14 @@ impl Listeners {
     pub fn bind(config: &Config) -> Result<Listeners, String> {
         let bind = |port: u16, what: &str, key: &str| {
             let addr = SocketAddr::new(config.server.bind, port);
-            std::net::TcpListener::bind(addr)
-                .map_err(|e| format!("cannot listen for {what} on {addr}: {e} (set {key})"))
+            std::net::TcpListener::bind(addr).map_err(|e| {
+                let hint = if e.kind() == std::io::ErrorKind::PermissionDenied && port < 1024 {
+                    "; ports below 1024 need CAP_NET_BIND_SERVICE, which the packaged systemd unit grants (or run `setcap cap_net_bind_service=+ep` on the binary)"
+                } else {
+                    ""
+                };
+                format!("cannot listen for {what} on {addr}: {e} (set {key}){hint}")
+            })
         };
         Ok(Listeners {
             http: bind(config.server.http_port, "HTTP", "server.http_port or --http-port")?,

@@ -56,7 +56,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, transport: Transport, m
     while let Some((stream, peer)) = crate::net::accept(&listener, &mut shutdown, what).await {
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::warn!(%peer, limit = cfg.max_connections, "http connection limit reached; refusing connection");
-            tokio::spawn(refuse_busy(stream, "server busy: too many connections"));
+            refuse_busy(&transport, stream, "server busy: too many connections");
             continue;
         };
         // Trusted proxies carry many clients' connections; only the global cap applies to them.
@@ -65,7 +65,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, transport: Transport, m
         if from_address > cfg.max_connections_per_ip && !proxy {
             tracing::warn!(%peer, limit = cfg.max_connections_per_ip, "http connection limit per address reached; refusing connection");
             drop((permit, address_slot));
-            tokio::spawn(refuse_busy(stream, "server busy: too many connections from your address"));
+            refuse_busy(&transport, stream, "server busy: too many connections from your address");
             continue;
         }
         let _ = stream.set_nodelay(true);
@@ -87,11 +87,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, transport: Transport, m
                             _ => conn::serve(&builder, tls, peer, stop, handler(true)).await,
                         },
                         Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            tracing::info!(%peer, error = %e, "TLS handshake failed");
                             Ok(())
                         }
                         Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
+                            tracing::info!(%peer, "TLS handshake timed out");
                             Ok(())
                         }
                     }
@@ -115,10 +115,15 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, transport: Transport, m
     }
 }
 
-/// Over a connection cap: a short 503 and close, written without hyper so it costs little.
-async fn refuse_busy(mut stream: TcpStream, message: &'static str) {
-    let err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message);
-    conn::write_error(&mut stream, err, &[("retry-after", "1")]).await;
+/// Over a connection cap: a short 503 and close, written without hyper so it costs little. On
+/// HTTPS the connection is just closed: answering would cost the TLS handshake the cap saves.
+fn refuse_busy(transport: &Transport, mut stream: TcpStream, message: &'static str) {
+    if let Transport::Plain = transport {
+        tokio::spawn(async move {
+            let err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message);
+            conn::write_error(&mut stream, err, &[("retry-after", "1")]).await;
+        });
+    }
 }
 
 async fn handle(
