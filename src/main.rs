@@ -1,8 +1,8 @@
 //! `toki-sync`: see `cli` for the commands and `lib.rs` for the server.
 
-// This crate defines `memcpy` and `memmove` for the musl build (`memcpy.rs`): LLVM must not
-// turn their loops into calls to themselves. The crate holds nothing else that copies memory.
-#![no_builtins]
+// The musl build defines `memcpy` and `memmove` here (`memcpy.rs`): LLVM must not turn their
+// loops into calls to themselves. Only there: the glibc build's code generation stays as it was.
+#![cfg_attr(target_env = "musl", no_builtins)]
 
 /// musl's `memcpy` and `memmove` are slow for the many small copies of the ingest path; the
 /// static build uses these instead (see `memcpy.rs`). Tests run the routines on every x86_64.

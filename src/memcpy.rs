@@ -10,9 +10,10 @@
 //! bytes, a 64-byte loop beyond, and `rep movsb` for large copies that do not overlap, where it
 //! is the fastest on CPUs with ERMS (every x86_64 CPU since 2012).
 //!
-//! The binary crate is `no_builtins` (`main.rs`), so LLVM does not turn these loops back into
-//! calls to `memcpy`. The exported symbols exist only in the musl build; the glibc build keeps
-//! glibc's, and the tests run the same copy routines there.
+//! In the musl build the binary crate is `no_builtins` (`main.rs`), so LLVM does not turn these
+//! loops back into calls to `memcpy`. The exported symbols exist only in the musl build; the
+//! glibc build keeps glibc's, and the tests run the same copy routines there (unoptimised, so
+//! their loops stay loops there too).
 
 use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_storeu_si128};
 
