@@ -39,8 +39,8 @@ async fn https_speaks_http2_and_http1_and_the_sync_port_presents_the_same_certif
     let first = ca.issue(&[NAME, "127.0.0.1"], 1, 90);
     let certs_dir = tempfile::tempdir().unwrap();
     let (cert, key) = (certs_dir.path().join("cert.pem"), certs_dir.path().join("key.pem"));
-    common::tls::write(&cert, &first.cert_pem);
-    common::tls::write(&key, &first.key_pem);
+    std::fs::write(&cert, &first.cert_pem).unwrap();
+    std::fs::write(&key, &first.key_pem).unwrap();
     let s = https_server(|c| {
         c.tls.cert_file = Some(cert.clone());
         c.tls.key_file = Some(key.clone());
@@ -85,14 +85,14 @@ async fn https_speaks_http2_and_http1_and_the_sync_port_presents_the_same_certif
     // A renewal by another tool: the certificate is written first (with the old key it does not
     // load, and the old pair stays served), then the key.
     let second = ca.issue(&[NAME, "127.0.0.1"], 1, 90);
-    common::tls::write(&cert, &second.cert_pem);
+    std::fs::write(&cert, &second.cert_pem).unwrap();
     tokio::time::sleep(toki_sync::tls::reload::POLL * 2).await;
     assert_eq!(
         served_fingerprint(https, NAME, &trust).await.unwrap(),
         first.fingerprint,
         "a mismatched pair is not served"
     );
-    common::tls::write(&key, &second.key_pem);
+    std::fs::write(&key, &second.key_pem).unwrap();
     let both = || async {
         served_fingerprint(https, NAME, &trust).await.ok() == Some(second.fingerprint.clone())
             && served_fingerprint(s.sync, NAME, &trust).await.ok() == Some(second.fingerprint.clone())
@@ -166,8 +166,8 @@ async fn a_failed_acme_renewal_keeps_the_current_certificate_and_waits_before_re
     let dir = tempfile::tempdir().unwrap();
     let acme_dir = dir.path().join("acme");
     std::fs::create_dir_all(&acme_dir).unwrap();
-    common::tls::write(&acme_dir.join("cert.pem"), &due.cert_pem);
-    common::tls::write(&acme_dir.join("key.pem"), &due.key_pem);
+    std::fs::write(acme_dir.join("cert.pem"), &due.cert_pem).unwrap();
+    std::fs::write(acme_dir.join("key.pem"), &due.key_pem).unwrap();
     let closed = common::oidc::free_port();
     let mut cfg = common::test_config(dir.path());
     cfg.server.https_port = Some(0);

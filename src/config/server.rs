@@ -25,6 +25,13 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
 }
 
+impl ServerConfig {
+    /// Whether `ip` is one of `trusted_proxies` (which carry many clients' connections).
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|c| c.contains(ip))
+    }
+}
+
 /// Placeholders only: [`Config::defaults`] sets every key from its entry below.
 impl Default for ServerConfig {
     fn default() -> Self {

@@ -268,7 +268,6 @@ where
     H: Fn(hyper::Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = HttpResponse> + Send + 'static,
 {
-    let handle = Arc::new(handle);
     let service = service_fn(move |req| {
         let answer = handle(req);
         Box::pin(async move { Ok::<_, Infallible>(super::stream::finish(answer.await)) })

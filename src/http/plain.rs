@@ -35,8 +35,7 @@ pub fn before_routing(
     if secure || !server.redirect_http_to_https {
         return None;
     }
-    let trusted = |ip| server.trusted_proxies.iter().any(|c| c.contains(ip));
-    let forwarded_https = trusted(peer.ip())
+    let forwarded_https = server.is_trusted_proxy(peer.ip())
         && req
             .headers()
             .get("x-forwarded-proto")

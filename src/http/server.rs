@@ -61,7 +61,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, transport: Transport, m
         };
         // Trusted proxies carry many clients' connections; only the global cap applies to them.
         let (address_slot, from_address) = by_address.take(peer.ip());
-        let proxy = app.config.server.trusted_proxies.iter().any(|c| c.contains(peer.ip()));
+        let proxy = app.config.server.is_trusted_proxy(peer.ip());
         if from_address > cfg.max_connections_per_ip && !proxy {
             tracing::warn!(%peer, limit = cfg.max_connections_per_ip, "http connection limit per address reached; refusing connection");
             drop((permit, address_slot));

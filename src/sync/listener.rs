@@ -49,7 +49,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, tls: TlsAcceptor, shutd
         let slot = Slot(Arc::clone(&live));
         // Trusted proxies carry many clients' connections; only the global cap applies to them.
         let (address_slot, mut from_address) = by_address.take(peer.ip());
-        if app.config.server.trusted_proxies.iter().any(|c| c.contains(peer.ip())) {
+        if app.config.server.is_trusted_proxy(peer.ip()) {
             from_address = 0;
         }
         // Over capacity, clients are still answered "server busy"; far over it (a flood), the

@@ -3,7 +3,6 @@
 //! (the sync port).
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,48 +132,34 @@ impl<'a> Https<'a> {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> HttpsResp {
-        request(self.addr, self.name, self.roots, (http2, method, path), headers, body).await
+        let (addr, name, roots) = (self.addr, self.name, self.roots);
+        let alpn: &[&[u8]] = if http2 { &[b"h2"] } else { &[b"http/1.1"] };
+        let (tls, _) = handshake(addr, name, roots, alpn).await.expect("TLS handshake");
+        let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let io = hyper_util::rt::TokioIo::new(tls);
+        let mut req = hyper::Request::builder().method(method).uri(format!("https://{name}{path}"));
+        if !http2 {
+            req = req.header("host", name);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+        let resp = if http2 {
+            let (mut send, conn) =
+                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                    .await
+                    .expect("h2 handshake");
+            tokio::spawn(conn);
+            send.send_request(req).await.expect("h2 request")
+        } else {
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.expect("h1 handshake");
+            tokio::spawn(conn);
+            send.send_request(req).await.expect("h1 request")
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.expect("body").to_bytes().to_vec();
+        HttpsResp { status, headers, body, alpn: negotiated }
     }
-}
-
-async fn request(
-    addr: SocketAddr,
-    name: &str,
-    roots: &rustls::RootCertStore,
-    (http2, method, path): (bool, &str, &str),
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> HttpsResp {
-    let alpn: &[&[u8]] = if http2 { &[b"h2"] } else { &[b"http/1.1"] };
-    let (tls, _) = handshake(addr, name, roots, alpn).await.expect("TLS handshake");
-    let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
-    let io = hyper_util::rt::TokioIo::new(tls);
-    let mut req = hyper::Request::builder().method(method).uri(format!("https://{name}{path}"));
-    if !http2 {
-        req = req.header("host", name);
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
-    let resp = if http2 {
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
-                .await
-                .expect("h2 handshake");
-        tokio::spawn(conn);
-        send.send_request(req).await.expect("h2 request")
-    } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.expect("h1 handshake");
-        tokio::spawn(conn);
-        send.send_request(req).await.expect("h1 request")
-    };
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes().to_vec();
-    HttpsResp { status, headers, body, alpn: negotiated }
-}
-
-pub fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
 }

@@ -333,11 +333,7 @@ pub async fn server_info(app: &Arc<App>, req: Request) -> Result<HttpResponse, A
 fn tls_view(app: &App) -> Value {
     let Some(certs) = &app.certs else { return Value::Null };
     let served = certs.current();
-    let time = |secs: i64| {
-        time::OffsetDateTime::from_unix_timestamp(secs)
-            .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-    };
+    let time = crate::store::rfc3339;
     let renewal = certs.renewal().map(|r| {
         json!({
             "state": r.state,
