@@ -60,19 +60,17 @@ impl WriterState {
 #[derive(Default)]
 pub struct Pending {
     rollups: FxHashMap<RollupKey, RollupDelta>,
-    /// The same changes per local day of the user's day tier (`store::day_rollups`).
-    days: FxHashMap<RollupKey, RollupDelta>,
-    /// Day-tier offsets of the users met in this transaction (changes run in transactions of
-    /// their own, so the cache never outlives one).
+    /// Day-tier offsets of the users met in this transaction, for the day tier
+    /// (`store::day_rollups`), whose deltas are the hourly ones summed per local day at flush.
+    /// Offset changes run in transactions of their own, so the cache never outlives one.
     zones: FxHashMap<u32, i32>,
     /// stream -> largest ts seen
     cursors: FxHashMap<u32, i64>,
 }
 
-/// Whose usage a batch is: the rollup key parts it shares, and the user's day-tier offset.
+/// Whose usage a batch is: the rollup key parts it shares.
 #[derive(Clone, Copy)]
 struct Owner {
-    zone: i32,
     user: u32,
     device: u32,
     provider: u32,
@@ -80,21 +78,18 @@ struct Owner {
 
 impl Pending {
     fn account(&mut self, owner: Owner, ts: i64, rec: &EventRecord, sign: i8) {
-        let Owner { zone, user, device, provider } = owner;
-        let hour = hour_of(ts);
-        let key = (user, hour, device, provider, rec.model, rec.project);
+        let Owner { user, device, provider } = owner;
+        let key = (user, hour_of(ts), device, provider, rec.model, rec.project);
         self.rollups.entry(key).or_default().apply(rec, sign);
-        let day = (user, day_rollups::day_key_of_hour(hour, zone), device, provider, rec.model, rec.project);
-        self.days.entry(day).or_default().apply(rec, sign);
     }
 
-    fn zone(&mut self, txn: &WriteTransaction, user: u32) -> Result<i32, StoreError> {
-        if let Some(z) = self.zones.get(&user) {
-            return Ok(*z);
+    /// Reads `user`'s day-tier offset into the cache, once per transaction.
+    fn note_zone(&mut self, txn: &WriteTransaction, user: u32) -> Result<(), StoreError> {
+        if !self.zones.contains_key(&user) {
+            let z = day_rollups::zone_in(txn, user)?;
+            self.zones.insert(user, z);
         }
-        let z = day_rollups::zone_in(txn, user)?;
-        self.zones.insert(user, z);
-        Ok(z)
+        Ok(())
     }
 
     /// Writes rollup deltas and cursors; returns the cursor of every stream touched. Each
@@ -102,9 +97,14 @@ impl Pending {
     pub fn flush(&mut self, txn: &WriteTransaction) -> Result<FxHashMap<u32, i64>, StoreError> {
         let mut rollups = txn.open_table(ROLLUPS)?;
         let mut vm_outbox = vm_outbox::Marker::open(txn)?;
+        let mut days: FxHashMap<RollupKey, RollupDelta> = FxHashMap::default();
         for (key, delta) in self.rollups.drain() {
             if !delta.is_zero() {
                 vm_outbox.mark(key)?;
+                let (user, hour, device, provider, model, project) = key;
+                let zone = self.zones.get(&user).copied().unwrap_or_default();
+                let day = (user, day_rollups::day_key_of_hour(hour, zone), device, provider, model, project);
+                days.entry(day).or_default().add(&delta);
             }
             let mut rec = match rollups.get(key)? {
                 Some(v) => RollupRecord::decode(v.value())?,
@@ -118,8 +118,7 @@ impl Pending {
             }
         }
         drop(rollups);
-        day_rollups::apply_deltas_in(txn, self.days.drain())?;
-        self.zones.clear();
+        day_rollups::apply_deltas_in(txn, days.into_iter())?;
         let mut cursors = txn.open_table(CURSORS)?;
         let mut out = FxHashMap::default();
         for (key, ts) in self.cursors.drain() {
@@ -175,7 +174,8 @@ pub fn apply_batch(
     };
     let is_claude = batch.provider == CLAUDE_CODE;
     let (device, user) = (job.device, job.user);
-    let owner = Owner { zone: pending.zone(txn, user)?, user, device, provider };
+    pending.note_zone(txn, user)?;
+    let owner = Owner { user, device, provider };
     let mut applied = Applied { stream, ..Applied::default() };
     let mut max_ts: Option<i64> = None;
 

@@ -170,6 +170,16 @@ impl RollupDelta {
         self.events == 0 && self.usage_total == 0 && self.tokens.values().all(|n| *n == 0)
     }
 
+    /// Adds another delta (the hours of one day, for the day tier).
+    pub fn add(&mut self, other: &RollupDelta) {
+        self.events = self.events.saturating_add(other.events);
+        self.usage_total = self.usage_total.saturating_add(other.usage_total);
+        for (col, n) in &other.tokens {
+            let slot = self.tokens.entry(*col).or_default();
+            *slot = slot.saturating_add(*n);
+        }
+    }
+
     /// Adds (`sign` = 1) or subtracts (`sign` = -1) one event.
     pub fn apply(&mut self, event: &EventRecord, sign: i8) {
         let sign = i128::from(sign.signum());
