@@ -49,7 +49,7 @@ pub fn open_store(config: &Config) -> Result<Store, BootstrapError> {
     }
     let path = config.db_path();
     if !path.exists() {
-        create_private_file(&path).map_err(|e| {
+        create_private_file(&path).map(drop).map_err(|e| {
             BootstrapError::DataDir(format!("cannot create data file {}: {e}", path.display()))
         })?;
     }
@@ -67,15 +67,18 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
+/// A new file only its owner can read and write (the data file, backups, a restore's staging
+/// file: they hold password hashes and the signing secret). Created with the mode, so there is no
+/// moment with the umask's.
 #[cfg(unix)]
-fn create_private_file(path: &Path) -> std::io::Result<()> {
+pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map(drop)
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
 }
 
 #[cfg(not(unix))]
-fn create_private_file(path: &Path) -> std::io::Result<()> {
-    std::fs::OpenOptions::new().write(true).create_new(true).open(path).map(drop)
+pub(crate) fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 /// Opens the store and prepares it for serving. Blocking.

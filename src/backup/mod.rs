@@ -24,7 +24,7 @@ use tables::DumpError;
 /// A read transaction and what it holds: the backup's contents are fixed from here on.
 pub struct Snapshot {
     txn: ReadTransaction,
-    tables: Vec<format::TableInfo>,
+    /// Names the tables (and their sizes) that are dumped, in order.
     pub header: Header,
 }
 
@@ -33,14 +33,14 @@ impl Snapshot {
         let txn = store.read()?;
         let tables = tables::inventory(&txn)?;
         let schema_version = schema_version(&txn)?;
-        let header = Header::new(schema_version, tables.clone());
-        Ok(Snapshot { txn, tables, header })
+        let header = Header::new(schema_version, tables);
+        Ok(Snapshot { txn, header })
     }
 
     /// Writes the whole dump to `sink`; returns the sink.
     pub fn write<W: Write>(self, sink: W) -> Result<W, DumpError> {
         let mut out = Writer::new(sink, &self.header)?;
-        tables::dump(&self.txn, &self.tables, &mut out)?;
+        tables::dump(&self.txn, &self.header.tables, &mut out)?;
         Ok(out.finish()?)
     }
 }

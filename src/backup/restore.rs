@@ -106,8 +106,10 @@ fn build(
     header: &Header,
     progress: &mut impl FnMut(u64, u64),
 ) -> Result<(), String> {
+    // Created private before redb opens it, like the data file itself.
+    crate::bootstrap::create_private_file(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     let db = redb::Database::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    restrict(path);
     let mut reader = Reader::new(source).map_err(|e| e.to_string())?;
     let begin = |durable: bool| -> Result<redb::WriteTransaction, String> {
         let mut txn = db.begin_write().map_err(|e| e.to_string())?;
@@ -163,9 +165,4 @@ fn check(path: &Path, header: &Header) -> Result<(), String> {
     tables::read_all(&txn).map_err(|e| format!("the restored file is not fully readable: {e}"))?;
     drop(txn);
     store.close().map_err(|e| e.to_string())
-}
-
-fn restrict(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }

@@ -133,15 +133,10 @@ pub fn write_backup(app: &App, dir: &Path, keep: usize) -> Result<(PathBuf, u64)
     Ok((path, entries))
 }
 
-/// A new file only its owner can read (backups hold password hashes and the signing secret).
+/// A new backup file only its owner can read (backups hold password hashes and the signing
+/// secret).
 pub fn create_private(path: &Path) -> Result<std::fs::File, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+    crate::bootstrap::create_private_file(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -135,19 +135,10 @@ pub(super) const SECTION: Section = Section {
     ],
 };
 
-/// The checks that span keys; with ACME, `server.https_port` defaults to 443.
-pub(super) fn validate(cfg: &mut Config) -> Result<(), ConfigError> {
-    if cfg.acme.enabled() && cfg.server.https_port.is_none() {
-        cfg.server.https_port = Some(443);
-    }
+/// The checks that span keys.
+pub(super) fn validate(cfg: &Config) -> Result<(), ConfigError> {
     let a = &cfg.acme;
     let err = |m: String| Err(ConfigError(m));
-    if cfg.server.redirect_http_to_https && cfg.server.https_port.is_none() {
-        return err(
-            "`server.redirect_http_to_https` needs `server.https_port` (there is nothing to redirect to)"
-                .into(),
-        );
-    }
     if !a.enabled() {
         if a.email.is_some() || a.ca_file.is_some() || a.staging {
             return err("`acme.email`, `acme.ca_file` or `acme.staging` is set but `acme.domains` is empty; list the domains to get a certificate for, e.g. domains = [\"toki.example.com\"]".into());

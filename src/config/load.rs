@@ -116,6 +116,11 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
         };
+        // With ACME the certificate is served on HTTPS: port 443 unless another is set. Before
+        // the checks, so that a clash with another listener is found here.
+        if cfg.acme.enabled() && cfg.server.https_port.is_none() {
+            cfg.server.https_port = Some(443);
+        }
         cfg.validate()?;
         super::acme::validate(cfg)?;
         super::oidc::validate(cfg)
@@ -207,6 +212,12 @@ impl Config {
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err(ConfigError(
                 "`tls.cert_file` and `tls.key_file` must be set together (or neither, for a generated self-signed certificate)".into(),
+            ));
+        }
+        if self.server.redirect_http_to_https && self.server.https_port.is_none() {
+            return Err(ConfigError(
+                "`server.redirect_http_to_https` needs `server.https_port` (there is nothing to redirect to)"
+                    .into(),
             ));
         }
         let ports = [

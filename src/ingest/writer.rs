@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use redb::ReadableTable;
 use tokio::sync::{mpsc, oneshot};
 
-use super::apply::{CLAUDE_CODE, Pending, WriterState, apply_batch, cursor_in};
+use super::apply::{Applied, CLAUDE_CODE, Pending, WriterState, apply_batch, cursor_in};
 use super::recent::{MAX_PER_STREAM, WINDOW_MS};
 use super::{BatchJob, BatchOutcome, BatchReply, ExecCtx, ExecFn, ExecResult, IngestError, Job, WriterStats};
 use crate::store::recent_spill;
@@ -149,9 +149,15 @@ fn run_group(store: &Store, state: &mut WriterState, group: Vec<(BatchJob, Reply
             let items: usize = group.iter().map(|(j, _)| j.batch.items.len()).sum();
             stats.items.fetch_add(items as u64, Ordering::Relaxed);
             crate::metrics::group_committed(group.len(), items as u64, started.elapsed());
+            // One metrics update per group, not per batch: the writer thread is the hot path.
+            let mut sum = Applied::default();
             for a in outcomes.iter().flatten().map(|o| &o.applied) {
-                crate::metrics::events_stored(a.inserted, a.duplicates, a.replaced, a.stale);
+                sum.inserted = sum.inserted.saturating_add(a.inserted);
+                sum.duplicates = sum.duplicates.saturating_add(a.duplicates);
+                sum.replaced = sum.replaced.saturating_add(a.replaced);
+                sum.stale = sum.stale.saturating_add(a.stale);
             }
+            crate::metrics::events_stored(sum.inserted, sum.duplicates, sum.replaced, sum.stale);
             for ((job, reply), outcome) in group.into_iter().zip(outcomes) {
                 let _ = reply.send((outcome, job));
             }

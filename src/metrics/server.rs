@@ -26,18 +26,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut shutdown: ShutdownS
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.wait() => break,
-        };
+    while let Some((stream, peer)) = crate::net::accept(&listener, &mut shutdown, "metrics").await {
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::warn!(%peer, "metrics connection limit reached; closing");
             continue;
