@@ -96,14 +96,12 @@ fn token(agent: &ureq::Agent, base: &str, user: &str) -> Result<String, String> 
 struct Tee<R, W> {
     inner: R,
     out: W,
-    bytes: u64,
 }
 
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.out.write_all(&buf[..n])?;
-        self.bytes += n as u64;
         Ok(n)
     }
 }
@@ -131,8 +129,7 @@ fn fetch(args: &BackupArgs) -> Result<format::Header, String> {
     let partial = PathBuf::from(format!("{}.partial", args.out.display()));
     let _ = std::fs::remove_file(&partial);
     let file = super::schedule::create_private(&partial)?;
-    let mut tee =
-        Tee { inner: resp.body_mut().with_config().reader(), out: std::io::BufWriter::new(file), bytes: 0 };
+    let mut tee = Tee { inner: resp.body_mut().with_config().reader(), out: std::io::BufWriter::new(file) };
     let mut progress = Progress::new(total, "entries");
     let checked = format::verify(&mut tee, |n| progress.update(n));
     progress.finish();

@@ -81,6 +81,10 @@ pub struct RateLimiter {
     start: Instant,
     /// (subject, class) -> (window number, requests in it).
     counters: Mutex<HashMap<(Subject, Class), (u64, u32)>>,
+    /// One more than the window of the last sweep of a full table (0: never). Entries only ever
+    /// get the current window, so a second sweep in the same window could remove nothing; a
+    /// flood of new subjects then costs no scan per request. Changed under `counters`' lock.
+    swept: std::sync::atomic::AtomicU64,
 }
 
 impl RateLimiter {
@@ -94,6 +98,7 @@ impl RateLimiter {
             capacity: cfg.max_tracked.max(16),
             start: Instant::now(),
             counters: Mutex::new(HashMap::new()),
+            swept: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -119,7 +124,11 @@ impl RateLimiter {
         let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         let mut key = (subject, class);
         if !counters.contains_key(&key) && counters.len() >= self.capacity {
-            counters.retain(|_, (w, _)| *w == window);
+            use std::sync::atomic::Ordering::Relaxed;
+            if self.swept.load(Relaxed) != window + 1 {
+                counters.retain(|_, (w, _)| *w == window);
+                self.swept.store(window + 1, Relaxed);
+            }
             if counters.len() >= self.capacity {
                 key = (Subject::Overflow, class);
             }

@@ -85,9 +85,8 @@ impl Pending {
 
     /// Reads `user`'s day-tier offset into the cache, once per transaction.
     fn note_zone(&mut self, txn: &WriteTransaction, user: u32) -> Result<(), StoreError> {
-        if !self.zones.contains_key(&user) {
-            let z = day_rollups::zone_in(txn, user)?;
-            self.zones.insert(user, z);
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.zones.entry(user) {
+            slot.insert(day_rollups::zone_in(txn, user)?);
         }
         Ok(())
     }

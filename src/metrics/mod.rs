@@ -253,7 +253,7 @@ fn endpoint_label(method: &hyper::Method, path: &str) -> String {
 /// Blocking (reads the data file's table lengths).
 pub fn render(app: &App) -> String {
     let m = m();
-    m.sessions_active.set(app.sessions.list().len() as i64);
+    m.sessions_active.set(app.sessions.count() as i64);
     m.devices_connected.set(app.sessions.connected_devices() as i64);
     m.file_bytes.set(app.store.file_size() as i64);
     match app.store.vm_backlog() {

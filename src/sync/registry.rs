@@ -62,6 +62,11 @@ impl Registry {
         out
     }
 
+    /// How many sessions are live (without copying them, as `list` does).
+    pub fn count(&self) -> usize {
+        self.sessions().len()
+    }
+
     /// Distinct devices with at least one live session.
     pub fn connected_devices(&self) -> usize {
         let sessions = self.sessions();

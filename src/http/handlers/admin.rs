@@ -312,7 +312,7 @@ pub async fn server_info(app: &Arc<App>, req: Request) -> Result<HttpResponse, A
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": app.started_at.elapsed().as_secs(),
         "connected_devices": app.sessions.connected_devices(),
-        "active_sessions": app.sessions.list().len(),
+        "active_sessions": app.sessions.count(),
         "registration_mode": mode.as_str(),
         "oidc_enabled": app.oidc.is_some(),
         "storage_backend": "redb",
