@@ -2,16 +2,12 @@
 // outbox), live sync sessions (refreshing while the panel is open), all devices, and usage across
 // all users grouped by user.
 import { api } from './api.js';
-import { button, el, fmtAgo, fmtDuration, fmtInt, fmtTokens, table } from './format.js';
+import { button, el, fmtAgo, fmtDuration, fmtInt, fmtTokens, section, table } from './format.js';
 import { usageQuery } from './state.js';
 import { breakdownTable } from './view-overview.js';
 
 const LIVE_MS = 5000;
 let liveTimer = null;
-
-function section(id, title, ...children) {
-  return el('section', { class: 'card', id }, el('h2', { text: title }), ...children);
-}
 
 function bytes(n) {
   if (n >= 1 << 30) return (n / (1 << 30)).toFixed(1) + ' GiB';

@@ -121,6 +121,11 @@ export function localMidnight(ms) {
   return Math.floor((ms + off) / DAY) * DAY - off;
 }
 
+// A card section titled by its heading (for assistive technology too).
+export function section(id, title, ...children) {
+  return el('section', { class: 'card', id, 'aria-labelledby': id + '-title' }, el('h2', { id: id + '-title', text: title }), ...children);
+}
+
 // A table with a header row and `rows` (arrays of cells: strings or elements).
 export function table(headers, rows, cls) {
   return el('table', { class: cls || null },

@@ -1,6 +1,6 @@
 // The dashboard's state lives in the URL (?view=…&range=…&group=…&metric=…&from=…&to=…), so a
 // view can be bookmarked; this module reads and writes it and turns a range into a window.
-import { DAY, HOUR, localMidnight, utcOffset } from './format.js';
+import { DAY, HOUR, localMidnight, offsetMs, utcOffset } from './format.js';
 
 export const VIEWS = ['overview', 'devices', 'teams', 'account', 'admin'];
 export const RANGES = {
@@ -86,11 +86,11 @@ export const STEP_MS = { '1h': HOUR, '1d': DAY, '1w': 7 * DAY };
 
 // Bucket starts over a window, as the API counts them (days at local midnight, weeks on Monday).
 export function bucketsOf(w) {
-  const off = -new Date().getTimezoneOffset() * 60000;
   const bucket = (ts) => {
     if (w.step === '1h') return Math.floor(ts / HOUR) * HOUR;
+    if (w.step === '1d') return localMidnight(ts);
+    const off = offsetMs();
     const day = Math.floor((ts + off) / DAY);
-    if (w.step === '1d') return day * DAY - off;
     return (day - (((day + 3) % 7) + 7) % 7) * DAY - off;
   };
   const out = [];

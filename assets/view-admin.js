@@ -3,11 +3,15 @@
 // (server, live sessions, all devices, usage by user) is in admin-server.js. Only admins see
 // this view; the API refuses everyone else anyway.
 import { api } from './api.js';
-import { button, el, fmtDateTime, table } from './format.js';
+import { button, el, fmtDateTime, section, table } from './format.js';
 import * as server from './admin-server.js';
 
-function section(id, title, ...children) {
-  return el('section', { class: 'card', id }, el('h2', { text: title }), ...children);
+// Runs an admin action, then renders the panel again; an error is shown in `msg`.
+function actor(ctx, msg) {
+  return async (f) => {
+    msg.textContent = '';
+    try { await f(); ctx.rerender(); return true; } catch (e) { if (!ctx.failed(e)) msg.textContent = e.message; return false; }
+  };
 }
 
 // A form row of labelled inputs with a submit button; `submit` gets the values by name.
@@ -27,10 +31,7 @@ function inlineForm(id, fields, label, submit, msg) {
 
 async function usersSection(ctx, users, pending) {
   const msg = el('p', { class: 'error', role: 'alert', id: 'users-error' });
-  const act = async (f) => {
-    msg.textContent = '';
-    try { await f(); ctx.rerender(); return true; } catch (e) { if (!ctx.failed(e)) msg.textContent = e.message; return false; }
-  };
+  const act = actor(ctx, msg);
   const rows = users.filter((u) => u.status !== 'pending').map((u) => {
     const role = el('select', { 'aria-label': 'Role of ' + u.username, class: 'role-select' },
       ['user', 'admin'].map((r) => el('option', { value: r, text: r, selected: r === u.role })));
@@ -77,10 +78,7 @@ async function usersSection(ctx, users, pending) {
 
 async function teamsSection(ctx, users) {
   const msg = el('p', { class: 'error', role: 'alert', id: 'teams-error' });
-  const act = async (f) => {
-    msg.textContent = '';
-    try { await f(); ctx.rerender(); return true; } catch (e) { if (!ctx.failed(e)) msg.textContent = e.message; return false; }
-  };
+  const act = actor(ctx, msg);
   const { teams } = await api('GET', '/admin/teams');
   const members = await Promise.all(teams.map((t) => api('GET', '/admin/teams/' + t.id + '/members')));
   const active = users.filter((u) => u.status === 'active');

@@ -5,7 +5,7 @@ import { api } from './api.js';
 import { calendar, stackedBars } from './chart.js';
 import {
   DAY, el, fmtChange, fmtDate, fmtDateTime, fmtDuration, fmtInt, fmtPct, fmtTime, fmtTokens, fmtUsd,
-  localMidnight, numCell, table,
+  localMidnight, numCell, section, table,
 } from './format.js';
 import { GROUPS, bucketsOf, usageQuery } from './state.js';
 
@@ -129,10 +129,6 @@ function blocksPanel(report) {
     if (!p.exact) parts.push(el('p', { class: 'muted small', text: 'Usage never paused for 4 hours in the last week, so block boundaries are estimated.' }));
     return el('div', { class: 'block-provider' }, parts);
   });
-}
-
-function section(id, title, ...children) {
-  return el('section', { class: 'card', id, 'aria-labelledby': id + '-title' }, el('h2', { id: id + '-title', text: title }), ...children);
 }
 
 export async function render(ctx) {
